@@ -1,0 +1,70 @@
+"""The `narrative` command: one group, subcommands and subgroups named after things.
+
+Each command group lives in its own module and registers itself in `_COMMAND_MODULES`.
+User errors (`NarrativesError`) print a clean message and exit with the error's code;
+anything else is a bug and shows a traceback only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import NarrativesError
+
+__all__ = ["main", "cli"]
+
+# Offline by design: a model name that is not installed must fail at once, not hang on a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# On small shared machines, spinning OpenMP threads make Whisper 10-20x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+_COMMAND_MODULES = [
+    "workspace_cmds",
+    "process",
+]
+
+
+class NarrativeGroup(click.Group):
+    """Turns NarrativesError into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NarrativesError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            if exc.hint:
+                click.echo(f"Hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=NarrativeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="narratives")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """narratives: turn recorded spoken stories into reviewed, scheduled campaign broadcasts.
+
+    The workspace is NARRATIVES_HOME (default: the current directory).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(cli)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="narrative")
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

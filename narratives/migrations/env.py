@@ -1,0 +1,22 @@
+"""Alembic environment: runs on the connection `narratives.db.migrate` hands over."""
+
+from alembic import context
+
+from narratives.schema import metadata
+
+target_metadata = metadata
+connection = context.config.attributes.get("connection")
+
+if connection is None:
+    from narratives.db import create_engine
+
+    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+
+context.configure(
+    connection=connection,
+    target_metadata=target_metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
