@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.pds_fixtures"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -45,3 +47,20 @@ def samples_dir() -> Path:
 def test_output() -> Path:
     TEST_OUTPUT.mkdir(exist_ok=True)
     return TEST_OUTPUT
+
+
+@pytest.fixture(scope="session")
+def processed_samples(tmp_path_factory):
+    """The six sample recordings run through transcription once per session, in a workspace
+    of their own: {sample name: (narrative id, Transcript)}. Read-only for tests."""
+    from narratives.context import Context
+    from narratives.pipeline import process_paths
+    from narratives.workspace import init_workspace
+
+    root = tmp_path_factory.mktemp("samples-ws")
+    ctx = Context(init_workspace(root, force=True))
+    out = {}
+    for result in process_paths(ctx, [SAMPLES], stages=("transcribe",)):
+        assert result.status == "ok", result.error
+        out[result.path.stem] = (result.id, result.transcript)
+    return ctx, out

@@ -1,0 +1,29 @@
+# The commands a newcomer and CI both use.
+VENV := .venv/bin
+
+.PHONY: setup demo test test-fast lint bench
+
+setup:
+	bash scripts/setup
+
+## Set everything up, then run the whole pipeline on the bundled sample recordings.
+demo: setup
+	$(VENV)/narrative process media/samples
+	$(VENV)/narrative status
+
+## The test suite (real models, real ffmpeg, real Chromium, a real local Bluesky server).
+test:
+	$(VENV)/pytest -q
+
+test-fast:
+	$(VENV)/pytest -q -m "not browser and not pds"
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+bench:
+	$(VENV)/python bench/transcribe.py
+	$(VENV)/python bench/analyse.py
+	$(VENV)/python bench/render.py
+	$(VENV)/python bench/scheduler.py

@@ -1,0 +1,147 @@
+"""`narrative process` (the whole pipeline) and `narrative transcribe` (its first stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ..errors import EXIT_FAILED_ITEMS, EXIT_OK
+from ..ingest import find_recordings
+from ..pipeline import STAGES, ItemResult, process_paths
+from ._common import console, echo_json, err_console, get_context
+
+
+def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript):
+    ctx = get_context()
+    total = sum(1 for _ in find_recordings(paths))
+    results: list[ItemResult] = []
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with progress:
+        overall = progress.add_task("recordings", total=total)
+        current = progress.add_task("", total=1.0, visible=False)
+        state = {"file": ""}
+
+        def on_event(event, detail):
+            if event == "file":
+                state["file"] = Path(detail).name
+                progress.update(current, description=state["file"], completed=0, visible=True)
+            elif event == "stage":
+                progress.update(current, description=f"{state['file']}: {detail}", completed=0)
+            elif event == "fraction":
+                progress.update(current, completed=detail)
+
+        for result in process_paths(
+            ctx, paths, force=force, stages=stages, settings=settings, progress=on_event
+        ):
+            results.append(result)
+            progress.advance(overall)
+            if as_json:
+                echo_json(result.to_json(with_transcript=with_transcript))
+    return results
+
+
+def _summary(results: list[ItemResult]) -> None:
+    table = Table(title="narrative process")
+    table.add_column("recording")
+    table.add_column("id")
+    table.add_column("status")
+    table.add_column("stages / reason", overflow="fold")
+    colour = {"ok": "green", "skipped": "cyan", "failed": "red"}
+    for r in results:
+        detail = (
+            r.error if r.status == "failed" else ", ".join(f"{k} {v}" for k, v in r.stages.items())
+        )
+        table.add_row(r.path.name, (r.id or "-")[:12], f"[{colour[r.status]}]{r.status}[/]", detail)
+    console.print(table)
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "failed")}
+    console.print(
+        f"done {counts['ok']}, skipped {counts['skipped']} (already done), "
+        f"failed {counts['failed']}"
+    )
+
+
+def _exit(results: list[ItemResult]) -> None:
+    ctx = click.get_current_context()
+    ctx.exit(EXIT_FAILED_ITEMS if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Redo stages that are already done.")
+@click.option(
+    "--until",
+    type=click.Choice(STAGES),
+    default=STAGES[-1],
+    show_default=True,
+    help="Stop after this stage.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per recording on stdout.")
+def process(paths: tuple[Path, ...], force: bool, until: str, as_json: bool) -> None:
+    """Run every stage on the recordings in PATHS (files or folders, recursive).
+
+    Exit code 0 when all succeeded, 1 when any recording failed (the rest are still
+    processed), 2 for usage errors.
+    """
+    stages = STAGES[: STAGES.index(until) + 1]
+    results = _run_batch(paths, force=force, stages=stages, as_json=as_json, with_transcript=False)
+    if not as_json:
+        _summary(results)
+    _exit(results)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--engine",
+    type=click.Choice(["faster-whisper", "openai-whisper"]),
+    help="Transcription engine (default from narratives.toml: faster-whisper).",
+)
+@click.option("--model", help="Whisper model: tiny.en, base, another size, or a local path.")
+@click.option("--language", help="Language code such as en; default: detect.")
+@click.option("--force", is_flag=True, help="Transcribe again even if already done.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per recording on stdout.")
+def transcribe(paths, engine, model, language, force, as_json) -> None:
+    """Transcribe the recordings in PATHS into timed transcripts and captions.
+
+    Writes transcript.json, .txt, .srt and .vtt per narrative under media/work/<id>/.
+    Exit code 0 when all succeeded, 1 when any failed, 2 for usage errors.
+    """
+    ctx = get_context()
+    update = {k: v for k, v in (("engine", engine), ("model", model), ("language", language)) if v}
+    settings = ctx.settings.model_copy(
+        update={"transcribe": ctx.settings.transcribe.model_copy(update=update)}
+    )
+    results = _run_batch(
+        paths,
+        force=force,
+        stages=("transcribe",),
+        settings=settings,
+        as_json=as_json,
+        with_transcript=True,
+    )
+    if not as_json:
+        _summary(results)
+    _exit(results)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(process)
+    cli.add_command(transcribe)

@@ -1,0 +1,188 @@
+"""`narrative init`, `status` and `show`: the workspace and what is in it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from rich.table import Table
+
+from ..errors import NotFound, UsageError
+from ..schema import narrative_paths, narratives
+from ..stages import list_runs
+from ..workspace import init_workspace
+from ._common import console, echo_json, get_context
+
+STAGE_ORDER = ("transcribe", "analyse", "render", "draft")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite settings, campaigns and templates there.")
+def init(directory: Path, force: bool) -> None:
+    """Create a workspace in DIRECTORY from the shipped campaigns, templates and settings."""
+    ws = init_workspace(directory, force=force)
+    click.echo(f"Workspace ready at {ws.root}")
+    click.echo(f"Use it with: export NARRATIVES_HOME={ws.root}")
+
+
+def _resolve_id(conn, prefix: str) -> str:
+    prefix = prefix.lower()
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise UsageError(f"{prefix!r} is not a narrative id (hex digits)")
+    rows = conn.execute(
+        sa.select(narratives.c.id).where(narratives.c.id.like(f"{prefix}%")).limit(2)
+    ).all()
+    if not rows:
+        raise NotFound(f"no narrative with id {prefix}", hint="see `narrative status`")
+    if len(rows) > 1:
+        raise UsageError(f"id prefix {prefix} is ambiguous: give more characters")
+    return rows[0][0]
+
+
+def resolve_narrative_id(prefix: str) -> str:
+    """Full narrative id from a unique prefix (as shown by `narrative status`)."""
+    with get_context().db.connect() as conn:
+        return _resolve_id(conn, prefix)
+
+
+def _status_rows(ctx) -> list[dict]:
+    runs: dict[str, dict[str, list]] = {}
+    for r in list_runs(ctx.db):
+        runs.setdefault(r.narrative_id, {}).setdefault(r.stage, []).append(r)
+    with ctx.db.connect() as conn:
+        items = conn.execute(sa.select(narratives).order_by(narratives.c.created_at)).all()
+    out = []
+    for n in items:
+        stages = {}
+        errors = []
+        for stage in STAGE_ORDER:
+            rs = runs.get(n.id, {}).get(stage, [])
+            if not rs:
+                stages[stage] = "pending"
+            elif any(r.status == "failed" for r in rs):
+                stages[stage] = "failed"
+                errors += [f"{stage}: {r.error}" for r in rs if r.error]
+            elif any(r.status == "running" for r in rs):
+                stages[stage] = "running"
+            else:
+                stages[stage] = "done"
+        out.append(
+            {
+                "id": n.id,
+                "label": n.label,
+                "duration": n.duration,
+                "language": n.language,
+                "stages": stages,
+                "errors": errors,
+            }
+        )
+    return out
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per narrative.")
+def status(as_json: bool) -> None:
+    """List narratives and the state of each stage (done, failed, pending)."""
+    ctx = get_context()
+    rows = _status_rows(ctx)
+    if as_json:
+        for row in rows:
+            echo_json(row)
+        return
+    if not rows:
+        click.echo("No narratives yet. Run `narrative process PATH` on some recordings.")
+        return
+    table = Table(title=f"Narratives in {ctx.workspace.root}")
+    table.add_column("id")
+    table.add_column("recording")
+    table.add_column("length", justify="right")
+    for stage in STAGE_ORDER:
+        table.add_column(stage)
+    style = {"done": "green", "failed": "red", "pending": "dim", "running": "yellow"}
+    for row in rows:
+        length = f"{row['duration']:.1f}s" if row["duration"] else "-"
+        table.add_row(
+            row["id"][:12],
+            row["label"],
+            length,
+            *(f"[{style[row['stages'][s]]}]{row['stages'][s]}[/]" for s in STAGE_ORDER),
+        )
+    console.print(table)
+    for row in rows:
+        for err in row["errors"]:
+            console.print(f"[red]{row['id'][:12]} {err}[/]", highlight=False)
+
+
+@click.command()
+@click.argument("narrative_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the narrative as JSON.")
+def show(narrative_id: str, as_json: bool) -> None:
+    """Show one narrative: its recordings, stages, transcript and analysis."""
+    ctx = get_context()
+    with ctx.db.connect() as conn:
+        nid = _resolve_id(conn, narrative_id)
+        n = conn.execute(sa.select(narratives).where(narratives.c.id == nid)).one()
+        paths = [
+            r[0]
+            for r in conn.execute(
+                sa.select(narrative_paths.c.path).where(narrative_paths.c.narrative_id == nid)
+            )
+        ]
+    folder = ctx.workspace.narrative_dir(nid)
+    data = {
+        "id": nid,
+        "label": n.label,
+        "duration": n.duration,
+        "language": n.language,
+        "paths": paths,
+        "stages": [
+            {
+                "stage": r.stage,
+                "key": r.key,
+                "status": r.status,
+                "engine": r.engine,
+                "model": r.model,
+                "version": r.version,
+                "seconds": r.seconds,
+                "error": r.error,
+            }
+            for r in list_runs(ctx.db, nid)
+        ],
+        "files": sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [],
+    }
+    for name, key in (("transcript.json", "transcript"), ("analysis.json", "analysis")):
+        f = folder / name
+        if f.exists():
+            data[key] = json.loads(f.read_text(encoding="utf-8"))
+    if as_json:
+        echo_json(data)
+        return
+    console.print(f"[bold]{data['label']}[/]  {nid}")
+    console.print(f"length {n.duration or 0:.1f}s, language {n.language or '-'}")
+    for p in paths:
+        console.print(f"  recording: {p}", highlight=False)
+    for s in data["stages"]:
+        extra = (
+            f" ({s['engine']} {s['model'] or ''}, {s['seconds'] or 0:.1f}s)" if s["engine"] else ""
+        )
+        key = f"[{s['key']}]" if s["key"] else ""
+        console.print(f"  {s['stage']}{key}: {s['status']}{extra}", highlight=False)
+        if s["error"]:
+            console.print(f"    [red]{s['error']}[/]", highlight=False)
+    analysis = data.get("analysis")
+    if analysis and not analysis.get("empty"):
+        console.print(f"\n[bold]Title:[/] {analysis.get('title', '')}", highlight=False)
+        summary = analysis.get("summary") or {}
+        console.print(f"[bold]Summary:[/] {summary.get('text', '')}", highlight=False)
+    if "transcript" in data:
+        text = " ".join(s["text"].strip() for s in data["transcript"]["segments"])
+        console.print(f"\n[bold]Transcript:[/] {text or '(no speech)'}", highlight=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(init)
+    cli.add_command(status)
+    cli.add_command(show)

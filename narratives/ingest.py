@@ -1,0 +1,145 @@
+"""Ingest: find recordings under the paths a user names, and register each as a Narrative.
+
+A narrative's id is the SHA-256 of its bytes, so the same audio under two names is one
+narrative (both paths remembered) and re-running on the same files finds work already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .errors import BadRecording
+from .schema import narrative_paths, narratives, utcnow
+
+__all__ = ["RECORDING_EXTENSIONS", "Found", "find_recordings", "hash_file", "register"]
+
+#: Audio files, and video files whose audio track is the narrative.
+RECORDING_EXTENSIONS = frozenset(
+    ".wav .wave .mp3 .m4a .aac .ogg .oga .opus .flac .mp4 .m4v .webm .mov .mkv".split()
+)
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Found:
+    """A path to process, or the reason it cannot be (`error`)."""
+
+    path: Path
+    error: str | None = None
+
+
+def find_recordings(paths: Iterable[Path]) -> Iterator[Found]:
+    """Files named directly are always tried; folders are walked for recording extensions.
+
+    Hidden files and folders are skipped, and so is the workspace's own `media/work` output.
+    """
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists() and not path.is_symlink():
+            yield Found(path, "no such file or folder")
+            continue
+        if path.is_dir():
+            for root, dirs, files in os.walk(path, onerror=None):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "work")
+                for name in sorted(files):
+                    child = Path(root) / name
+                    if name.startswith(".") or child.suffix.lower() not in RECORDING_EXTENSIONS:
+                        continue
+                    key = child.resolve()
+                    if key not in seen:
+                        seen.add(key)
+                        yield Found(child)
+        else:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield Found(path)
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """(SHA-256 hex, size in bytes); unreadable or empty files are BadRecording."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except IsADirectoryError as exc:
+        raise BadRecording(f"{path.name}: is a folder, not a recording") from exc
+    except PermissionError as exc:
+        raise BadRecording(f"{path.name}: cannot read the file (permission denied)") from exc
+    except OSError as exc:
+        raise BadRecording(f"{path.name}: cannot read the file ({exc.strerror})") from exc
+    if size == 0:
+        raise BadRecording(f"{path.name}: the file is empty")
+    return digest.hexdigest(), size
+
+
+def register(db: Engine, path: Path, *, source: str = "file") -> tuple[str, bool]:
+    """Register the recording at `path`; returns (narrative id, whether it is new)."""
+    narrative_id, size = hash_file(path)
+    now = utcnow()
+    stored = str(path.resolve())
+    with db.begin() as conn:
+        exists = conn.execute(
+            sa.select(narratives.c.id).where(narratives.c.id == narrative_id)
+        ).first()
+        if not exists:
+            conn.execute(
+                narratives.insert().values(
+                    id=narrative_id,
+                    created_at=now,
+                    updated_at=now,
+                    size_bytes=size,
+                    label=path.name,
+                    source=source,
+                )
+            )
+        known = conn.execute(
+            sa.select(narrative_paths.c.path).where(
+                narrative_paths.c.narrative_id == narrative_id, narrative_paths.c.path == stored
+            )
+        ).first()
+        if known:
+            conn.execute(
+                narrative_paths.update()
+                .where(
+                    narrative_paths.c.narrative_id == narrative_id,
+                    narrative_paths.c.path == stored,
+                )
+                .values(last_seen=now)
+            )
+        else:
+            conn.execute(
+                narrative_paths.insert().values(
+                    narrative_id=narrative_id, path=stored, first_seen=now, last_seen=now
+                )
+            )
+    return narrative_id, not exists
+
+
+def source_path(db: Engine, narrative_id: str) -> Path:
+    """A path of the narrative's recording that still exists with the same bytes' size."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(narrative_paths.c.path)
+            .where(narrative_paths.c.narrative_id == narrative_id)
+            .order_by(narrative_paths.c.last_seen.desc())
+        ).all()
+    for (p,) in rows:
+        if Path(p).is_file():
+            return Path(p)
+    raise BadRecording(
+        f"narrative {narrative_id[:12]}: none of its recordings is on disk any more",
+        hint="run `narrative process` on the recording again",
+    )

@@ -1,0 +1,258 @@
+"""The `process` pipeline: recordings in, every stage run in order, one result per recording.
+
+recording ─ingest→ Narrative ─transcribe→ Transcript ─analyse→ Analysis ─render→ Video ─draft→ Draft
+
+Each stage is idempotent (a `done` stage is skipped unless forced) and a failure is recorded
+on its narrative while the batch goes on. The transcription stage lives here because it is
+where files on disk become narratives; the engines are in `transcribe.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from .config import Settings
+from .context import Context
+from .errors import NarrativesError
+from .ingest import find_recordings, register, source_path
+from .schema import narratives, utcnow
+from .stages import get_run, stage_run
+from .transcript import Transcript
+
+__all__ = [
+    "STAGES",
+    "ItemResult",
+    "Progress",
+    "process_paths",
+    "transcribe_stage",
+    "load_transcript",
+    "write_atomically",
+]
+
+STAGES = ("transcribe", "analyse", "render", "draft")
+
+#: Called with (event, detail): ("file", path), ("stage", name), ("fraction", 0..1).
+Progress = Callable[[str, Any], None]
+
+
+def _no_progress(_event: str, _detail: Any) -> None:
+    pass
+
+
+@dataclass
+class ItemResult:
+    path: Path
+    id: str | None = None
+    #: ok (some work done) | skipped (all already done) | failed
+    status: str = "ok"
+    error: str | None = None
+    failed_stage: str | None = None
+    stages: dict[str, str] = field(default_factory=dict)
+    transcript: Transcript | None = None
+
+    def to_json(self, *, with_transcript: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "path": str(self.path),
+            "id": self.id,
+            "status": self.status,
+            "error": self.error,
+            "stages": self.stages,
+        }
+        if self.failed_stage:
+            data["failed_stage"] = self.failed_stage
+        t = self.transcript
+        data["language"] = t.language if t else None
+        data["duration"] = t.duration if t else None
+        if with_transcript:
+            data["text"] = t.text if t else None
+            data["segments"] = t.to_dict()["segments"] if t else None
+        return data
+
+
+def write_atomically(target_dir: Path, files: dict[str, str | bytes]) -> None:
+    """Write several files so that either all appear under their names or none do.
+
+    They are written into a temporary folder beside the target, then renamed into place.
+    """
+    target_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target_dir))
+    try:
+        for name, content in files.items():
+            path = tmp / name
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        for name in files:
+            (tmp / name).replace(target_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_transcript(ctx: Context, narrative_id: str) -> Transcript:
+    path = ctx.workspace.narrative_dir(narrative_id) / "transcript.json"
+    return Transcript.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def transcribe_stage(
+    ctx: Context,
+    narrative_id: str,
+    *,
+    force: bool = False,
+    path: Path | None = None,
+    settings: Settings | None = None,
+    progress: Progress = _no_progress,
+) -> tuple[Transcript, bool]:
+    """Transcribe one narrative; returns (transcript, whether work was done)."""
+    from . import captions, transcribe
+
+    settings = settings or ctx.settings
+    opts = settings.transcribe
+    run = get_run(ctx.db, narrative_id, "transcribe")
+    out_dir = ctx.workspace.narrative_dir(narrative_id)
+    same_request = bool(
+        run and run.output and run.output.get("requested") == [opts.engine, opts.model]
+    )
+    if (
+        run
+        and run.status == "done"
+        and same_request
+        and not force
+        and (out_dir / "transcript.json").exists()
+    ):
+        return load_transcript(ctx, narrative_id), False
+
+    path = path or source_path(ctx.db, narrative_id)
+    for stale in ("transcript.json", "transcript.txt", "transcript.srt", "transcript.vtt"):
+        (out_dir / stale).unlink(missing_ok=True)
+    with stage_run(ctx.db, narrative_id, "transcribe") as handle:
+        handle.engine, handle.model = opts.engine, opts.model
+        transcript = transcribe.transcribe_file(
+            path,
+            opts,
+            narrative_id,
+            progress=lambda done, total: progress("fraction", done / total if total else 1.0),
+        )
+        handle.model, handle.version = transcript.model, transcript.engine_version
+        write_atomically(
+            out_dir,
+            {
+                "transcript.json": json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),
+                "transcript.txt": transcript.text + "\n",
+                "transcript.srt": captions.to_srt(transcript),
+                "transcript.vtt": captions.to_webvtt(transcript),
+            },
+        )
+        handle.output = {
+            "requested": [opts.engine, opts.model],
+            "language": transcript.language,
+            "duration": transcript.duration,
+            "segments": len(transcript.segments),
+            "words": len(transcript.words),
+            "empty": transcript.is_empty,
+        }
+        with ctx.db.begin() as conn:
+            conn.execute(
+                narratives.update()
+                .where(narratives.c.id == narrative_id)
+                .values(
+                    duration=transcript.duration, language=transcript.language, updated_at=utcnow()
+                )
+            )
+    progress("fraction", 1.0)
+    return transcript, True
+
+
+def _later_stage(name: str) -> Callable[..., Any] | None:
+    """The `run` function of a later stage, or None when that stage is not installed."""
+    module = {"analyse": "analyse", "render": "render", "draft": "drafting"}[name]
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"{__package__}.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__package__}.{module}":
+            return None
+        raise
+    return mod.run
+
+
+def _stage_was_done(ctx: Context, narrative_id: str, stage: str) -> bool:
+    from .schema import stage_runs
+
+    with ctx.db.connect() as conn:
+        statuses = [
+            r[0]
+            for r in conn.execute(
+                sa.select(stage_runs.c.status).where(
+                    stage_runs.c.narrative_id == narrative_id, stage_runs.c.stage == stage
+                )
+            )
+        ]
+    return bool(statuses) and all(s in ("done", "skipped") for s in statuses)
+
+
+def process_paths(
+    ctx: Context,
+    paths: Iterable[Path],
+    *,
+    force: bool = False,
+    stages: Iterable[str] = STAGES,
+    settings: Settings | None = None,
+    progress: Progress = _no_progress,
+) -> Iterator[ItemResult]:
+    """Run the pipeline on every recording found under `paths`, yielding one result each."""
+    wanted = [s for s in STAGES if s in set(stages)]
+    for found in find_recordings(paths):
+        progress("file", found.path)
+        result = ItemResult(path=found.path)
+        if found.error:
+            result.status, result.error = "failed", f"{found.path}: {found.error}"
+            yield result
+            continue
+        did_work = False
+        try:
+            result.id, is_new = register(ctx.db, found.path)
+            did_work = is_new
+            for stage in wanted:
+                progress("stage", stage)
+                result.failed_stage = stage
+                if stage == "transcribe":
+                    result.transcript, worked = transcribe_stage(
+                        ctx,
+                        result.id,
+                        force=force,
+                        path=found.path,
+                        settings=settings,
+                        progress=progress,
+                    )
+                else:
+                    fn = _later_stage(stage)
+                    if fn is None:
+                        continue
+                    already = _stage_was_done(ctx, result.id, stage)
+                    fn(ctx, result.id, force=force)
+                    worked = force or not already
+                result.stages[stage] = "done" if worked else "skipped"
+                did_work = did_work or worked
+            result.failed_stage = None
+            result.status = "ok" if did_work else "skipped"
+        except NarrativesError as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # a bug in one narrative must not sink the batch
+            result.status = "failed"
+            result.error = f"{found.path.name}: unexpected error: {type(exc).__name__}: {exc}"
+        if result.status == "failed":
+            if result.failed_stage:
+                result.stages[result.failed_stage] = "failed"
+            if found.path.name not in (result.error or ""):
+                result.error = f"{found.path.name}: {result.error}"
+        yield result

@@ -1,0 +1,206 @@
+"""The `narrative process` / `transcribe` commands: batches, bad input, idempotency, JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from narratives.captions import parse_srt, parse_webvtt
+from narratives.cli import cli
+from narratives.context import Context
+from narratives.stages import list_runs
+
+
+@pytest.fixture(scope="session")
+def speech_clip(tmp_path_factory):
+    """A short real spoken clip (espeak-ng), made once."""
+    path = tmp_path_factory.mktemp("clip") / "clip.wav"
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-s",
+            "150",
+            "-w",
+            str(path),
+            "I dreamed of a quiet room where everyone could rest.",
+        ],
+        check=True,
+    )
+    return path
+
+
+def _run(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def _json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def _bad_files(folder):
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("this is a text file, not audio\n")
+    silent_video = folder / "no-audio.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x64:rate=5",
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            str(silent_video),
+        ],
+        check=True,
+    )
+    short = folder / "blip.wav"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=0.1",
+            str(short),
+        ],
+        check=True,
+    )
+    (folder / "folder.wav").mkdir()
+    return {"empty.wav", "notes.wav", "no-audio.mp4", "blip.wav", "folder.wav"}
+
+
+def test_batch_reports_each_bad_file_and_finishes_the_rest(tmp_path, speech_clip, workspace):
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    shutil.copy(speech_clip, rec / "good.wav")
+    truncated = rec / "truncated.wav"
+    truncated.write_bytes(speech_clip.read_bytes()[:2000])
+    bad = _bad_files(rec) | {"truncated.wav"}
+
+    result = _run("transcribe", str(rec), str(tmp_path / "missing.wav"), "--json")
+    assert result.exit_code == 1
+    items = {
+        json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)
+        for line in result.output.splitlines()
+        if line.startswith("{")
+    }
+    assert items["good.wav"]["status"] == "ok"
+    assert "quiet room" in items["good.wav"]["text"].lower()
+    failed = {name for name, item in items.items() if item["status"] == "failed"}
+    # folder.wav is a folder: walking skips it; named directly it would fail.
+    assert failed == (bad - {"folder.wav"}) | {"missing.wav"}
+    for name in failed:
+        err = items[name]["error"]
+        assert name in err and len(err) > len(name) + 5, err
+
+    # A failed narrative has no partial transcript files.
+    ctx = Context(workspace)
+    for name in failed:
+        nid = items[name]["id"]
+        if nid:
+            folder = workspace.narrative_dir(nid)
+            assert not list(folder.glob("transcript.*")) if folder.exists() else True
+            runs = [r for r in list_runs(ctx.db, nid) if r.stage == "transcribe"]
+            assert runs and runs[0].status == "failed" and runs[0].error
+
+
+def test_directory_named_directly_fails_cleanly(tmp_path):
+    (tmp_path / "x.wav").mkdir()
+    result = _run("transcribe", str(tmp_path / "x.wav"), "--json")
+    # Named directly, a folder is walked (and holds nothing): nothing fails, nothing done.
+    assert result.exit_code == 0 and _json_lines(result.output) == []
+
+
+def test_json_contract_and_caption_files(speech_clip, workspace):
+    result = _run("transcribe", str(speech_clip), "--json")
+    assert result.exit_code == 0, result.output
+    (item,) = _json_lines(result.output)
+    for key in ("path", "id", "status", "error", "language", "duration", "text", "segments"):
+        assert key in item
+    assert item["status"] == "ok" and item["error"] is None and item["language"] == "en"
+    assert 2.0 < item["duration"] < 6.0
+    words = [w for s in item["segments"] for w in s["words"]]
+    assert words and all({"start", "end", "probability", "text"} <= set(w) for w in words)
+    assert all(0 <= w["start"] <= w["end"] <= item["duration"] + 0.05 for w in words)
+    folder = workspace.narrative_dir(item["id"])
+    stored = json.loads((folder / "transcript.json").read_text())
+    assert stored["text"] == item["text"]
+    assert (folder / "transcript.txt").read_text().strip() == item["text"]
+    srt = parse_srt((folder / "transcript.srt").read_text())
+    vtt = parse_webvtt((folder / "transcript.vtt").read_text())
+    assert srt and len(srt) == len(vtt)
+    assert " ".join(c.text for c in vtt).split() == item["text"].split()
+
+
+def test_idempotent_and_same_audio_under_two_names(tmp_path, speech_clip, workspace):
+    a, b = tmp_path / "a.wav", tmp_path / "copy-of-a.wav"
+    shutil.copy(speech_clip, a)
+    shutil.copy(speech_clip, b)
+    first = _json_lines(_run("transcribe", str(a), "--json").output)[0]
+    ctx = Context(workspace)
+    run1 = [r for r in list_runs(ctx.db, first["id"]) if r.stage == "transcribe"][0]
+
+    again = _json_lines(_run("transcribe", str(a), str(b), "--json").output)
+    assert [i["status"] for i in again] == ["skipped", "skipped"]
+    assert {i["id"] for i in again} == {first["id"]}
+    run2 = [r for r in list_runs(ctx.db, first["id"]) if r.stage == "transcribe"][0]
+    assert run2.started_at == run1.started_at
+
+    shown = json.loads(_run("show", first["id"][:10], "--json").output)
+    assert sorted(p.rsplit("/", 1)[-1] for p in shown["paths"]) == ["a.wav", "copy-of-a.wav"]
+
+    forced = _json_lines(_run("transcribe", str(a), "--force", "--json").output)[0]
+    assert forced["status"] == "ok"
+    run3 = [r for r in list_runs(ctx.db, first["id"]) if r.stage == "transcribe"][0]
+    assert run3.started_at > run1.started_at
+
+
+def test_status_and_show(speech_clip):
+    item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
+    status = _json_lines(_run("status", "--json").output)
+    assert [s["id"] for s in status] == [item["id"]]
+    assert status[0]["stages"]["transcribe"] == "done"
+    assert status[0]["stages"]["analyse"] in ("pending", "done")
+    human = _run("status").output
+    assert item["id"][:12] in human
+    shown = _run("show", item["id"][:8])
+    assert shown.exit_code == 0 and "quiet room" in shown.output.lower()
+    assert _run("show", "ffffffff").exit_code == 5
+    assert _run("show", "not-hex").exit_code == 2
+
+
+def test_usage_errors_exit_2(speech_clip):
+    assert _run("transcribe", str(speech_clip), "--engine", "nope").exit_code == 2
+    assert _run("transcribe").exit_code == 2
+    assert _run("process", "--until", "nowhere", str(speech_clip)).exit_code == 2
+
+
+def test_missing_model_is_a_clear_error(speech_clip):
+    result = _run("transcribe", str(speech_clip), "--model", "/no/such/model", "--json")
+    assert result.exit_code == 1
+    (item,) = _json_lines(result.output)
+    assert item["status"] == "failed" and "model" in item["error"].lower()
+
+
+def test_help_on_every_command():
+    def walk(group, prefix):
+        for name, cmd in group.commands.items():
+            args = [*prefix, name]
+            res = _run(*args, "--help")
+            assert res.exit_code == 0 and "Usage:" in res.output, args
+            if hasattr(cmd, "commands"):
+                walk(cmd, args)
+
+    walk(cli, [])
