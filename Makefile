@@ -8,7 +8,7 @@ setup:
 
 ## Set everything up, then run the whole pipeline on the bundled sample recordings.
 demo: setup
-	$(VENV)/narrative process media/samples
+	$(VENV)/narrative process --workers 2 media/samples
 	$(VENV)/narrative status
 
 ## The test suite (real models, real ffmpeg, real Chromium, a real local Bluesky server).

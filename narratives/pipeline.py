@@ -200,6 +200,84 @@ def _stage_was_done(ctx: Context, narrative_id: str, stage: str) -> bool:
     return bool(statuses) and all(s in ("done", "skipped") for s in statuses)
 
 
+def _run_stages(
+    ctx: Context,
+    result: ItemResult,
+    stages: list[str],
+    *,
+    force: bool,
+    is_new: bool,
+    settings: Settings | None,
+    progress: Progress,
+) -> ItemResult:
+    """Run the wanted stages for one registered recording, recording a failure on the result."""
+    did_work = is_new
+    try:
+        for stage in stages:
+            progress("stage", stage)
+            result.failed_stage = stage
+            if stage == "transcribe":
+                result.transcript, worked = transcribe_stage(
+                    ctx,
+                    result.id,
+                    force=force,
+                    path=result.path,
+                    settings=settings,
+                    progress=progress,
+                )
+            else:
+                fn = _later_stage(stage)
+                if fn is None:
+                    continue
+                already = _stage_was_done(ctx, result.id, stage)
+                fn(ctx, result.id, force=force)
+                worked = force or not already
+            result.stages[stage] = "done" if worked else "skipped"
+            did_work = did_work or worked
+        result.failed_stage = None
+        result.status = "ok" if did_work else "skipped"
+    except NarrativesError as exc:
+        result.status, result.error = "failed", str(exc)
+    except Exception as exc:  # a bug in one narrative must not sink the batch
+        result.status = "failed"
+        result.error = f"unexpected error: {type(exc).__name__}: {exc}"
+    return _finish(result)
+
+
+def _finish(result: ItemResult) -> ItemResult:
+    if result.status == "failed":
+        if result.failed_stage:
+            result.stages[result.failed_stage] = "failed"
+        if result.path.name not in (result.error or ""):
+            result.error = f"{result.path.name}: {result.error}"
+    return result
+
+
+# Worker processes (spawned, so torch and OpenMP start clean) keep one Context, and so one
+# loaded model per engine, for their whole life.
+_WORKER_CTX: Context | None = None
+
+
+def _worker_init(root: str, settings: Settings) -> None:
+    global _WORKER_CTX
+    from .workspace import Workspace
+
+    _WORKER_CTX = Context(Workspace(Path(root)), settings)
+
+
+def _worker_run(result: ItemResult, stages: list[str], force: bool, is_new: bool) -> ItemResult:
+    assert _WORKER_CTX is not None
+    return _run_stages(
+        _WORKER_CTX,
+        result,
+        stages,
+        force=force,
+        is_new=is_new,
+        settings=_WORKER_CTX.settings,
+        progress=_no_progress,
+    )
+
+
 def process_paths(
     ctx: Context,
     paths: Iterable[Path],
@@ -208,51 +286,74 @@ def process_paths(
     stages: Iterable[str] = STAGES,
     settings: Settings | None = None,
     progress: Progress = _no_progress,
+    workers: int = 1,
 ) -> Iterator[ItemResult]:
-    """Run the pipeline on every recording found under `paths`, yielding one result each."""
+    """Run the pipeline on every recording found under `paths`, yielding one result each.
+
+    Recordings are registered here, one at a time (hashing is I/O); with `workers > 1` the
+    stages of different narratives then run in parallel processes, one thread each: on small
+    machines that beats several threads inside one model. The same audio met twice in one
+    batch is processed once.
+    """
     wanted = [s for s in STAGES if s in set(stages)]
+    seen: dict[str, Path] = {}
+    pending: list[tuple[ItemResult, bool]] = []
     for found in find_recordings(paths):
-        progress("file", found.path)
         result = ItemResult(path=found.path)
         if found.error:
             result.status, result.error = "failed", f"{found.path}: {found.error}"
             yield result
             continue
-        did_work = False
         try:
             result.id, is_new = register(ctx.db, found.path)
-            did_work = is_new
-            for stage in wanted:
-                progress("stage", stage)
-                result.failed_stage = stage
-                if stage == "transcribe":
-                    result.transcript, worked = transcribe_stage(
-                        ctx,
-                        result.id,
-                        force=force,
-                        path=found.path,
-                        settings=settings,
-                        progress=progress,
-                    )
-                else:
-                    fn = _later_stage(stage)
-                    if fn is None:
-                        continue
-                    already = _stage_was_done(ctx, result.id, stage)
-                    fn(ctx, result.id, force=force)
-                    worked = force or not already
-                result.stages[stage] = "done" if worked else "skipped"
-                did_work = did_work or worked
-            result.failed_stage = None
-            result.status = "ok" if did_work else "skipped"
         except NarrativesError as exc:
             result.status, result.error = "failed", str(exc)
-        except Exception as exc:  # a bug in one narrative must not sink the batch
-            result.status = "failed"
-            result.error = f"{found.path.name}: unexpected error: {type(exc).__name__}: {exc}"
-        if result.status == "failed":
-            if result.failed_stage:
-                result.stages[result.failed_stage] = "failed"
-            if found.path.name not in (result.error or ""):
-                result.error = f"{found.path.name}: {result.error}"
-        yield result
+            yield _finish(result)
+            continue
+        if result.id in seen:
+            result.status = "skipped"
+            result.stages = {"ingest": f"same recording as {seen[result.id].name}"}
+            yield result
+            continue
+        seen[result.id] = found.path
+        if workers <= 1:
+            progress("file", found.path)
+            yield _run_stages(
+                ctx,
+                result,
+                wanted,
+                force=force,
+                is_new=is_new,
+                settings=settings,
+                progress=progress,
+            )
+        else:
+            pending.append((result, is_new))
+    if pending:
+        yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
+
+
+def _run_parallel(ctx, pending, wanted, force, settings, workers, progress):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(pending)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(str(ctx.workspace.root), settings or ctx.settings),
+    )
+    with pool:
+        futures = {
+            pool.submit(_worker_run, result, wanted, force, is_new): result
+            for result, is_new in pending
+        }
+        for future in as_completed(futures):
+            result = futures[future]
+            progress("file", result.path)
+            try:
+                yield future.result()
+            except Exception as exc:  # the worker process itself died
+                result.status = "failed"
+                result.error = f"worker failed: {type(exc).__name__}: {exc}"
+                yield _finish(result)

@@ -204,3 +204,24 @@ def test_help_on_every_command():
                 walk(cmd, args)
 
     walk(cli, [])
+
+
+def test_parallel_workers_and_duplicates_in_one_batch(tmp_path, speech_clip):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    shutil.copy(speech_clip, rec / "a.wav")
+    shutil.copy(speech_clip, rec / "b-same-audio.wav")
+    subprocess.run(
+        ["espeak-ng", "-w", str(rec / "c.wav"), "The assembly met inside one shared dream."],
+        check=True,
+    )
+    (rec / "d.wav").write_text("not audio")
+    result = _run("process", str(rec), "--until", "transcribe", "--workers", "2", "--json")
+    assert result.exit_code == 1
+    items = {i["path"].rsplit("/", 1)[-1]: i for i in _json_lines(result.output)}
+    assert items["a.wav"]["status"] == "ok" and items["c.wav"]["status"] == "ok"
+    assert items["b-same-audio.wav"]["status"] == "skipped"
+    assert items["b-same-audio.wav"]["id"] == items["a.wav"]["id"]
+    assert items["d.wav"]["status"] == "failed" and "d.wav" in items["d.wav"]["error"]
+    status = {s["id"]: s for s in _json_lines(_run("status", "--json").output)}
+    assert status[items["c.wav"]["id"]]["stages"]["transcribe"] == "done"

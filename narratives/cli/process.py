@@ -21,7 +21,7 @@ from ..pipeline import STAGES, ItemResult, process_paths
 from ._common import console, echo_json, err_console, get_context
 
 
-def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript):
+def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript, workers=1):
     ctx = get_context()
     total = sum(1 for _ in find_recordings(paths))
     results: list[ItemResult] = []
@@ -49,7 +49,13 @@ def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript)
                 progress.update(current, completed=detail)
 
         for result in process_paths(
-            ctx, paths, force=force, stages=stages, settings=settings, progress=on_event
+            ctx,
+            paths,
+            force=force,
+            stages=stages,
+            settings=settings,
+            progress=on_event,
+            workers=workers,
         ):
             results.append(result)
             progress.advance(overall)
@@ -93,8 +99,15 @@ def _exit(results: list[ItemResult]) -> None:
     show_default=True,
     help="Stop after this stage.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Narratives processed in parallel (one process and one thread each).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recording on stdout.")
-def process(paths: tuple[Path, ...], force: bool, until: str, as_json: bool) -> None:
+def process(paths: tuple[Path, ...], force: bool, until: str, workers: int, as_json: bool) -> None:
     """Run every stage on the recordings in PATHS (files or folders, recursive).
 
     Exit code 0 when all succeeded, 1 when any recording failed (the rest are still
