@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _COMMAND_MODULES = [
     "workspace_cmds",
     "process",
+    "render",
     "consent",
 ]
 

@@ -1,0 +1,282 @@
+"""Bench: a 60 s 1080x1920 30 fps audiogram, our MoviePy renderer vs a direct ffmpeg graph.
+
+Both run in the same invocation on the same audio and design: the renderer (`render_video`,
+in a child process so its memory and CPU are its own) and an equivalent ffmpeg filter graph
+(the same static background decoded once, showwaves, one drawtext per caption line, a progress
+bar, x264 veryfast, yuv420p throughout). Prints wall time, real-time factor, CPU seconds, peak
+memory of the renderer process and of its encoder (largest child), and the ratio.
+
+Targets (issue 4): renderer <= 0.8x real time on 2 cores, and <= 1.5x the ffmpeg graph's time.
+
+    .venv/bin/python bench/render.py [--seconds 60] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SAMPLES = ["amara-sanctuary-line.wav", "tomas-night-shift.mp3", "lena-grandmother.m4a"]
+CAMPAIGN = "emotional-equity"
+FPS = 30
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+
+
+def _make_audio(folder: Path, seconds: float) -> tuple[Path, list]:
+    """Samples joined into one WAV of `seconds`, with words spread over each sample."""
+    from narratives.audio import probe
+    from narratives.transcript import Word
+
+    parts = [REPO / "media" / "samples" / n for n in SAMPLES]
+    words, offset = [], 0.0
+    for p in parts:
+        dur = probe(p).duration
+        text = p.with_suffix(".txt").read_text(encoding="utf-8").split()
+        span = dur - 0.6
+        total = sum(len(w) + 1 for w in text)
+        t = offset + 0.3
+        for w in text:
+            d = span * (len(w) + 1) / total
+            if t + d < seconds:
+                words.append(Word(t, t + 0.85 * d, " " + w))
+            t += d
+        offset += dur
+    out = folder / "bench.wav"
+    inputs = [a for p in parts for a in ("-i", str(p))]
+    chain = "".join(f"[{i}:a]" for i in range(len(parts)))
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-y",
+            *inputs,
+            "-filter_complex",
+            f"{chain}concat=n={len(parts)}:v=0:a=1,aresample=44100,pan=mono|c0=c0[a]",
+            "-map",
+            "[a]",
+            "-t",
+            str(seconds),
+            str(out),
+        ],
+        check=True,
+    )
+    return out, words
+
+
+def _transcript(words, seconds: float):
+    from narratives.transcript import Segment, Transcript
+
+    seg = Segment(0, words[0].start, words[-1].end, " ".join(w.text for w in words), words)
+    return Transcript("0" * 64, "en", seconds, [seg], "bench", "none")
+
+
+def _worker(args) -> None:
+    """Child process: render with our renderer, print its own rusage as JSON."""
+    from narratives.campaigns import load_campaign_file
+    from narratives.render import render_video
+    from narratives.transcript import Transcript
+
+    data = json.loads(Path(args.worker).read_text())
+    campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
+    r = render_video(
+        Path(data["audio"]),
+        Transcript.from_dict(data["transcript"]),
+        campaign,
+        Path(data["out"]),
+        fmt="vertical",
+        title=data["title"],
+        fps=FPS,
+        scale=1.0,
+        preset="veryfast",
+        threads=data["threads"],
+    )
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        json.dumps(
+            {
+                "duration": r.duration,
+                "requested": data["seconds"],
+                "self_cpu": me.ru_utime + me.ru_stime,
+                "self_maxrss_mb": me.ru_maxrss / 1024,
+                "children_cpu": kids.ru_utime + kids.ru_stime,
+                "children_maxrss_mb": kids.ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def _run_measured(cmd: list[str], folder: Path) -> tuple[float, resource.struct_rusage, str]:
+    """Wall time and the process's own rusage (os.wait4: CPU and peak memory of that child,
+    including the children it waited for)."""
+    out_path, err_path = folder / "stdout.txt", folder / "stderr.txt"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd[:3])}...\n{err_path.read_text()[-2000:]}")
+    return wall, usage, out_path.read_text()
+
+
+def _ffmpeg_graph(folder: Path, audio: Path, seconds: float, title: str, words) -> list[str]:
+    """The same design as one ffmpeg graph: background PNG, showwaves, drawtext, progress."""
+    import numpy as np
+    from PIL import Image
+
+    from narratives import render as R
+    from narratives.campaigns import load_campaign_file
+
+    campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
+    layout = R.load_layout(None, "vertical")
+    design = R._Design(
+        layout=layout,
+        scale=1.0,
+        campaign=campaign,
+        title=title,
+        words=[(w.start, w.end, w.text) for w in words],
+        duration=seconds,
+        fps=FPS,
+        levels=np.zeros(int(seconds * FPS) + 1),
+        font_path=None,
+        logo=REPO / campaign.look.logo,
+        background_image=None,
+        redactions=None,
+    )
+    bg = folder / "background.png"
+    Image.fromarray(design.base).save(bg)
+    font = R._roboto("Bold")
+    text_c, accent = campaign.look.text_color, campaign.look.accent_color
+    cap, size = layout.captions, layout.captions.size
+    draws = []
+    for k, page in enumerate(design.pages):
+        for li, line in enumerate(page.lines):
+            f = folder / f"cap-{k}-{li}.txt"
+            f.write_text(line, encoding="utf-8")
+            y = cap.top + 80 + li * int(size * 1.3)
+            draws.append(
+                f"drawtext=fontfile={font}:textfile={f}:fontsize={size}:fontcolor={text_c}"
+                f":x=(w-tw)/2:y={y}:enable='between(t,{page.start:.3f},{page.end:.3f})'"
+            )
+    wf, pr, left = layout.waveform, layout.progress, layout.safe_area.left
+    inner = layout.width - left - layout.safe_area.right
+    graph = (
+        f"[0:v]format=yuv420p,loop=loop=-1:size=1:start=0,setpts=N/{FPS}/TB[bg];"
+        f"[1:a]apad,atrim=0:{seconds},asplit[a][aw];"
+        f"[aw]showwaves=s={inner}x{wf.height}:mode=cline:rate={FPS}:colors={accent},"
+        f"format=yuva420p[wv];"
+        f"color=c={accent}:s={inner}x{pr.height}:r={FPS},format=yuv420p[pb];"
+        f"[bg][wv]overlay={left}:{wf.top}:format=yuv420[v1];"
+        f"[v1][pb]overlay=x='{left}-{inner}+{inner}*t/{seconds}':y={pr.top}:format=yuv420"
+        + ("," + ",".join(draws) if draws else "")
+        + "[v]"
+    )
+    return [
+        FFMPEG, "-v", "error", "-y", "-i", str(bg), "-i", str(audio),
+        "-filter_complex", graph, "-map", "[v]", "-map", "[a]", "-t", str(seconds),
+        "-r", str(FPS), "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart",
+        "-threads", str(os.cpu_count() or 1), str(folder / "ffmpeg.mp4"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
+        folder = Path(tmp)
+        audio, words = _make_audio(folder, args.seconds)
+        title = "The line for the Sleep Sanctuary"
+        job = folder / "job.json"
+        job.write_text(
+            json.dumps(
+                {
+                    "audio": str(audio),
+                    "transcript": _transcript(words, args.seconds).to_dict(),
+                    "out": str(folder / "video-bench-vertical.mp4"),
+                    "title": title,
+                    "seconds": args.seconds,
+                    "threads": cores,
+                }
+            )
+        )
+        wall_r, usage_r, out = _run_measured(
+            [sys.executable, __file__, "--worker", str(job)], folder
+        )
+        worker = json.loads(out.strip().splitlines()[-1])
+        cpu_r = usage_r.ru_utime + usage_r.ru_stime
+        # The same length as the renderer's video (which ends with an end card).
+        cmd = _ffmpeg_graph(folder, audio, worker["duration"], title, words)
+        wall_f, usage_f, _ = _run_measured(cmd, folder)
+        cpu_f = usage_f.ru_utime + usage_f.ru_stime
+        video_seconds = worker["duration"]
+        result = {
+            "seconds": args.seconds,
+            "video_seconds": video_seconds,
+            "cores": cores,
+            "load_before": os.getloadavg()[0],
+            "renderer": {
+                "wall": round(wall_r, 2),
+                "rtf": round(wall_r / video_seconds, 3),
+                "cpu": round(cpu_r, 1),
+                "python_cpu": round(worker["self_cpu"], 1),
+                "encoder_cpu": round(worker["children_cpu"], 1),
+                "python_peak_mb": round(worker["self_maxrss_mb"], 1),
+                "encoder_peak_mb": round(worker["children_maxrss_mb"], 1),
+            },
+            "ffmpeg": {
+                "wall": round(wall_f, 2),
+                "rtf": round(wall_f / video_seconds, 3),
+                "cpu": round(cpu_f, 1),
+                "peak_mb": round(usage_f.ru_maxrss / 1024, 1),
+            },
+        }
+        result["ratio"] = round(wall_r / wall_f, 2)
+        result["targets_met"] = {
+            "rtf<=0.8": result["renderer"]["rtf"] <= 0.8,
+            "ratio<=1.5": result["ratio"] <= 1.5,
+        }
+    if args.json:
+        print(json.dumps(result))
+        return
+    r, f = result["renderer"], result["ffmpeg"]
+    print(
+        f"{args.seconds:g} s audiogram, 1080x1920 @ {FPS} fps, {cores} cores "
+        f"(load avg before: {result['load_before']:.2f}; other work shares these cores)"
+    )
+    print(
+        f"  renderer (MoviePy): {r['wall']:6.1f} s wall  {r['rtf']:.2f}x real time  "
+        f"{r['cpu']:6.1f} CPU-s (python {r['python_cpu']}, encoder {r['encoder_cpu']})  "
+        f"peak {r['python_peak_mb']} MB python / {r['encoder_peak_mb']} MB encoder"
+    )
+    print(
+        f"  ffmpeg graph:       {f['wall']:6.1f} s wall  {f['rtf']:.2f}x real time  "
+        f"{f['cpu']:6.1f} CPU-s  peak {f['peak_mb']} MB"
+    )
+    print(f"  ratio renderer/ffmpeg: {result['ratio']:.2f}x   targets: {result['targets_met']}")
+    print(f"  (both videos {video_seconds:.1f} s: {args.seconds:g} s of speech + end card)")
+
+
+if __name__ == "__main__":
+    main()
