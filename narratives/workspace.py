@@ -99,7 +99,7 @@ def init_workspace(target: Path, *, force: bool = False) -> Workspace:
     """Create a workspace from the shipped defaults; refuses to overwrite without `force`."""
     target = target.expanduser().resolve()
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("campaigns", "templates"):
+    for name in ("campaigns", "templates", "media/brand"):
         src, dst = DEFAULTS_ROOT / name, target / name
         if dst.exists() and not force:
             raise WorkspaceError(f"{dst} already exists", hint="pass --force to overwrite")
