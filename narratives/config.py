@@ -48,6 +48,15 @@ class AnalyseSettings(_Section):
     #: A Hugging Face seq2seq summariser id or path; empty means extractive summaries.
     summary_model: str = ""
     summary_sentences: int = Field(2, ge=1, le=3)
+    #: Upper bound on the abstractive summary's length, in generated tokens.
+    summary_max_tokens: int = Field(80, ge=8, le=1024)
+    #: Torch threads per worker; more than one thrashes on small shared machines.
+    threads: int = Field(1, ge=1, le=64)
+    #: Content notes, each {name, description, examples}; empty means the shipped defaults
+    #: (see `narratives.analyse.DEFAULT_CONTENT_NOTES`). Validated by the analyse stage.
+    content_notes: list[dict[str, str | list[str]]] = []
+    #: A content note scoring at least this is flagged for editors.
+    content_note_threshold: float = Field(0.45, ge=0, le=1)
 
 
 class RenderSettings(_Section):

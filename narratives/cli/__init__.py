@@ -28,6 +28,7 @@ _COMMAND_MODULES = [
     "workspace_cmds",
     "process",
     "render",
+    "analyse",
     "consent",
 ]
 
