@@ -29,6 +29,10 @@ _COMMAND_MODULES = [
     "process",
     "render",
     "analyse",
+    "campaigns",
+    "drafts",
+    "users",
+    "serve",
     "consent",
 ]
 

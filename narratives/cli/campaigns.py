@@ -1,0 +1,127 @@
+"""`narrative campaigns list|show|check`: the campaign definitions in `campaigns/*.toml`."""
+
+from __future__ import annotations
+
+import click
+import jinja2
+from rich.table import Table
+
+from ..campaigns import Campaign, get_campaign, load_campaign_file
+from ..drafting import post_environment
+from ..errors import EXIT_USAGE, ConfigError
+from ._common import console, echo_json, get_context
+
+
+@click.group()
+def campaigns() -> None:
+    """Campaigns: who runs them, their tags, channels and posting slots."""
+
+
+@campaigns.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_(as_json: bool) -> None:
+    """List the workspace's campaigns."""
+    ctx = get_context()
+    found, errors = _load_all(ctx)
+    if as_json:
+        for c in found:
+            echo_json(_summary(c))
+    else:
+        table = Table("slug", "name", "owner", "channels", "tags", box=None)
+        for c in found:
+            table.add_row(
+                c.slug,
+                c.name,
+                c.owner,
+                ", ".join(c.channel_names),
+                ", ".join(t.name for t in c.tags),
+            )
+        console.print(table)
+    for message in errors:
+        click.secho(f"Error: {message}", fg="red", err=True)
+    if errors:
+        raise SystemExit(EXIT_USAGE)
+
+
+@campaigns.command()
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="The whole campaign as JSON.")
+def show(slug: str, as_json: bool) -> None:
+    """Show one campaign in full."""
+    c = get_campaign(get_context().workspace, slug)
+    if as_json:
+        echo_json(c.model_dump(mode="json"))
+        return
+    click.echo(f"{c.name} ({c.slug}), run by {c.owner}")
+    click.echo(f"  {c.description}")
+    click.echo(f"  link: {c.link}   language: {c.language}")
+    click.echo(f"  hashtags: {' '.join('#' + h for h in c.hashtags) or '-'}")
+    click.echo(f"  AI disclosure: {c.ai_disclosure or '-'}")
+    click.echo(f"  tags (a narrative is on topic from {c.tag_threshold:.2f}):")
+    for t in c.tags:
+        click.echo(f"    {t.name}: {t.description}")
+    click.echo(f"  slots ({c.slots.timezone}): {', '.join(c.slots.weekly) or '-'}")
+    if c.channels.bluesky:
+        b = c.channels.bluesky
+        click.echo(
+            f"  bluesky: @{b.handle} on {b.service}, password in ${b.password_env}, "
+            f"template {b.template}"
+        )
+    if c.channels.rss:
+        r = c.channels.rss
+        click.echo(f"  rss: {r.title!r} by {r.author}, template {r.template}")
+    click.echo(f"  video: {', '.join(c.look.formats)}, at most {c.max_video_seconds:g} s")
+
+
+@campaigns.command()
+def check() -> None:
+    """Validate every campaign file and its templates; exit 2 on any error."""
+    ctx = get_context()
+    found, errors = _load_all(ctx)
+    env = post_environment(ctx.workspace)
+    for c in found:
+        for channel in c.channel_names:
+            name = getattr(c.channels, channel).template
+            try:
+                env.get_template(name)
+            except jinja2.TemplateNotFound:
+                errors.append(f"{c.path}: channels.{channel}.template: no templates/{name}")
+            except jinja2.TemplateSyntaxError as exc:
+                errors.append(f"templates/{name}:{exc.lineno}: {exc.message}")
+    slugs = [c.slug for c in found]
+    for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
+        errors.append(f"campaign slug {slug!r} is used twice")
+    for message in errors:
+        click.secho(f"Error: {message}", fg="red", err=True)
+    if not found and not errors:
+        click.echo("No campaigns in campaigns/.")
+    if errors:
+        raise SystemExit(EXIT_USAGE)
+    click.echo(f"{len(found)} campaign(s) OK: {', '.join(slugs)}")
+
+
+def _load_all(ctx) -> tuple[list[Campaign], list[str]]:
+    """Every valid campaign, and the error of every invalid file (instead of stopping at one)."""
+    found, errors = [], []
+    folder = ctx.workspace.campaigns_dir
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        try:
+            found.append(load_campaign_file(path))
+        except ConfigError as exc:
+            errors.append(str(exc))
+    return found, errors
+
+
+def _summary(c: Campaign) -> dict:
+    return {
+        "slug": c.slug,
+        "name": c.name,
+        "owner": c.owner,
+        "channels": c.channel_names,
+        "tags": [t.name for t in c.tags],
+        "timezone": c.slots.timezone,
+    }
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(campaigns)

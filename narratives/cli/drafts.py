@@ -1,0 +1,204 @@
+"""`narrative drafts ...`: the review workflow from a terminal, with the web page's rules.
+
+Actions need an actor: `--as NAME` or the NARRATIVE_USER environment variable, naming an
+enabled user (`narrative users add`). Errors exit with the codes in `narratives.errors`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .. import review
+from ..drafting import BLUESKY_LIMIT, count_graphemes
+from ..errors import UsageError
+from ._common import console, echo_json, get_context
+
+_as_option = click.option(
+    "--as",
+    "actor",
+    envvar="NARRATIVE_USER",
+    metavar="USER",
+    help="Who is acting (default: $NARRATIVE_USER).",
+)
+
+
+def _actor(actor: str | None) -> str:
+    if not actor:
+        raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVE_USER")
+    return actor
+
+
+def _json(d: review.Draft, ctx=None, *, full: bool = False) -> dict:
+    data = d.to_dict()
+    if not full:
+        data.pop("generated")
+    else:
+        data["comments"] = [c.__dict__ for c in review.list_comments(ctx, d.id)]
+        data["history"] = review.history(ctx, d.id)
+        data["problems"] = review.problems(d)
+    return data
+
+
+@click.group()
+def drafts() -> None:
+    """Drafts of posts and feed items, and their review."""
+
+
+@drafts.command("list")
+@click.option("--campaign", help="Only this campaign (slug).")
+@click.option("--channel", type=click.Choice(["bluesky", "rss"]), help="Only this channel.")
+@click.option("--state", type=click.Choice(review.STATES), help="Only drafts in this state.")
+@click.option("--tag", help="Only narratives with this tag.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_(campaign, channel, state, tag, as_json: bool) -> None:
+    """List drafts, oldest first."""
+    found = review.list_drafts(
+        get_context(), campaign=campaign, channel=channel, state=state, tag=tag
+    )
+    if as_json:
+        for d in found:
+            echo_json(_json(d))
+        return
+    if not found:
+        click.echo("No drafts.")
+        return
+    table = Table("id", "state", "campaign", "channel", "title", "updated", box=None)
+    for d in found:
+        table.add_row(
+            str(d.id),
+            d.state,
+            d.campaign,
+            d.channel,
+            (d.title or "")[:48] + (" (edited)" if d.edited else ""),
+            d.updated_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@drafts.command()
+@click.argument("draft_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The draft, comments and history as JSON.")
+def show(draft_id: int, as_json: bool) -> None:
+    """Show a draft as it would go out, with comments and history."""
+    ctx = get_context()
+    d = review.get_draft(ctx, draft_id)
+    if as_json:
+        echo_json(_json(d, ctx, full=True))
+        return
+    click.secho(f"Draft {d.id}: {d.title}", bold=True)
+    click.echo(
+        f"{d.campaign} / {d.channel} · {d.state}{' · edited' if d.edited else ''} · "
+        f"narrative {d.narrative_id[:12]} · template {d.template}"
+    )
+    click.echo()
+    if d.channel == "bluesky":
+        if d.content.get("content_warning"):
+            click.echo(f"[content note: {d.content['content_warning']}]")
+        for i, text in enumerate(d.posts, 1):
+            n = count_graphemes(text)
+            flag = click.style(" OVER LIMIT", fg="red") if n > BLUESKY_LIMIT else ""
+            click.secho(f"── post {i}/{len(d.posts)} ({n}/{BLUESKY_LIMIT}){flag}", dim=True)
+            click.echo(text)
+        click.secho(f"── video: {d.content.get('video') or 'none'}", dim=True)
+    else:
+        click.echo(review.content_to_text(d).rstrip())
+    for p in review.problems(d):
+        click.secho(f"Cannot be approved: {p}", fg="red")
+    comments = review.list_comments(ctx, d.id)
+    if comments:
+        click.echo()
+        click.secho("Comments", bold=True)
+        for c in comments:
+            click.echo(f"  {c.created_at:%Y-%m-%d %H:%M} {c.author}: {c.body}")
+    click.echo()
+    click.secho("History", bold=True)
+    for h in review.history(ctx, d.id):
+        before = (h.get("before") or {}).get("state")
+        after = (h.get("after") or {}).get("state")
+        change = f" {before} → {after}" if after and before != after else ""
+        detail = f" ({h['detail']})" if h.get("detail") else ""
+        click.echo(f"  {h['at']:%Y-%m-%d %H:%M} {h['actor']}: {h['action']}{change}{detail}")
+
+
+@drafts.command()
+@click.argument("draft_id", type=int)
+@click.option("--text", help="The new text (posts or parts separated by lines of ---).")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Read the new text from a file ('-' for standard input).",
+)
+@_as_option
+def edit(draft_id: int, text: str | None, file_: Path | None, actor: str | None) -> None:
+    """Edit the text in $EDITOR (or from --text/--file); sends the draft back to review.
+
+    Bluesky drafts are their posts separated by lines of `---`; RSS drafts are title,
+    summary and content separated the same way.
+    """
+    actor = _actor(actor)
+    ctx = get_context()
+    if text is not None and file_ is not None:
+        raise UsageError("give --text or --file, not both")
+    if file_ is not None:
+        text = click.get_text_stream("stdin").read() if str(file_) == "-" else file_.read_text()
+    if text is None:
+        draft = review.get_draft(ctx, draft_id)
+        text = click.edit(review.content_to_text(draft), extension=".txt")
+        if text is None:
+            click.echo("No changes (the editor was closed without saving).")
+            return
+    before = review.get_draft(ctx, draft_id)
+    after = review.edit_text(ctx, draft_id, text, actor=actor)
+    if after.content == before.content:
+        click.echo("No changes.")
+        return
+    click.echo(f"Draft {draft_id} saved; it is {after.state.replace('_', ' ')}.")
+    for p in review.problems(after):
+        click.secho(f"Cannot be approved yet: {p}", fg="yellow", err=True)
+
+
+@drafts.command()
+@click.argument("draft_id", type=int)
+@_as_option
+def approve(draft_id: int, actor: str | None) -> None:
+    """Approve a draft pending review (it can then be scheduled)."""
+    review.approve(get_context(), draft_id, actor=_actor(actor))
+    click.echo(f"Draft {draft_id} approved.")
+
+
+@drafts.command()
+@click.argument("draft_id", type=int)
+@click.option("--reason", help="Why (shown in the audit log).")
+@_as_option
+def reject(draft_id: int, reason: str | None, actor: str | None) -> None:
+    """Reject a draft (also withdraws an approval)."""
+    review.reject(get_context(), draft_id, actor=_actor(actor), reason=reason)
+    click.echo(f"Draft {draft_id} rejected.")
+
+
+@drafts.command("request-changes")
+@click.argument("draft_id", type=int)
+@click.option("--reason", help="What should change.")
+@_as_option
+def request_changes(draft_id: int, reason: str | None, actor: str | None) -> None:
+    """Ask for changes before the draft can be approved."""
+    review.request_changes(get_context(), draft_id, actor=_actor(actor), reason=reason)
+    click.echo(f"Changes requested on draft {draft_id}.")
+
+
+@drafts.command()
+@click.argument("draft_id", type=int)
+@click.argument("text")
+@_as_option
+def comment(draft_id: int, text: str, actor: str | None) -> None:
+    """Leave a comment on a draft."""
+    review.comment(get_context(), draft_id, text, actor=_actor(actor))
+    click.echo(f"Comment added to draft {draft_id}.")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(drafts)

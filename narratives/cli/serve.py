@@ -1,0 +1,45 @@
+"""`narrative serve`: the editors' review page."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from ._common import get_context
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [settings: serve.host].")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="[settings: serve.port]")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the review page (on 127.0.0.1 unless told otherwise)."""
+    import uvicorn
+
+    from ..web import create_app
+
+    ctx = get_context()
+    host = host or ctx.settings.serve.host
+    port = port or ctx.settings.serve.port
+    if not _is_loopback(host):
+        click.secho(
+            f"Warning: listening on {host}; the page holds personal stories. Put it behind "
+            "HTTPS before exposing it beyond this machine.",
+            fg="yellow",
+            err=True,
+        )
+    click.echo(f"Review page on http://{host}:{port}/  (Ctrl+C stops it)")
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info", server_header=False)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)

@@ -1,0 +1,419 @@
+"""The draft stage: one draft per campaign the narrative fits and per channel of that campaign.
+
+Post copy comes from the workspace's Jinja2 templates (`templates/posts/*.j2`), rendered with
+autoescape off (posts are plain text; each channel escapes at publish time) and StrictUndefined
+(a misspelt variable is an error, not a silently empty post). A Bluesky template may ask for a
+thread by putting a line `---` between posts; any post over 300 graphemes is split further.
+An RSS template defines the blocks `title`, `summary` and `content`.
+
+Regenerating never overwrites an editor: `generated` always holds the template's newest text,
+`content` follows it only while the draft has not been edited. A changed text puts an approved
+draft back into review, because what was approved is no longer what would go out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grapheme
+import jinja2
+import sqlalchemy as sa
+from jinja2.sandbox import SandboxedEnvironment
+
+from . import audit
+from .campaigns import Campaign, load_campaigns
+
+# One grapheme count and one thread splitter for drafting and publishing: the adapter's.
+from .channels.bluesky import MAX_GRAPHEMES as BLUESKY_LIMIT
+from .channels.bluesky import count_graphemes, split_thread
+from .context import Context
+from .errors import ConfigError, StageFailed
+from .schema import drafts, stage_runs, utcnow
+from .stages import get_run, stage_run
+from .transcript import Transcript
+from .workspace import Workspace
+
+__all__ = [
+    "STAGE",
+    "ACTOR",
+    "BLUESKY_LIMIT",
+    "POST_SEPARATOR",
+    "count_graphemes",
+    "split_thread",
+    "split_posts",
+    "join_posts",
+    "post_environment",
+    "DraftTarget",
+    "build_drafts",
+    "run",
+]
+
+STAGE = "draft"
+#: The audit log's actor for changes the pipeline makes on its own.
+ACTOR = "narratives"
+#: A line holding only this separates the posts of a thread (templates, editors, CLI).
+POST_SEPARATOR = "---"
+_SEPARATOR_LINE = re.compile(r"^[ \t]*-{3,}[ \t]*$", re.MULTILINE)
+
+#: Formats preferred for the one video a post carries, in order.
+_FORMAT_PREFERENCE = ("vertical", "square")
+_ASPECT = {"vertical": [9, 16], "square": [1, 1]}
+_ALT_LIMIT = 1000
+
+
+def split_posts(text: str) -> list[str]:
+    """Split text at `---` lines into stripped, non-empty posts (no length check)."""
+    posts = []
+    for part in _SEPARATOR_LINE.split(text.replace("\r\n", "\n")):
+        part = re.sub(r"\n{3,}", "\n\n", part.strip())
+        if part:
+            posts.append(part)
+    return posts
+
+
+def join_posts(posts: list[str]) -> str:
+    """The inverse of `split_posts`, for editing a thread as one text."""
+    return f"\n\n{POST_SEPARATOR}\n\n".join(posts)
+
+
+def post_environment(workspace: Workspace) -> jinja2.Environment:
+    """The Jinja2 environment for post templates: plain text, strict, sandboxed."""
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(workspace.templates_dir)),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
+@dataclass
+class DraftTarget:
+    """What the stage would write for one campaign and channel."""
+
+    campaign: str
+    channel: str
+    template: str
+    template_hash: str
+    content: dict[str, Any]
+    data: dict[str, Any]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StageFailed(f"{path}: cannot read: {exc}") from exc
+
+
+def _rel(workspace: Workspace, path: Path) -> str:
+    return path.relative_to(workspace.root).as_posix()
+
+
+def _video(ctx: Context, narrative_id: str, campaign: Campaign) -> dict[str, Any]:
+    """The rendered video for a campaign, from the render stage's `done` rows, if any."""
+    formats = sorted(
+        campaign.look.formats,
+        key=lambda f: _FORMAT_PREFERENCE.index(f) if f in _FORMAT_PREFERENCE else 99,
+    )
+    folder = ctx.workspace.narrative_dir(narrative_id)
+    for fmt in formats:
+        run_ = get_run(ctx.db, narrative_id, "render", f"{campaign.slug}/{fmt}")
+        if run_ is None or run_.status != "done":
+            continue
+        video = folder / f"video-{campaign.slug}-{fmt}.mp4"
+        if not video.is_file():
+            continue
+        captions = video.with_suffix(".vtt")
+        out = run_.output if isinstance(run_.output, dict) else {}
+        aspect = _ASPECT.get(fmt)
+        if isinstance(out.get("width"), int) and isinstance(out.get("height"), int):
+            aspect = [out["width"], out["height"]]
+        return {
+            "video": _rel(ctx.workspace, video),
+            "captions": _rel(ctx.workspace, captions) if captions.is_file() else None,
+            "aspect_ratio": aspect,
+            "format": fmt,
+        }
+    return {"video": None, "captions": None, "aspect_ratio": None, "format": None}
+
+
+def _notes(analysis: dict[str, Any], campaign: Campaign) -> tuple[list[str], list[str]]:
+    """(content-warning names, Bluesky self-labels) for the notes above the policy threshold."""
+    policy = campaign.content_notes
+    warn: list[str] = []
+    labels: list[str] = []
+    for note in analysis.get("content_notes") or []:
+        name, score = note.get("name"), note.get("score", 0)
+        if not name or score < policy.threshold:
+            continue
+        if name in policy.warn and name not in warn:
+            warn.append(name)
+        label = policy.labels.get(name)
+        if label and label not in labels:
+            labels.append(label)
+    return warn, labels
+
+
+def _item_link(campaign: Campaign, narrative_id: str) -> str:
+    # A stable per-story address under the campaign's public site; ids are hashes of the audio.
+    return f"{campaign.link.rstrip('/')}/{narrative_id[:16]}"
+
+
+def _render(env: jinja2.Environment, name: str, campaign: Campaign) -> tuple[jinja2.Template, str]:
+    try:
+        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        return env.get_template(name), hashlib.sha256(source.encode("utf-8")).hexdigest()
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(
+            f"campaign {campaign.slug}: template {name!r} not found in templates/",
+            hint="create it or fix `template` under [channels.*] in the campaign file",
+        ) from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"templates/{name}:{exc.lineno}: {exc.message}") from exc
+
+
+def _call(campaign: Campaign, name: str, fn, *args):
+    try:
+        return fn(*args)
+    except jinja2.UndefinedError as exc:
+        raise ConfigError(
+            f"templates/{name} (campaign {campaign.slug}): {exc.message}",
+            hint="see narratives/drafting.py for the variables a post template gets",
+        ) from exc
+
+
+def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
+    """Render every draft the narrative should have, without touching the database."""
+    folder = ctx.workspace.narrative_dir(narrative_id)
+    analysis = _read_json(folder / "analysis.json")
+    if analysis is None:
+        raise StageFailed(
+            f"narrative {narrative_id[:12]} has no analysis yet",
+            hint="run `narrative process` (the analyse stage comes before drafts)",
+        )
+    if analysis.get("empty"):
+        return []
+    transcript_data = _read_json(folder / "transcript.json")
+    transcript = Transcript.from_dict(transcript_data) if transcript_data else None
+    language = analysis.get("language") or (transcript.language if transcript else "") or ""
+    summary = (analysis.get("summary") or {}).get("text", "") or ""
+    quote = (analysis.get("quote") or {}).get("text", "") or ""
+    title = analysis.get("title") or ""
+
+    env = post_environment(ctx.workspace)
+    targets: list[DraftTarget] = []
+    for campaign in load_campaigns(ctx.workspace):
+        fit = (analysis.get("campaigns") or {}).get(campaign.slug)
+        if not fit or not fit.get("on_topic"):
+            continue
+        tags = [
+            t["name"]
+            for t in sorted(fit.get("tags") or [], key=lambda t: -t.get("score", 0))
+            if t.get("score", 0) >= campaign.tag_threshold
+        ]
+        warn, labels = _notes(analysis, campaign)
+        media = _video(ctx, narrative_id, campaign)
+        link = _item_link(campaign, narrative_id)
+        variables = {
+            "narrative_id": narrative_id,
+            "title": title,
+            "quote": quote,
+            "summary": summary,
+            "transcript": transcript.text if transcript else "",
+            "language": language,
+            "hashtags": [f"#{h}" for h in campaign.hashtags],
+            "tags": tags,
+            "link": link,
+            "content_warning": ", ".join(warn) or None,
+            "ai_disclosure": campaign.ai_disclosure,
+            "campaign": {
+                "slug": campaign.slug,
+                "name": campaign.name,
+                "owner": campaign.owner,
+                "link": campaign.link,
+            },
+            "has_video": media["video"] is not None,
+        }
+        data = {"title": title, "tags": tags, "top": fit.get("top"), "format": media["format"]}
+        for channel in campaign.channel_names:
+            config = getattr(campaign.channels, channel)
+            template, digest = _render(env, config.template, campaign)
+            if channel == "bluesky":
+                text = _call(campaign, config.template, template.render, variables)
+                posts = [p for post in split_posts(text) for p in split_thread(post)]
+                langs = [language] if language else list(config.langs or [campaign.language])
+                content: dict[str, Any] = {
+                    "posts": [{"text": p} for p in posts],
+                    "langs": langs,
+                    "labels": labels,
+                    "video": media["video"],
+                    "captions": media["captions"],
+                    "alt": _alt(title, summary),
+                    "aspect_ratio": media["aspect_ratio"],
+                    "content_warning": variables["content_warning"],
+                }
+            else:
+                content = {
+                    key: _call(campaign, config.template, _block, template, key, variables)
+                    for key in ("title", "summary", "content")
+                }
+                content["link"] = link
+                content["enclosure"] = media["video"]
+                content["captions"] = media["captions"]
+            targets.append(
+                DraftTarget(campaign.slug, channel, config.template, digest, content, data)
+            )
+    return targets
+
+
+def _block(template: jinja2.Template, name: str, variables: dict[str, Any]) -> str:
+    if name not in template.blocks:
+        raise ConfigError(f"RSS template {template.name!r} needs a `{{% block {name} %}}`")
+    text = "".join(template.blocks[name](template.new_context(variables)))
+    return re.sub(r"\n{3,}", "\n\n", text.strip())
+
+
+def _alt(title: str, summary: str) -> str:
+    text = f"Audiogram video: {title}. {summary}".strip() if title else summary
+    if count_graphemes(text) > _ALT_LIMIT:
+        text = grapheme.slice(text, 0, _ALT_LIMIT - 1) + "…"
+    return text
+
+
+def _fingerprint(ctx: Context, narrative_id: str) -> str:
+    """What the drafts depend on; a change (template, campaign, analysis, video) redoes them."""
+    h = hashlib.sha256()
+    folder = ctx.workspace.narrative_dir(narrative_id)
+    files = [folder / "analysis.json", folder / "transcript.json"]
+    files += sorted(ctx.workspace.campaigns_dir.glob("*.toml"))
+    files += sorted((ctx.workspace.templates_dir / "posts").glob("**/*"))
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes() if path.is_file() else b"-")
+    with ctx.db.connect() as conn:
+        rows = conn.execute(
+            sa.select(stage_runs.c.key, stage_runs.c.status, stage_runs.c.finished_at)
+            .where(stage_runs.c.narrative_id == narrative_id, stage_runs.c.stage == "render")
+            .order_by(stage_runs.c.key)
+        )
+        h.update(repr([tuple(r) for r in rows]).encode())
+    return h.hexdigest()
+
+
+def _snapshot(row) -> dict[str, Any]:
+    return {"state": row.state, "content": row.content, "template_hash": row.template_hash}
+
+
+def _store(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, str]:
+    """Insert or update one draft (and its audit row) in one transaction."""
+    now = utcnow()
+    with ctx.db.begin() as conn:
+        row = conn.execute(
+            sa.select(drafts).where(
+                drafts.c.narrative_id == narrative_id,
+                drafts.c.campaign == target.campaign,
+                drafts.c.channel == target.channel,
+            )
+        ).first()
+        if row is None:
+            draft_id = conn.execute(
+                drafts.insert().values(
+                    narrative_id=narrative_id,
+                    campaign=target.campaign,
+                    channel=target.channel,
+                    state="pending_review",
+                    template=target.template,
+                    template_hash=target.template_hash,
+                    generated=target.content,
+                    content=target.content,
+                    edited=False,
+                    data=target.data,
+                    created_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]
+            audit.record(
+                conn,
+                actor=ACTOR,
+                action="draft.create",
+                object_type="draft",
+                object_id=draft_id,
+                after={"state": "pending_review", "content": target.content},
+                detail=f"from templates/{target.template}",
+            )
+            return draft_id, "created"
+        same = (
+            row.generated == target.content
+            and row.template_hash == target.template_hash
+            and row.template == target.template
+            and row.data == target.data
+        )
+        if same:
+            return row.id, "unchanged"
+        values: dict[str, Any] = {
+            "template": target.template,
+            "template_hash": target.template_hash,
+            "generated": target.content,
+            "data": target.data,
+            "updated_at": now,
+        }
+        detail = "regenerated; the editor's text is kept" if row.edited else "regenerated"
+        if not row.edited and row.content != target.content:
+            values["content"] = target.content
+            if row.state in ("approved", "changes_requested"):
+                # What was approved is no longer what would go out.
+                values["state"] = "pending_review"
+        conn.execute(drafts.update().where(drafts.c.id == row.id).values(**values))
+        after = {
+            "state": values.get("state", row.state),
+            "content": values.get("content", row.content),
+            "template_hash": target.template_hash,
+        }
+        audit.record(
+            conn,
+            actor=ACTOR,
+            action="draft.regenerate",
+            object_type="draft",
+            object_id=row.id,
+            before=_snapshot(row),
+            after=after,
+            detail=detail,
+        )
+        return row.id, "updated"
+
+
+def run(ctx: Context, narrative_id: str, *, force: bool = False) -> list[int]:
+    """Create or refresh the narrative's drafts; returns their ids (on-topic targets only).
+
+    Skipped when the stage is `done` and nothing it depends on changed, unless `force`.
+    """
+    fingerprint = _fingerprint(ctx, narrative_id)
+    done = get_run(ctx.db, narrative_id, STAGE)
+    if (
+        not force
+        and done is not None
+        and done.status == "done"
+        and isinstance(done.output, dict)
+        and done.output.get("inputs") == fingerprint
+    ):
+        return list(done.output.get("drafts", []))
+    with stage_run(ctx.db, narrative_id, STAGE) as handle:
+        handle.engine = "jinja2"
+        handle.version = jinja2.__version__
+        ids: list[int] = []
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        for target in build_drafts(ctx, narrative_id):
+            draft_id, outcome = _store(ctx, narrative_id, target)
+            ids.append(draft_id)
+            counts[outcome] += 1
+        handle.output = {"drafts": ids, "inputs": fingerprint, **counts}
+    return ids

@@ -1,0 +1,144 @@
+"""`narrative drafts|users|campaigns` through click's CliRunner, with the errors' exit codes."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from narratives import drafting, review
+from narratives.cli import cli
+from narratives.users import authenticate
+from tests.review_fixtures import PASSWORD, add_narrative, add_user
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def drafted(ctx):
+    add_user(ctx, "kai")
+    ids = drafting.run(ctx, add_narrative(ctx))
+    return {review.get_draft(ctx, i).channel: i for i in ids}
+
+
+def test_users_add_list_passwd_disable(runner, ctx):
+    r = runner.invoke(
+        cli, ["users", "add", "fayez", "--role", "admin", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert r.exit_code == 0, r.output
+    assert authenticate(ctx, "fayez", PASSWORD).role == "admin"
+    # Prompted twice; a mismatch asks again.
+    r = runner.invoke(
+        cli, ["users", "add", "kai"], input=f"{PASSWORD}\nother password!\n{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert r.exit_code == 0, r.output
+    assert "do not match" in r.output.lower()
+    assert authenticate(ctx, "kai", PASSWORD).role == "editor"
+    r = runner.invoke(cli, ["users", "list", "--json"])
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert [(u["name"], u["role"], u["disabled"]) for u in rows] == [
+        ("fayez", "admin", False),
+        ("kai", "editor", False),
+    ]
+    r = runner.invoke(
+        cli, ["users", "passwd", "kai", "--password-stdin"], input="a new passphrase\n"
+    )
+    assert r.exit_code == 0 and authenticate(ctx, "kai", "a new passphrase")
+    assert runner.invoke(cli, ["users", "disable", "kai"]).exit_code == 0
+    assert authenticate(ctx, "kai", "a new passphrase") is None
+    r = runner.invoke(cli, ["users", "add", "kai", "--password-stdin"], input=PASSWORD + "\n")
+    assert r.exit_code == 6 and "already exists" in r.output
+    r = runner.invoke(cli, ["users", "add", "x", "--password-stdin"], input="short\n")
+    assert r.exit_code == 2
+    assert runner.invoke(cli, ["users", "disable", "nobody"]).exit_code == 5
+
+
+def test_drafts_list_and_show(runner, drafted):
+    r = runner.invoke(cli, ["drafts", "list", "--json"])
+    assert r.exit_code == 0
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert {(d["id"], d["channel"], d["state"]) for d in rows} == {
+        (drafted["bluesky"], "bluesky", "pending_review"),
+        (drafted["rss"], "rss", "pending_review"),
+    }
+    r = runner.invoke(cli, ["drafts", "list", "--channel", "rss"])
+    assert r.exit_code == 0 and "rss" in r.output and "bluesky" not in r.output
+    r = runner.invoke(cli, ["drafts", "show", str(drafted["bluesky"])])
+    assert r.exit_code == 0 and "post 1/2" in r.output and "draft.create" in r.output
+    r = runner.invoke(cli, ["drafts", "show", str(drafted["bluesky"]), "--json"])
+    data = json.loads(r.output)
+    assert data["content"]["posts"] and data["history"][0]["action"] == "draft.create"
+    assert runner.invoke(cli, ["drafts", "show", "999"]).exit_code == 5
+
+
+def test_drafts_actions_need_an_actor_and_follow_the_rules(runner, ctx, drafted):
+    bsky = str(drafted["bluesky"])
+    r = runner.invoke(cli, ["drafts", "approve", bsky])
+    assert r.exit_code == 2 and "--as" in r.output
+    assert runner.invoke(cli, ["drafts", "approve", bsky, "--as", "mallory"]).exit_code == 7
+    r = runner.invoke(cli, ["drafts", "approve", bsky], env={"NARRATIVE_USER": "kai"})
+    assert r.exit_code == 0 and review.get_draft(ctx, int(bsky)).state == "approved"
+    r = runner.invoke(cli, ["drafts", "approve", bsky, "--as", "kai"])
+    assert r.exit_code == 6 and "Error:" in r.output and "Traceback" not in r.output
+    r = runner.invoke(cli, ["drafts", "comment", bsky, "Looks good", "--as", "kai"])
+    assert r.exit_code == 0
+    assert [c.body for c in review.list_comments(ctx, int(bsky))] == ["Looks good"]
+    r = runner.invoke(cli, ["drafts", "edit", bsky, "--as", "kai", "--text", "New.\n---\nThread."])
+    assert r.exit_code == 0
+    d = review.get_draft(ctx, int(bsky))
+    assert d.state == "pending_review" and d.posts == ["New.", "Thread."]
+    r = runner.invoke(cli, ["drafts", "request-changes", bsky, "--as", "kai", "--reason", "x"])
+    assert r.exit_code == 0 and review.get_draft(ctx, int(bsky)).state == "changes_requested"
+    r = runner.invoke(cli, ["drafts", "reject", bsky, "--as", "kai", "--reason", "No"])
+    assert r.exit_code == 0 and review.get_draft(ctx, int(bsky)).state == "rejected"
+    assert review.history(ctx, int(bsky))[-1]["detail"] == "No"
+
+
+def test_drafts_edit_opens_the_editor(runner, ctx, drafted, tmp_path):
+    # A real editor program: appends a line to the file it is given.
+    editor = tmp_path / "editor"
+    editor.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "p = sys.argv[-1]\ntext = open(p).read()\n"
+        "open(p, 'w').write(text.replace('Two lines at the dream clinic', 'Edited title'))\n"
+    )
+    editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
+    rss = str(drafted["rss"])
+    r = runner.invoke(cli, ["drafts", "edit", rss, "--as", "kai"], env={"EDITOR": str(editor)})
+    assert r.exit_code == 0, r.output
+    d = review.get_draft(ctx, int(rss))
+    assert d.content["title"] == "Edited title" and d.edited
+    assert d.generated["title"] == "Two lines at the dream clinic"
+    over = tmp_path / "over.txt"
+    over.write_text("x" * 301)
+    r = runner.invoke(
+        cli, ["drafts", "edit", str(drafted["bluesky"]), "--as", "kai", "--file", str(over)]
+    )
+    assert r.exit_code == 0 and "Cannot be approved yet" in r.output
+
+
+def test_campaigns_list_show_check(runner, workspace):
+    r = runner.invoke(cli, ["campaigns", "list", "--json"])
+    assert r.exit_code == 0
+    assert [json.loads(line)["slug"] for line in r.output.splitlines()] == [
+        "emotional-equity",
+        "neural-mandate",
+    ]
+    r = runner.invoke(cli, ["campaigns", "show", "neural-mandate"])
+    assert r.exit_code == 0 and "Fayez Malik" in r.output and "Europe/Lisbon" in r.output
+    assert runner.invoke(cli, ["campaigns", "show", "nope"]).exit_code == 5
+    r = runner.invoke(cli, ["campaigns", "check"])
+    assert r.exit_code == 0 and "2 campaign(s) OK" in r.output
+    bad = workspace.campaigns_dir / "broken.toml"
+    bad.write_text('slug = "broken"\nname = "B"\ncolour = "red"\n')
+    (workspace.templates_dir / "posts" / "rss.j2").unlink()
+    r = runner.invoke(cli, ["campaigns", "check"])
+    assert r.exit_code == 2
+    assert "broken.toml" in r.output and "colour" in r.output
+    assert "no templates/posts/rss.j2" in r.output
