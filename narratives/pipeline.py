@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .config import Settings
+from .consent import import_sidecar
 from .context import Context
 from .errors import NarrativesError
 from .ingest import find_recordings, register, source_path
@@ -306,6 +307,8 @@ def process_paths(
             continue
         try:
             result.id, is_new = register(ctx.db, found.path)
+            # `story.m4a` + `story.consent.toml`: the narrator's consent travels with the file.
+            import_sidecar(ctx, result.id, found.path)
         except NarrativesError as exc:
             result.status, result.error = "failed", str(exc)
             yield _finish(result)

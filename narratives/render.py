@@ -497,8 +497,12 @@ def _assemble_audio(
     tail: float,
     redactions: Redactions | None,
     rate: int = AUDIO_RATE,
+    voice_semitones: float | None = None,
 ) -> np.ndarray:
     """The kept ranges, faded at each cut, bleeped where redacted, then `tail` s of silence.
+
+    A voice disguise (pitch shift) applies to the speech before the bleeps go in, so the
+    bleep tone stays at its own pitch.
 
     Decoding streams block by block, so a long recording is never held whole.
     """
@@ -526,6 +530,10 @@ def _assemble_audio(
             seg[:n] *= fade
         if b < pos and seg.size > n:
             seg[-n:] *= fade[::-1]
+    if voice_semitones:
+        from .anonymise import disguise_samples
+
+        out = disguise_samples(out, rate, voice_semitones)
     for ra, rb in redactions.intervals if redactions else ():
         offset = 0
         for (a, b), o in zip(spans, starts, strict=False):
@@ -995,6 +1003,7 @@ def render_video(
     preset: str = "veryfast",
     threads: int | None = None,
     redactions: Redactions | None = None,
+    voice_semitones: float | None = None,
     progress: Progress | None = None,
 ) -> Rendered:
     """Render one video to `out` (`.mp4`), its `.vtt` and `.png` beside it.
@@ -1034,7 +1043,7 @@ def render_video(
     # Whole frames, so the video and audio streams end together.
     nframes = max(1, math.ceil((spoken + tail) * fps - 1e-6))
     tail = nframes / fps - spoken
-    samples = _assemble_audio(audio_path, ranges, tail, redactions)
+    samples = _assemble_audio(audio_path, ranges, tail, redactions, voice_semitones=voice_semitones)
     total = nframes / fps
     design = _Design(
         layout=layout,
@@ -1198,6 +1207,20 @@ def _title(ctx: Any, narrative_id: str, analysis: Mapping[str, Any], transcript:
     return text[:80] or "A narrative"
 
 
+def _privacy_fingerprint(pub: Any, redactions: Redactions | None) -> str:
+    """Changes whenever what must be hidden changes, so a video made while the narrator was
+    named is never reused once they must be anonymous (or a new name is marked)."""
+    import hashlib
+
+    data = {
+        "anonymous": pub.anonymous,
+        "intervals": [list(map(float, i)) for i in (redactions.intervals if redactions else [])],
+        "replacements": sorted((redactions.replacements or {}).items()) if redactions else [],
+        "voice": pub.voice_semitones,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run(
     ctx: Any,
     narrative_id: str,
@@ -1232,9 +1255,18 @@ def run(
     analysis = _read_json(folder / "analysis.json") or {}
     if analysis.get("empty") or transcript.is_empty:
         return []
+    # Everything public is derived from the anonymised copies when the narrator must stay
+    # anonymous (the default while no consent says otherwise).
+    from .anonymise import for_publication
+
+    analysed = bool(analysis)
+    pub = for_publication(ctx, narrative_id, transcript, analysis)
+    transcript, analysis = pub.transcript, pub.analysis
+    redactions = redactions or pub.redactions
+    privacy = _privacy_fingerprint(pub, redactions)
     if campaigns is not None:
         chosen = [c if isinstance(c, Campaign) else get_campaign(ws, c) for c in campaigns]
-    elif analysis:
+    elif analysed:
         topical = analysis.get("campaigns") or {}
         chosen = [
             get_campaign(ws, slug)
@@ -1252,9 +1284,11 @@ def run(
 
     title = _title(ctx, narrative_id, analysis, transcript)
     keys = [k for k in [_interval(analysis.get("quote"))] if k]
-    summary = analysis.get("summary") or {}
+    # The analysis stores its summary as a list of timed sentences.
+    summary = analysis.get("summary") or []
     if isinstance(summary, Mapping):
-        keys += [k for s in summary.get("sentences") or [] if (k := _interval(s))]
+        summary = summary.get("sentences") or []
+    keys += [k for s in summary if (k := _interval(s))]
     audio_path: Path | None = None
     results: list[VideoResult] = []
     for campaign in chosen:
@@ -1267,6 +1301,7 @@ def run(
                 and prev is not None
                 and prev.status == "done"
                 and isinstance(prev.output, dict)
+                and prev.output.get("privacy") == privacy
                 and all(
                     (ws.root / prev.output[k]).is_file() for k in ("video", "captions", "thumbnail")
                 )
@@ -1311,6 +1346,7 @@ def run(
                     scale=settings.scale,
                     preset=settings.preset,
                     redactions=redactions,
+                    voice_semitones=pub.voice_semitones,
                     progress=(lambda d, t, key=key: progress(key, d, t)) if progress else None,
                 )
                 result = VideoResult(
@@ -1326,6 +1362,6 @@ def run(
                     r.cut,
                     r.cut_ranges,
                 )
-                handle.output = result.output(ws)
+                handle.output = {**result.output(ws), "privacy": privacy}
             results.append(result)
     return results

@@ -466,7 +466,9 @@ def test_stage_records_each_video_and_skips_done_work(small_ctx, speech, tmp_pat
     run = get_run(small_ctx.db, NID, "render", "emotional-equity/square")
     assert run.status == "done" and run.engine == "moviepy"
     rel = f"media/work/{NID}/video-emotional-equity-square"
-    assert run.output == {
+    output = dict(run.output)
+    assert len(output.pop("privacy")) == 16
+    assert output == {
         "video": f"{rel}.mp4", "captions": f"{rel}.vtt", "thumbnail": f"{rel}.png",
         "duration": res.duration, "width": 216, "height": 216, "cut": False,
         "cut_ranges": [[0.0, pytest.approx(res.cut_ranges[0][1])]],
@@ -475,6 +477,16 @@ def test_stage_records_each_video_and_skips_done_work(small_ctx, speech, tmp_pat
     [again] = R.run(small_ctx, NID, campaigns=["emotional-equity"], formats=["square"])
     assert again.skipped and again.video.stat().st_mtime_ns == mtime
 
+    # A newly marked name changes what must be hidden: the video is made again.
+    from narratives.anonymise import mark_term
+
+    spoken = transcript.words[1].text.strip(" .,")
+    mark_term(small_ctx, NID, spoken, actor="editor")
+    [redone] = R.run(small_ctx, NID, campaigns=["emotional-equity"], formats=["square"])
+    assert not redone.skipped and redone.video.stat().st_mtime_ns != mtime
+    vtt = redone.captions.read_text()
+    assert "[name]" in vtt and f" {spoken} " not in f" {vtt} "
+
 
 def test_stage_takes_campaigns_and_title_from_the_analysis(small_ctx, speech, tmp_path):
     clip, transcript = speech
@@ -482,7 +494,14 @@ def test_stage_takes_campaigns_and_title_from_the_analysis(small_ctx, speech, tm
     analysis = {
         "title": "Équité: the same rest",
         "quote": {"text": SENTENCES[1], "start": words[0].start, "end": words[-1].end},
-        "summary": {"text": SENTENCES[1], "sentences": []},
+        "summary": [
+            {
+                "text": SENTENCES[1],
+                "raw": SENTENCES[1],
+                "start": words[0].start,
+                "end": words[-1].end,
+            }
+        ],
         "campaigns": {
             "emotional-equity": {"on_topic": False, "top": [], "tags": []},
             "neural-mandate": {"on_topic": True, "top": [], "tags": []},
