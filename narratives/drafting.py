@@ -26,11 +26,13 @@ import sqlalchemy as sa
 from jinja2.sandbox import SandboxedEnvironment
 
 from . import audit
+from .anonymise import for_publication, redact_draft
 from .campaigns import Campaign, load_campaigns
 
 # One grapheme count and one thread splitter for drafting and publishing: the adapter's.
 from .channels.bluesky import MAX_GRAPHEMES as BLUESKY_LIMIT
 from .channels.bluesky import count_graphemes, split_thread
+from .consent import is_anonymous
 from .context import Context
 from .errors import ConfigError, StageFailed
 from .schema import drafts, stage_runs, utcnow
@@ -204,8 +206,13 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
         return []
     transcript_data = _read_json(folder / "transcript.json")
     transcript = Transcript.from_dict(transcript_data) if transcript_data else None
+    # Public text comes from the anonymised copies when the narrator must stay anonymous
+    # (the default while no consent says otherwise).
+    pub = for_publication(ctx, narrative_id, transcript, analysis) if transcript else None
+    if pub is not None:
+        transcript, analysis = pub.transcript, pub.analysis
     language = analysis.get("language") or (transcript.language if transcript else "") or ""
-    summary = (analysis.get("summary") or {}).get("text", "") or ""
+    summary = analysis.get("summary_text") or ""
     quote = (analysis.get("quote") or {}).get("text", "") or ""
     title = analysis.get("title") or ""
 
@@ -215,11 +222,14 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
         fit = (analysis.get("campaigns") or {}).get(campaign.slug)
         if not fit or not fit.get("on_topic"):
             continue
-        tags = [
-            t["name"]
-            for t in sorted(fit.get("tags") or [], key=lambda t: -t.get("score", 0))
-            if t.get("score", 0) >= campaign.tag_threshold
-        ]
+        # `applied` holds the tags after editors' corrections; older analyses lack it.
+        tags = fit.get("applied")
+        if tags is None:
+            tags = [
+                t["name"]
+                for t in sorted(fit.get("tags") or [], key=lambda t: -t.get("score", 0))
+                if t.get("score", 0) >= campaign.tag_threshold
+            ]
         warn, labels = _notes(analysis, campaign)
         media = _video(ctx, narrative_id, campaign)
         link = _item_link(campaign, narrative_id)
@@ -269,6 +279,8 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
                 content["link"] = link
                 content["enclosure"] = media["video"]
                 content["captions"] = media["captions"]
+            if pub is not None and pub.anonymous:
+                content = redact_draft(content, pub.terms)
             targets.append(
                 DraftTarget(campaign.slug, channel, config.template, digest, content, data)
             )
@@ -293,7 +305,7 @@ def _fingerprint(ctx: Context, narrative_id: str) -> str:
     """What the drafts depend on; a change (template, campaign, analysis, video) redoes them."""
     h = hashlib.sha256()
     folder = ctx.workspace.narrative_dir(narrative_id)
-    files = [folder / "analysis.json", folder / "transcript.json"]
+    files = [folder / "analysis.json", folder / "transcript.json", folder / "redactions.json"]
     files += sorted(ctx.workspace.campaigns_dir.glob("*.toml"))
     files += sorted((ctx.workspace.templates_dir / "posts").glob("**/*"))
     for path in files:
@@ -306,6 +318,8 @@ def _fingerprint(ctx: Context, narrative_id: str) -> str:
             .order_by(stage_runs.c.key)
         )
         h.update(repr([tuple(r) for r in rows]).encode())
+        # Consent switching between named and anonymous changes every public text.
+        h.update(b"anonymous" if is_anonymous(conn, narrative_id) else b"named")
     return h.hexdigest()
 
 

@@ -224,9 +224,11 @@ def _set_state(
 def _check_consent(conn: Connection, draft: Draft) -> None:
     """The consent hook (issue 7): the one place approval asks whether it may go ahead.
 
-    `narratives.consent.check(conn, draft.narrative_id, draft.channel)` is to be called
-    here; raising `ConsentError` aborts the approval and its transaction.
+    Raising `ConsentError` aborts the approval and its transaction.
     """
+    from .consent import check_approvable
+
+    check_approvable(conn, draft.narrative_id, draft.channel)
 
 
 def approve(ctx: Context, draft_id: int, *, actor: str) -> Draft:

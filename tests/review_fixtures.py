@@ -44,18 +44,12 @@ def transcript_for(narrative_id: str, sentences=SENTENCES) -> Transcript:
 def analysis_for(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "title": "Two lines at the dream clinic",
-        "summary": {
-            "text": "A narrator remembers a clinic with two lines. Her grandmother said rest "
-            "should not be bought.",
-            "sentences": [
-                {"text": "A narrator remembers a clinic with two lines.", "start": 0.0, "end": 3.0},
-                {
-                    "text": "Her grandmother said rest should not be bought.",
-                    "start": 8.0,
-                    "end": 11.0,
-                },
-            ],
-        },
+        "summary": [
+            {"text": "A narrator remembers a clinic with two lines.", "start": 0.0, "end": 3.0},
+            {"text": "Her grandmother said rest should not be bought.", "start": 8.0, "end": 11.0},
+        ],
+        "summary_text": "A narrator remembers a clinic with two lines. Her grandmother said rest "
+        "should not be bought.",
         "quote": {
             "text": "My grandmother said rest should not be something you buy.",
             "start": 8.0,
@@ -95,8 +89,12 @@ def add_narrative(
     analysis: dict[str, Any] | None = None,
     transcript: Transcript | None = None,
     label: str = "story.wav",
+    consent: bool = True,
 ) -> str:
-    """A narrative row plus its transcript.json and analysis.json; returns its id."""
+    """A narrative row plus its transcript.json and analysis.json; returns its id.
+
+    With `consent`, the narrator agreed to both channels and to be named, as most review
+    tests assume; pass False to test what happens without it."""
     nid = hashlib.sha256(seed.encode()).hexdigest()
     now = utcnow()
     with ctx.db.begin() as conn:
@@ -118,6 +116,18 @@ def add_narrative(
     (folder / "transcript.json").write_text(json.dumps(t.to_dict()), encoding="utf-8")
     a = analysis if analysis is not None else analysis_for()
     (folder / "analysis.json").write_text(json.dumps(a), encoding="utf-8")
+    if consent:
+        from narratives.consent import set_consent
+
+        set_consent(
+            ctx,
+            nid,
+            given_by="The narrator",
+            method="form",
+            channels=["bluesky", "rss"],
+            anonymous=False,
+            actor="test",
+        )
     return nid
 
 

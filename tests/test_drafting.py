@@ -224,3 +224,46 @@ def test_split_and_join_posts_round_trip():
     text = drafting.join_posts(posts)
     assert drafting.split_posts(text) == posts
     assert drafting.split_posts("one\n  ---  \ntwo\n---\n\n") == ["one", "two"]
+
+
+def test_without_consent_drafts_are_anonymised_and_cannot_be_approved(ctx):
+    from narratives.consent import set_consent
+    from narratives.errors import ConsentError
+
+    analysis = analysis_for(
+        title="Rosa and the clinic",
+        quote={
+            "text": "Rosa said rest should not be something you buy.",
+            "start": 8.0,
+            "end": 11.2,
+        },
+        entities=[{"text": "Rosa", "kind": "person", "start": 8.0, "end": 8.4}],
+    )
+    nid = add_narrative(ctx, analysis=analysis, consent=False)
+    user = add_user(ctx)
+    found = _drafts(ctx, drafting.run(ctx, nid))
+    for d in found.values():
+        assert "Rosa" not in json.dumps(d.content), d.content
+    assert "[name] said rest" in "\n".join(found["emotional-equity", "bluesky"].posts)
+
+    bsky = found["emotional-equity", "bluesky"]
+    with pytest.raises(ConsentError, match="no consent"):
+        review.approve(ctx, bsky.id, actor=user)
+    assert review.get_draft(ctx, bsky.id).state == "pending_review"
+
+    # Consent for RSS only: Bluesky still refused, and naming the narrator redoes the drafts.
+    set_consent(
+        ctx,
+        nid,
+        given_by="Rosa's grandchild",
+        method="form",
+        channels=["rss"],
+        anonymous=False,
+        actor="kai",
+    )
+    with pytest.raises(ConsentError, match="bluesky"):
+        review.approve(ctx, bsky.id, actor=user)
+    named = _drafts(ctx, drafting.run(ctx, nid))
+    assert "Rosa said rest" in "\n".join(named["emotional-equity", "bluesky"].posts)
+    review.approve(ctx, named["emotional-equity", "rss"].id, actor=user)
+    assert review.get_draft(ctx, named["emotional-equity", "rss"].id).state == "approved"

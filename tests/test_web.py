@@ -265,7 +265,7 @@ def test_draft_page_shows_everything_an_editor_needs(site):
     assert '<mark class="quote">My grandmother said rest should not be something you' in page
     assert '<mark class="summary">There were two lines' in page
     assert "equal-access" in page and "0.81" in page
-    assert "grief" in page and "No consent recorded." in page
+    assert "grief" in page and "The narrator" in page
     assert 'data-graphemes="300"' in page
     assert "/ 300" in page
     assert "created" in page  # audit log
@@ -274,6 +274,10 @@ def test_draft_page_shows_everything_an_editor_needs(site):
 def test_consent_state_is_shown(site, ctx):
     client, nid, ids = site
     now = utcnow()
+    login(client)
+    with ctx.db.begin() as conn:
+        conn.execute(consents.delete().where(consents.c.narrative_id == nid))
+    assert "No consent recorded." in client.get(f"/drafts/{ids['bluesky']}").text
     with ctx.db.begin() as conn:
         conn.execute(
             consents.insert().values(
@@ -286,7 +290,6 @@ def test_consent_state_is_shown(site, ctx):
                 updated_at=now,
             )
         )
-    login(client)
     page = client.get(f"/drafts/{ids['bluesky']}").text
     assert "Amara O." in page and "no, anonymous" in page
     assert "Consent does not cover bluesky." in page

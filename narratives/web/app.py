@@ -253,7 +253,7 @@ class _App:
             "draft": draft,
             "campaign": campaign,
             "analysis": analysis,
-            "summary": (analysis.get("summary") or {}).get("text", ""),
+            "summary": analysis.get("summary_text") or "",
             "quote": (analysis.get("quote") or {}).get("text", ""),
             "transcript": _transcript_rows(transcript, analysis, seek_base),
             "media": media,
@@ -460,7 +460,7 @@ def _intervals(analysis: dict[str, Any]) -> tuple[list[tuple[float, float]], lis
         quotes.append((quote["start"], quote["end"]))
     summary = [
         (s["start"], s["end"])
-        for s in (analysis.get("summary") or {}).get("sentences") or []
+        for s in analysis.get("summary") or []
         if isinstance(s.get("start"), int | float) and isinstance(s.get("end"), int | float)
     ]
     return quotes, summary
