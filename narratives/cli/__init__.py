@@ -33,6 +33,10 @@ _COMMAND_MODULES = [
     "drafts",
     "users",
     "serve",
+    "schedule",
+    "scheduler",
+    "publish",
+    "feeds",
     "consent",
 ]
 

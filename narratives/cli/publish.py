@@ -1,0 +1,53 @@
+"""`narrative publish DRAFT_ID --now`: a manual post through the scheduler's own code path."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import EXIT_FAILED_ITEMS, UsageError
+from ._common import console, echo_json, get_context
+
+
+@click.command("publish")
+@click.argument("draft_id", type=int)
+@click.option("--now", "now", is_flag=True, help="Publish at once (required).")
+@click.option(
+    "--as",
+    "actor",
+    envvar="NARRATIVE_USER",
+    metavar="USER",
+    help="Who is acting, for the audit log (default: $NARRATIVE_USER).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def publish_cmd(draft_id, now, actor, as_json):
+    """Publish approved draft DRAFT_ID now, exactly as the scheduler would.
+
+    A transient failure leaves the delivery failed with a retry time, for the scheduler to
+    retry; a permanent one records the reason on the draft. Exit status 1 if it did not go out.
+    """
+    from ..publishing import publish_draft_now
+
+    if not now:
+        raise UsageError("pass --now to publish at once", hint="or use `narrative schedule`")
+    if not actor:
+        raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVE_USER")
+    outcome = publish_draft_now(get_context(), draft_id, actor=actor)
+    d = outcome.delivery
+    if as_json:
+        echo_json(
+            {
+                "status": outcome.status,
+                "error": outcome.error,
+                "delivery": d.to_dict() if d else None,
+            }
+        )
+    elif outcome.status in ("published", "found_existing"):
+        console.print(f"Published draft {draft_id} (delivery {d.id}).")
+    else:
+        console.print(f"[red]Not published[/red] ({outcome.status}): {outcome.error or ''}")
+    if outcome.status not in ("published", "found_existing"):
+        raise SystemExit(EXIT_FAILED_ITEMS)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(publish_cmd)

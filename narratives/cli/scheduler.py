@@ -1,0 +1,44 @@
+"""`narrative scheduler run`: the long-lived publishing service."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ._common import get_context
+
+
+@click.group("scheduler")
+def scheduler_group() -> None:
+    """The service that publishes scheduled deliveries on time."""
+
+
+@scheduler_group.command("run")
+@click.option(
+    "--sync-interval",
+    type=click.FloatRange(min=0.5),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks for deliveries changed by other processes.",
+)
+@click.option("--workers", type=click.IntRange(1, 32), default=4, show_default=True)
+def run_cmd(sync_interval, workers):
+    """Publish due deliveries until stopped (SIGTERM/SIGINT finish the post in flight).
+
+    On start it reconciles: every due delivery runs once, deliveries older than the campaign's
+    slots.missed_after_hours are marked missed, and a delivery a crash left mid-publish is
+    retried safely. Run one per workspace (a lock file refuses a second).
+    """
+    from ..scheduler import SchedulerService
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    SchedulerService(get_context(), sync_interval=sync_interval, workers=workers).run()
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(scheduler_group)

@@ -1,0 +1,578 @@
+"""Publishing: one delivery's trip `scheduled → publishing → published | failed(retry_at)`.
+
+The scheduler service and `narrative publish --now` both go through `publish_delivery`, so a
+manual post takes the same path as a scheduled one. Its steps:
+
+1. **Claim** the delivery with one conditional UPDATE (due and `scheduled`, or `failed` with a
+   `retry_at` that has come): only one process can win, so two processes never both publish.
+2. **Check** that the draft is still approved and (issue 7) that consent covers the channel.
+3. **Publish** through the channel's `Publisher`, outside any transaction. Bluesky stores each
+   thread post's ref as it lands, so a retry resumes; the adapter's rkey + getRecord check makes
+   a retry after a crash safe.
+4. **Record** the outcome: every attempt is a `delivery_attempts` row; transient errors back off
+   (exponential, jittered, never sooner than the server's `retry_after`) up to
+   `settings.scheduler.max_attempts`; permanent errors stop with the reason in `last_error`.
+5. After the commit, the publisher's `after_commit` runs (RSS rebuilds the campaign's feeds).
+
+A delivery left in `publishing` by a crash is handed back by `recover_interrupted` when the
+scheduler starts (it runs as a single instance, see `narratives.scheduler`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from . import audit
+from .campaigns import Campaign, get_campaign
+from .context import Context
+from .errors import (
+    ChannelError,
+    InvalidState,
+    NarrativesError,
+    PermanentChannelError,
+    TransientChannelError,
+)
+from .scheduling import Delivery, get_delivery
+from .schema import deliveries, delivery_attempts, drafts, utcnow
+
+__all__ = [
+    "Backoff",
+    "Outgoing",
+    "PublishResult",
+    "Publisher",
+    "Outcome",
+    "BlueskyPublisher",
+    "RSSPublisher",
+    "default_publishers",
+    "claim",
+    "publish_delivery",
+    "publish_draft_now",
+    "recover_interrupted",
+    "missed_limit",
+]
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- the interface
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a publisher needs: the claimed delivery, its draft's content and its campaign."""
+
+    delivery: Delivery
+    campaign: Campaign
+    narrative_id: str
+    content: dict[str, Any]
+    workspace_root: Path
+    #: Store per-post progress ([{rkey, uri, cid}]) so a failed thread resumes where it stopped.
+    save_progress: Callable[[list[dict[str, Any]]], None] = field(
+        default=lambda posts: None, repr=False
+    )
+
+    def path(self, relpath: str) -> Path:
+        """A workspace-relative path from draft content, refused if it escapes the workspace."""
+        root = self.workspace_root.resolve()
+        p = (root / relpath).resolve()
+        if not p.is_relative_to(root):
+            raise PermanentChannelError(f"{relpath!r} is outside the workspace")
+        return p
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    #: Bluesky: every post's {rkey, uri, cid}; None for channels without records.
+    posts: list[dict[str, Any]] | None = None
+    #: Where it can be seen (first post's at:// URI, or the feed item's link).
+    url: str | None = None
+    #: True when the record was already there (an earlier attempt had landed).
+    found_existing: bool = False
+
+
+class Publisher(Protocol):
+    """A channel as the scheduler sees it."""
+
+    channel: str
+
+    def publish(self, item: Outgoing) -> PublishResult:
+        """Put the item out; raise TransientChannelError or PermanentChannelError on failure."""
+        ...
+
+    def after_commit(self, item: Outgoing) -> None:
+        """Runs once the delivery is recorded as published (e.g. rebuild a feed)."""
+        ...
+
+
+# ----------------------------------------------------------------------------- backoff
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry n (1-based): base·factor^(n-1), capped, minus up to `jitter` of it."""
+
+    base: float = 30.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None = None, rng: Any = random) -> float:
+        raw = min(self.cap, self.base * self.factor ** max(attempt - 1, 0))
+        delay = raw * (1.0 - self.jitter * rng.random())
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+
+# ----------------------------------------------------------------------------- state machine
+
+
+@dataclass(frozen=True)
+class Outcome:
+    #: published | found_existing | retry | failed | missed | skipped
+    status: str
+    delivery: Delivery | None
+    error: str | None = None
+
+
+def missed_limit(ctx: Context, campaign_slug: str) -> timedelta:
+    """How late a never-attempted delivery may go out: the campaign's limit, else the settings'."""
+    try:
+        hours = get_campaign(ctx.workspace, campaign_slug).slots.missed_after_hours
+    except NarrativesError:
+        hours = ctx.settings.scheduler.missed_after_hours
+    return timedelta(hours=hours)
+
+
+def _due_clause(now: datetime):
+    return sa.or_(
+        sa.and_(deliveries.c.state == "scheduled", deliveries.c.scheduled_at <= now),
+        sa.and_(
+            deliveries.c.state == "failed",
+            deliveries.c.retry_at.is_not(None),
+            deliveries.c.retry_at <= now,
+        ),
+    )
+
+
+def claim(conn: Connection, delivery_id: int, now: datetime) -> bool:
+    """Atomically move a due delivery to `publishing`; False if not due or another process won."""
+    res = conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id, _due_clause(now))
+        .values(state="publishing", attempts=deliveries.c.attempts + 1, updated_at=now)
+    )
+    return res.rowcount == 1
+
+
+def _attempt(conn: Connection, delivery_id: int, outcome: str, error: str | None, at: datetime):
+    conn.execute(
+        delivery_attempts.insert().values(
+            delivery_id=delivery_id, at=at, outcome=outcome, error=error
+        )
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    hint = getattr(exc, "hint", None)
+    return f"{text} ({hint})" if hint else text
+
+
+def _mark_missed(ctx: Context, d: Delivery, now: datetime, actor: str) -> Delivery | None:
+    reason = (
+        f"missed: due {d.scheduled_at.isoformat()}, and it was "
+        f"{(now - d.scheduled_at).total_seconds() / 3600:.1f} h late when the scheduler woke"
+    )
+    with ctx.db.begin() as conn:
+        res = conn.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.id == d.id,
+                deliveries.c.state == "scheduled",
+                deliveries.c.attempts == 0,
+            )
+            .values(state="missed", last_error=reason, updated_at=now)
+        )
+        if res.rowcount != 1:
+            return None
+        audit.record(
+            conn,
+            actor=actor,
+            action="missed",
+            object_type="delivery",
+            object_id=d.id,
+            before={"state": d.state},
+            after={"state": "missed"},
+            detail=reason,
+        )
+        return get_delivery(conn, d.id)
+
+
+def _check_consent(conn: Connection, draft_id: int, channel: str) -> None:
+    # Issue 7: consent is checked again at publish time, not only when scheduling (it may have
+    # been withdrawn or have expired in between). Imported here: consent imports the feeds.
+    from . import consent
+
+    consent.check_publishable(conn, draft_id, channel)
+
+
+def _prepare(ctx: Context, d: Delivery) -> Outgoing:
+    with ctx.db.connect() as conn:
+        draft = conn.execute(sa.select(drafts).where(drafts.c.id == d.draft_id)).first()
+        if draft is None:
+            raise PermanentChannelError(f"draft {d.draft_id} no longer exists")
+        if draft.state != "approved":
+            raise PermanentChannelError(
+                f"draft {d.draft_id} is {draft.state}, no longer approved",
+                hint="approve it again, then move the delivery to a new time",
+            )
+        _check_consent(conn, d.draft_id, d.channel)
+    campaign = get_campaign(ctx.workspace, d.campaign)
+
+    def save_progress(posts: list[dict[str, Any]]) -> None:
+        with ctx.db.begin() as c:
+            c.execute(
+                deliveries.update()
+                .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
+                .values(posts=posts, updated_at=utcnow())
+            )
+
+    return Outgoing(
+        delivery=d,
+        campaign=campaign,
+        narrative_id=draft.narrative_id,
+        content=dict(draft.content or {}),
+        workspace_root=ctx.workspace.root,
+        save_progress=save_progress,
+    )
+
+
+def publish_delivery(
+    ctx: Context,
+    delivery_id: int,
+    publishers: Mapping[str, Publisher],
+    *,
+    actor: str = "scheduler",
+    backoff: Backoff = Backoff(),
+    now: datetime | None = None,
+    check_missed: bool = True,
+) -> Outcome:
+    """Publish one delivery if it is due; safe to call any number of times, from any process."""
+    now = now or utcnow()
+    with ctx.db.connect() as conn:
+        d = get_delivery(conn, delivery_id)
+    if (
+        check_missed
+        and d.state == "scheduled"
+        and d.attempts == 0
+        and d.scheduled_at <= now
+        and now - d.scheduled_at > missed_limit(ctx, d.campaign)
+    ):
+        return Outcome("missed", _mark_missed(ctx, d, now, actor), d.last_error)
+    with ctx.db.begin() as conn:
+        if not claim(conn, delivery_id, now):
+            return Outcome("skipped", get_delivery(conn, delivery_id))
+        d = get_delivery(conn, delivery_id)
+
+    item: Outgoing | None = None
+    try:
+        item = _prepare(ctx, d)
+        publisher = publishers.get(d.channel)
+        if publisher is None:
+            raise PermanentChannelError(f"no publisher for channel {d.channel!r}")
+        result = publisher.publish(item)
+    except TransientChannelError as exc:
+        return _failed(ctx, d, exc, actor=actor, backoff=backoff, transient=True)
+    except (ChannelError, NarrativesError) as exc:
+        # Permanent channel errors, consent refusals, missing campaigns or files: retrying
+        # cannot help, so stop and show the reason on the draft.
+        return _failed(ctx, d, exc, actor=actor, backoff=backoff, transient=False)
+    except Exception as exc:  # a bug or an unclassified library error: retry a bounded number
+        log.exception("publishing delivery %s failed unexpectedly", d.id)
+        return _failed(ctx, d, exc, actor=actor, backoff=backoff, transient=True)
+
+    done = utcnow()
+    outcome = "found_existing" if result.found_existing else "published"
+    with ctx.db.begin() as conn:
+        values: dict[str, Any] = {
+            "state": "published",
+            "published_at": done,
+            "retry_at": None,
+            "last_error": None,
+            "updated_at": done,
+        }
+        if result.posts is not None:
+            values["posts"] = result.posts
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
+            .values(**values)
+        )
+        _attempt(conn, d.id, outcome, None, done)
+        audit.record(
+            conn,
+            actor=actor,
+            action="publish",
+            object_type="delivery",
+            object_id=d.id,
+            before={"state": "publishing"},
+            after={"state": "published", "url": result.url},
+            detail=outcome,
+        )
+        after = get_delivery(conn, d.id)
+    try:
+        publishers[d.channel].after_commit(item)
+    except Exception:
+        # The post is out and recorded; a stale feed is rebuilt when the scheduler starts.
+        log.exception("after publishing delivery %s", d.id)
+    return Outcome(outcome, after)
+
+
+def _failed(
+    ctx: Context,
+    d: Delivery,
+    exc: BaseException,
+    *,
+    actor: str,
+    backoff: Backoff,
+    transient: bool,
+) -> Outcome:
+    now = utcnow()
+    error = _error_text(exc)
+    max_attempts = ctx.settings.scheduler.max_attempts
+    retry_at = None
+    if transient and d.attempts < max_attempts:
+        delay = backoff.delay(d.attempts, getattr(exc, "retry_after", None))
+        retry_at = now + timedelta(seconds=delay)
+        status = "retry"
+        last_error = error
+    elif transient:
+        status = "failed"
+        last_error = f"gave up after {d.attempts} attempts: {error}"
+    else:
+        status = "failed"
+        last_error = error
+    with ctx.db.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
+            .values(state="failed", retry_at=retry_at, last_error=last_error, updated_at=now)
+        )
+        _attempt(conn, d.id, "transient_error" if transient else "permanent_error", error, now)
+        audit.record(
+            conn,
+            actor=actor,
+            action="publish_failed",
+            object_type="delivery",
+            object_id=d.id,
+            before={"state": "publishing"},
+            after={"state": "failed", "retry_at": retry_at.isoformat() if retry_at else None},
+            detail=last_error,
+        )
+        after = get_delivery(conn, d.id)
+    log.warning("delivery %s: %s%s", d.id, last_error, f"; retry at {retry_at}" if retry_at else "")
+    return Outcome(status, after, last_error)
+
+
+def recover_interrupted(
+    ctx: Context, *, actor: str = "scheduler", now: datetime | None = None
+) -> list[int]:
+    """Deliveries left `publishing` by a crash become due again (to run once more, safely).
+
+    Only the single active scheduler calls this, at start, so nothing else is mid-publish.
+    """
+    now = now or utcnow()
+    reason = "interrupted while publishing (the process stopped); retried on restart"
+    with ctx.db.begin() as conn:
+        ids = [
+            r.id
+            for r in conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.state == "publishing")
+            )
+        ]
+        if not ids:
+            return []
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(ids), deliveries.c.state == "publishing")
+            .values(state="failed", retry_at=now, last_error=reason, updated_at=now)
+        )
+        for i in ids:
+            _attempt(conn, i, "transient_error", reason, now)
+            audit.record(
+                conn,
+                actor=actor,
+                action="recover",
+                object_type="delivery",
+                object_id=i,
+                before={"state": "publishing"},
+                after={"state": "failed", "retry_at": now.isoformat()},
+                detail=reason,
+            )
+    return ids
+
+
+def publish_draft_now(
+    ctx: Context,
+    draft_id: int,
+    publishers: Mapping[str, Publisher] | None = None,
+    *,
+    actor: str,
+) -> Outcome:
+    """`narrative publish DRAFT_ID --now`: schedule (or move) the draft's delivery to now and
+    publish it through the same path as the scheduler."""
+    from . import scheduling
+
+    now = utcnow()
+    with ctx.db.connect() as conn:
+        open_ = scheduling.list_deliveries(
+            conn, draft_id=draft_id, states=("scheduled", "failed", "publishing", "published")
+        )
+    if open_ and open_[0].state in ("published", "publishing"):
+        raise InvalidState(f"draft {draft_id} is already {open_[0].state} (delivery {open_[0].id})")
+    if open_:
+        d = scheduling.move(ctx, open_[0].id, at=now, actor=actor, now=now)
+    else:
+        d = scheduling.schedule(ctx, draft_id, at=now, actor=actor, now=now)
+    publishers = publishers if publishers is not None else default_publishers(ctx)
+    return publish_delivery(ctx, d.id, publishers, actor=actor, check_missed=False)
+
+
+# ----------------------------------------------------------------------------- channels
+
+
+class RSSPublisher:
+    """RSS/Atom: the item is "out" once recorded as published; then the feeds are rebuilt
+    atomically from the database (under a per-campaign lock, so the last rebuild sees all)."""
+
+    channel = "rss"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def publish(self, item: Outgoing) -> PublishResult:
+        if item.campaign.channels.rss is None:
+            raise PermanentChannelError(f"campaign {item.campaign.slug} has no RSS channel")
+        for key in ("title", "summary"):
+            if not str(item.content.get(key) or "").strip():
+                raise PermanentChannelError(f"the feed item has no {key}")
+        for key in ("enclosure", "captions"):
+            rel = item.content.get(key)
+            if rel and not item.path(rel).is_file():
+                raise PermanentChannelError(f"the item's {key} file {rel} does not exist")
+        return PublishResult(url=item.content.get("link") or item.campaign.link)
+
+    def after_commit(self, item: Outgoing) -> None:
+        from .feeds import write_campaign_feeds
+
+        write_campaign_feeds(self.ctx, item.campaign)
+
+
+class BlueskyPublisher:
+    """Bluesky through `narratives.channels.bluesky`: one logged-in channel per account, reused;
+    posts of one account go out one at a time. The app password comes from the environment
+    variable the campaign names."""
+
+    channel = "bluesky"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._channels: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _channel(self, campaign: Campaign) -> tuple[Any, threading.Lock]:
+        from .channels.bluesky import BlueskyAccount, BlueskyChannel
+
+        cfg = campaign.channels.bluesky
+        if cfg is None:
+            raise PermanentChannelError(f"campaign {campaign.slug} has no Bluesky channel")
+        key = f"{cfg.service}|{cfg.handle}"
+        with self._guard:
+            if key not in self._channels:
+                account = BlueskyAccount(
+                    handle=cfg.handle, service_url=cfg.service, password_env=cfg.password_env
+                )
+                self._channels[key] = BlueskyChannel(account, self.ctx.workspace)
+                self._locks[key] = threading.Lock()
+            return self._channels[key], self._locks[key]
+
+    def posts_for(self, item: Outgoing) -> list[Any]:
+        """The draft's content as adapter posts: the video (with captions) on the first post,
+        language tags and self-labels on every post."""
+        from .channels.bluesky import BlueskyPost, Caption, VideoEmbed
+
+        c = item.content
+        texts = [p.get("text", "") for p in c.get("posts") or []]
+        if not texts:
+            raise PermanentChannelError("the draft has no posts")
+        langs = tuple(c.get("langs") or (item.campaign.channels.bluesky.langs or []))
+        labels = tuple(c.get("labels") or ())
+        video = None
+        if c.get("video"):
+            captions = ()
+            if c.get("captions"):
+                captions = (Caption(item.path(c["captions"]), (langs or ("en",))[0]),)
+            ratio = tuple(c["aspect_ratio"]) if c.get("aspect_ratio") else None
+            video = VideoEmbed(
+                path=item.path(c["video"]),
+                alt=c.get("alt") or "",
+                aspect_ratio=ratio,  # type: ignore[arg-type]
+                captions=captions,
+            )
+        return [
+            BlueskyPost(text=t, langs=langs, labels=labels, video=video if i == 0 else None)
+            for i, t in enumerate(texts)
+        ]
+
+    def publish(self, item: Outgoing) -> PublishResult:
+        from .channels.bluesky import PublishedRef, thread_rkeys
+
+        posts = self.posts_for(item)
+        stored = list(item.delivery.posts or [])
+        if len(stored) != len(posts):
+            # The thread changed length after scheduling (edited and approved again): keep the
+            # keys of posts already out, derive the rest from the delivery's first key.
+            keys = thread_rkeys(item.delivery.rkey or stored[0]["rkey"], len(posts))
+            stored = [
+                stored[i] if i < len(stored) and stored[i].get("uri") else {"rkey": k}
+                for i, k in enumerate(keys)
+            ]
+            item.save_progress(stored)
+        rkeys = [p["rkey"] for p in stored]
+        already = []
+        for p in stored:
+            if not p.get("uri"):
+                break
+            already.append(PublishedRef.from_dict(p))
+
+        def progress(refs: list[Any]) -> None:
+            done = [r.as_dict() for r in refs]
+            item.save_progress(done + stored[len(done) :])
+
+        channel, lock = self._channel(item.campaign)
+        with lock:
+            refs = channel.publish(posts, rkeys, already=already, on_progress=progress)
+        return PublishResult(posts=[r.as_dict() for r in refs], url=refs[0].uri)
+
+    def after_commit(self, item: Outgoing) -> None:
+        return None
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+
+
+def default_publishers(ctx: Context) -> dict[str, Publisher]:
+    return {"rss": RSSPublisher(ctx), "bluesky": BlueskyPublisher(ctx)}
