@@ -173,13 +173,35 @@ def show(narrative_id: str, as_json: bool) -> None:
         if s["error"]:
             console.print(f"    [red]{s['error']}[/]", highlight=False)
     analysis = data.get("analysis")
-    if analysis and not analysis.get("empty"):
-        console.print(f"\n[bold]Title:[/] {analysis.get('title', '')}", highlight=False)
-        summary = analysis.get("summary") or {}
-        console.print(f"[bold]Summary:[/] {summary.get('text', '')}", highlight=False)
+    if analysis and analysis.get("empty"):
+        console.print(f"\n{analysis.get('reason') or 'nothing to analyse'}", highlight=False)
+    elif analysis:
+        _print_analysis(analysis)
     if "transcript" in data:
         text = " ".join(s["text"].strip() for s in data["transcript"]["segments"])
         console.print(f"\n[bold]Transcript:[/] {text or '(no speech)'}", highlight=False)
+
+
+def _print_analysis(analysis: dict) -> None:
+    say = lambda text: console.print(text, highlight=False)  # noqa: E731
+    say(f"\n[bold]Title:[/] {analysis.get('title') or ''}")
+    say(f"[bold]Summary:[/] {analysis.get('summary_text') or ''}")
+    quote = analysis.get("quote") or {}
+    if quote.get("text"):
+        say(f"[bold]Quote:[/] “{quote['text']}” ({quote['start']:.1f}–{quote['end']:.1f}s)")
+    for slug, fit in sorted((analysis.get("campaigns") or {}).items()):
+        tags = ", ".join(f"{t['name']} {t['score']:.2f}" for t in fit.get("tags", [])[:3])
+        verdict = "on-topic" if fit.get("on_topic") else "off-topic"
+        say(f"[bold]{slug}:[/] {verdict}; {tags}")
+    notes = [n["name"] for n in analysis.get("content_notes") or [] if n.get("flagged")]
+    if notes:
+        say(f"[bold]Content notes:[/] {', '.join(notes)}")
+    entities = analysis.get("entities") or []
+    if entities:
+        say(
+            "[bold]Names and places:[/] "
+            + ", ".join(f"{e['text']} ({e['kind']})" for e in entities)
+        )
 
 
 def register(cli: click.Group) -> None:
