@@ -1,0 +1,221 @@
+"""Publishing to a real Bluesky PDS on 127.0.0.1 through the scheduler: text, thread and video
+read back from the server; the server stopped mid-run; the scheduler process SIGKILLed during a
+batch of 50 and restarted, with every post on the server exactly once."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from narratives import scheduling
+from narratives.publishing import Backoff
+from narratives.scheduler import SchedulerService
+from narratives.schema import utcnow
+from tests.delivery_fixtures import add_draft, bluesky_content
+
+pytestmark = pytest.mark.pds
+
+PASSWORD_ENV = "NARRATIVES_BSKY_SKY_TEST"
+
+
+class Sky:
+    """A test campaign posting as a fresh account on the local PDS."""
+
+    def __init__(self, pds, workspace, monkeypatch):
+        self.pds = pds
+        self.workspace = workspace
+        self.handle = f"sky-{secrets.token_hex(4)}.test"
+        account = pds.create_account(self.handle)
+        self.did = account.did
+        monkeypatch.setenv(PASSWORD_ENV, account.app_password)
+        self.env_password = account.app_password
+        text = (workspace.campaigns_dir / "emotional-equity.toml").read_text()
+        text = text.replace('slug = "emotional-equity"', 'slug = "sky-test"')
+        text = re.sub(r'handle = "[^"]+"', f'handle = "{self.handle}"', text)
+        text = re.sub(r'service = "[^"]+"', f'service = "{pds.url}"', text)
+        text = re.sub(r'password_env = "[^"]+"', f'password_env = "{PASSWORD_ENV}"', text)
+        (workspace.campaigns_dir / "sky-test.toml").write_text(text)
+
+    def schedule(self, ctx, content, delta=timedelta(seconds=-1)) -> scheduling.Delivery:
+        draft = add_draft(ctx, "sky-test", "bluesky", content=content)
+        when = utcnow() + delta
+        return scheduling.schedule(ctx, draft, at=when, actor="kai", now=when)
+
+
+@pytest.fixture
+def sky(pds, workspace, monkeypatch):
+    return Sky(pds, workspace, monkeypatch)
+
+
+def wait_for(predicate, what: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def delivery(ctx, delivery_id) -> scheduling.Delivery:
+    with ctx.db.connect() as conn:
+        return scheduling.get_delivery(conn, delivery_id)
+
+
+def make_video(workspace) -> tuple[str, str]:
+    assert shutil.which("ffmpeg"), "ffmpeg is needed to make the test video"
+    folder = workspace.root / "media" / "work" / "sky"
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc=size=160x284:rate=10", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+         str(folder / "clip.mp4")],
+        check=True,
+    )  # fmt: skip
+    (folder / "clip.vtt").write_text(
+        "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nI dreamt of a door.\n", encoding="utf-8"
+    )
+    return "media/work/sky/clip.mp4", "media/work/sky/clip.vtt"
+
+
+def test_text_thread_and_video_through_the_scheduler(ctx, sky, workspace):
+    text = sky.schedule(ctx, bluesky_content("One small story. #EmotionalEquity"))
+    thread = sky.schedule(ctx, bluesky_content("Part one of a dream.", "Part two.", "The end."))
+    video_rel, vtt_rel = make_video(workspace)
+    video = sky.schedule(
+        ctx, bluesky_content("Watch this dream.", video=video_rel, captions=vtt_rel)
+    )
+
+    service = SchedulerService(ctx, sync_interval=0.5)
+    service.start()
+    try:
+        for d in (text, thread, video):
+            wait_for(lambda d=d: delivery(ctx, d.id).state == "published", f"delivery {d.id}")
+    finally:
+        service.stop()
+
+    posted = sky.pds.get_post(sky.did, text.rkey)
+    assert posted["value"]["text"] == "One small story. #EmotionalEquity"
+    assert posted["value"]["langs"] == ["en"]
+    [tag] = posted["value"]["facets"]
+    assert tag["features"][0]["tag"] == "EmotionalEquity"
+
+    keys = [p["rkey"] for p in thread.posts]
+    records = [sky.pds.get_post(sky.did, k) for k in keys]
+    assert [r["value"]["text"] for r in records] == [
+        "Part one of a dream.",
+        "Part two.",
+        "The end.",
+    ]
+    assert "reply" not in records[0]["value"]
+    for prev, rec in zip(records, records[1:], strict=False):
+        assert rec["value"]["reply"]["parent"]["uri"] == prev["uri"]
+        assert rec["value"]["reply"]["root"]["uri"] == records[0]["uri"]
+    stored = delivery(ctx, thread.id).posts
+    assert [p["uri"] for p in stored] == [r["uri"] for r in records]
+
+    embed = sky.pds.get_post(sky.did, video.rkey)["value"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.video"
+    assert embed["video"]["mimeType"] == "video/mp4"
+    assert embed["alt"].startswith("An audiogram")
+    assert embed["captions"][0]["lang"] == "en"
+    assert len(sky.pds.list_posts(sky.did)) == 5
+
+
+def test_pds_stopped_mid_run_retries_then_succeeds(ctx, sky, running_pds):
+    ctx.settings.scheduler.max_attempts = 100
+    first = sky.schedule(ctx, bluesky_content("Before the outage."))
+    service = SchedulerService(
+        ctx, sync_interval=0.5, backoff=Backoff(base=0.3, factor=2, cap=1.5, jitter=0.3)
+    )
+    service.start()
+    try:
+        wait_for(lambda: delivery(ctx, first.id).state == "published", "the first post")
+        running_pds.stop()
+        second = sky.schedule(ctx, bluesky_content("During the outage."))
+        wait_for(lambda: delivery(ctx, second.id).attempts >= 2, "failed attempts")
+        failing = delivery(ctx, second.id)
+        assert failing.state in ("failed", "publishing")
+        running_pds.start()
+        wait_for(lambda: delivery(ctx, second.id).state == "published", "the retry to land")
+    finally:
+        service.stop()
+    texts = [r["value"]["text"] for r in sky.pds.list_posts(sky.did)]
+    assert sorted(texts) == ["Before the outage.", "During the outage."]
+    with ctx.db.connect() as conn:
+        from narratives.schema import delivery_attempts
+
+        outcomes = [
+            r.outcome
+            for r in conn.execute(
+                delivery_attempts.select()
+                .where(delivery_attempts.c.delivery_id == second.id)
+                .order_by(delivery_attempts.c.id)
+            )
+        ]
+    assert outcomes[0] == "transient_error" and outcomes[-1] == "published"
+    assert outcomes.count("published") == 1
+
+
+def _scheduler(workspace, sky) -> subprocess.Popen:
+    env = {**os.environ, "NARRATIVES_HOME": str(workspace.root), PASSWORD_ENV: sky.env_password}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from narratives.cli import main; main()", "scheduler", "run",
+         "--sync-interval", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def test_sigkill_during_a_batch_then_restart_posts_each_exactly_once(ctx, sky, workspace):
+    batch = [sky.schedule(ctx, bluesky_content(f"Story {i:02d} of the batch.")) for i in range(50)]
+    ids = {d.id for d in batch}
+
+    def published() -> int:
+        with ctx.db.connect() as conn:
+            return sum(
+                1
+                for d in scheduling.list_deliveries(conn, campaign="sky-test")
+                if d.id in ids and d.state == "published"
+            )
+
+    first = _scheduler(workspace, sky)
+    try:
+        wait_for(lambda: len(sky.pds.list_posts(sky.did)) >= 5, "the batch to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    at_kill = published()
+    assert at_kill < 50, "the batch finished before the kill; the test proved nothing"
+
+    second = _scheduler(workspace, sky)
+    try:
+        wait_for(lambda: published() == 50, "every delivery after the restart", timeout=300)
+        second.terminate()
+        out, _ = second.communicate(timeout=60)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 0, out
+
+    records = sky.pds.list_posts(sky.did)
+    texts = Counter(r["value"]["text"] for r in records)
+    assert len(records) == 50
+    assert set(texts.values()) == {1}
+    assert set(texts) == {f"Story {i:02d} of the batch." for i in range(50)}
+    rkeys = {r["uri"].rsplit("/", 1)[1] for r in records}
+    assert rkeys == {d.rkey for d in batch}
