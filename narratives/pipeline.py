@@ -186,19 +186,17 @@ def _later_stage(name: str) -> Callable[..., Any] | None:
     return mod.run
 
 
-def _stage_was_done(ctx: Context, narrative_id: str, stage: str) -> bool:
+def _stage_marks(ctx: Context, narrative_id: str, stage: str) -> set[tuple]:
+    """What the stage's rows say about their runs; unchanged across a call means no work."""
     from .schema import stage_runs
 
     with ctx.db.connect() as conn:
-        statuses = [
-            r[0]
-            for r in conn.execute(
-                sa.select(stage_runs.c.status).where(
-                    stage_runs.c.narrative_id == narrative_id, stage_runs.c.stage == stage
-                )
+        rows = conn.execute(
+            sa.select(stage_runs.c.key, stage_runs.c.started_at, stage_runs.c.status).where(
+                stage_runs.c.narrative_id == narrative_id, stage_runs.c.stage == stage
             )
-        ]
-    return bool(statuses) and all(s in ("done", "skipped") for s in statuses)
+        )
+        return {tuple(r) for r in rows}
 
 
 def _run_stages(
@@ -230,9 +228,9 @@ def _run_stages(
                 fn = _later_stage(stage)
                 if fn is None:
                     continue
-                already = _stage_was_done(ctx, result.id, stage)
+                before = _stage_marks(ctx, result.id, stage)
                 fn(ctx, result.id, force=force)
-                worked = force or not already
+                worked = _stage_marks(ctx, result.id, stage) != before
             result.stages[stage] = "done" if worked else "skipped"
             did_work = did_work or worked
         result.failed_stage = None
