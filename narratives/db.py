@@ -16,13 +16,18 @@ from sqlalchemy.engine import Engine
 from .config import Settings
 from .workspace import Workspace
 
-__all__ = ["open_database", "database_url", "migrate"]
+__all__ = ["open_database", "database_url", "migrate", "include_object"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(workspace: Workspace, settings: Settings) -> str:
     return settings.database.url or f"sqlite:///{workspace.database_path}"
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """APScheduler owns its job table in the same database; migrations leave it alone."""
+    return not (type_ == "table" and name == "apscheduler_jobs")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -37,6 +37,7 @@ from .campaigns import Campaign, get_campaign
 from .context import Context
 from .errors import (
     ChannelError,
+    ConsentError,
     InvalidState,
     NarrativesError,
     PermanentChannelError,
@@ -227,6 +228,23 @@ def _check_consent(conn: Connection, draft_id: int, channel: str) -> None:
     consent.check_publishable(conn, draft_id, channel)
 
 
+def _check_anonymity(ctx: Context, conn: Connection, draft: Any) -> None:
+    """A draft made or edited before the narrator asked to stay anonymous may still name
+    them: refuse it rather than publish a name (the editor regenerates or edits it)."""
+    from .anonymise import draft_leaks, terms_for
+    from .consent import is_anonymous
+
+    if not is_anonymous(conn, draft.narrative_id):
+        return
+    leaks = draft_leaks(dict(draft.content or {}), terms_for(ctx, draft.narrative_id))
+    if leaks:
+        raise ConsentError(
+            f"draft {draft.id} names {', '.join(sorted(set(leaks)))} but the narrator must "
+            "stay anonymous",
+            hint="edit the draft or run `narrative process --force` to regenerate it",
+        )
+
+
 def _prepare(ctx: Context, d: Delivery) -> Outgoing:
     with ctx.db.connect() as conn:
         draft = conn.execute(sa.select(drafts).where(drafts.c.id == d.draft_id)).first()
@@ -238,6 +256,7 @@ def _prepare(ctx: Context, d: Delivery) -> Outgoing:
                 hint="approve it again, then move the delivery to a new time",
             )
         _check_consent(conn, d.draft_id, d.channel)
+        _check_anonymity(ctx, conn, draft)
     campaign = get_campaign(ctx.workspace, d.campaign)
 
     def save_progress(posts: list[dict[str, Any]]) -> None:
@@ -314,23 +333,36 @@ def publish_delivery(
         }
         if result.posts is not None:
             values["posts"] = result.posts
-        conn.execute(
+        updated = conn.execute(
             deliveries.update()
             .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
             .values(**values)
-        )
-        _attempt(conn, d.id, outcome, None, done)
-        audit.record(
-            conn,
-            actor=actor,
-            action="publish",
-            object_type="delivery",
-            object_id=d.id,
-            before={"state": "publishing"},
-            after={"state": "published", "url": result.url},
-            detail=outcome,
-        )
+        ).rowcount
+        if updated:
+            _attempt(conn, d.id, outcome, None, done)
+            audit.record(
+                conn,
+                actor=actor,
+                action="publish",
+                object_type="delivery",
+                object_id=d.id,
+                before={"state": "publishing"},
+                after={"state": "published", "url": result.url},
+                detail=outcome,
+            )
+        elif result.posts is not None:
+            # Consent was withdrawn while the post went out: keep what was posted, so the
+            # take-down below can find it.
+            conn.execute(
+                deliveries.update().where(deliveries.c.id == d.id).values(posts=result.posts)
+            )
         after = get_delivery(conn, d.id)
+    if not updated:
+        from .consent import take_down_delivery
+
+        take_down_delivery(ctx, d.id, actor=actor, reason="withdrawn while publishing")
+        with ctx.db.connect() as conn:
+            return Outcome("withdrawn", get_delivery(conn, d.id), "withdrawn while publishing")
     try:
         publishers[d.channel].after_commit(item)
     except Exception:

@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from narratives.campaigns import get_campaign, load_campaign_file, load_campaigns
 from narratives.config import load_settings
 from narratives.context import Context
+from narratives.db import include_object
 from narratives.errors import ConfigError, NotFound, WorkspaceError
 from narratives.schema import metadata, narratives
 from narratives.workspace import init_workspace
@@ -108,3 +109,17 @@ def test_bad_campaign_names_file_and_key(workspace, edit, message):
     with pytest.raises(ConfigError) as exc:
         load_campaign_file(path)
     assert str(path) in str(exc.value) and message in str(exc.value)
+
+
+def test_migrations_ignore_the_scheduler_job_table(ctx):
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    store = SQLAlchemyJobStore(engine=ctx.db, tablename="apscheduler_jobs")
+    store.start(None, "default")
+    with ctx.db.connect() as conn:
+        assert "apscheduler_jobs" in sa.inspect(conn).get_table_names()
+        mc = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_object": include_object},
+        )
+        assert compare_metadata(mc, metadata) == []

@@ -357,3 +357,49 @@ def test_consent_is_checked_again_at_publish_time(ctx):
     assert outcome.status == "failed" and outcome.delivery.retry_at is None
     assert "rss" in outcome.error and publisher.calls == []
     assert attempts(ctx, d) == ["permanent_error"]
+
+
+def test_a_draft_naming_an_anonymous_narrator_is_not_published(ctx):
+    from narratives.anonymise import mark_term
+
+    d = schedule_at(ctx, timedelta(seconds=-1), content="Rosa told me to rest.")
+    with ctx.db.connect() as conn:
+        nid = conn.execute(
+            sa.text(
+                "select narrative_id from drafts where id = (select draft_id from "
+                "deliveries where id = :d)"
+            ),
+            {"d": d},
+        ).scalar()
+    mark_term(ctx, nid, "Rosa", actor="kai")  # the fixtures' consent says anonymous
+    publisher = FaultInjectingPublisher(ctx)
+    outcome = publish_delivery(ctx, d, {"rss": publisher})
+    assert outcome.status == "failed" and outcome.delivery.retry_at is None
+    assert "Rosa" in outcome.error and "anonymous" in outcome.error
+    assert publisher.calls == []
+
+
+def test_withdrawn_while_publishing_is_taken_down(ctx):
+    from narratives.consent import withdraw
+
+    d = schedule_at(ctx, timedelta(seconds=-1))
+    with ctx.db.connect() as conn:
+        nid = conn.execute(
+            sa.text(
+                "select narrative_id from drafts where id = (select draft_id from "
+                "deliveries where id = :d)"
+            ),
+            {"d": d},
+        ).scalar()
+    publisher = FaultInjectingPublisher(ctx, gate=threading.Event())
+    outcome: dict = {}
+    t = threading.Thread(
+        target=lambda: outcome.update(o=publish_delivery(ctx, d, {"rss": publisher}))
+    )
+    t.start()
+    assert publisher.started.wait(30), "the publish never started"
+    withdraw(ctx, nid, actor="kai", reason="the narrator changed their mind")
+    publisher.gate.set()
+    t.join(30)
+    assert outcome["o"].status == "withdrawn"
+    assert state(ctx, d) == "withdrawn"

@@ -398,3 +398,29 @@ def test_a_disabled_user_loses_their_session(site, ctx):
     disable_user(ctx, "kai", actor="admin")
     assert client.get("/").status_code == 303
     assert login(client).status_code == 400
+
+
+def test_feeds_are_public_on_the_review_server_and_nothing_else_is(site, ctx):
+    import feedparser
+
+    from narratives.feeds import write_campaign_feeds
+
+    client, nid, _ = site
+    write_campaign_feeds(ctx, "emotional-equity")
+    rss = client.get("/feeds/emotional-equity.xml")
+    assert rss.status_code == 200 and "rss" in rss.headers["content-type"]
+    parsed = feedparser.parse(rss.content)
+    assert not parsed.bozo and parsed.feed.title == "Emotional Equity: stories"
+    assert client.get("/feeds/emotional-equity.atom").status_code == 200
+    assert client.get("/feeds/nope.xml").status_code == 404
+    for path in (
+        "/feeds/../narratives.db",
+        "/feeds/media/..%2fnarratives.db",
+        f"/feeds/media/{nid}",
+        "/feeds/emotional-equity.media.json",
+    ):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code in (303, 401, 404) and b"SQLite" not in r.content, path
+    # Private pages stay private.
+    assert client.get("/", follow_redirects=False).status_code == 303
+    assert client.get(f"/media/{nid}/transcript.vtt").status_code == 401

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from narratives.db import include_object
 from narratives.schema import metadata
 
 target_metadata = metadata
@@ -12,9 +13,11 @@ if connection is None:
 
     connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
 
+
 context.configure(
     connection=connection,
     target_metadata=target_metadata,
+    include_object=include_object,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )

@@ -33,6 +33,7 @@ from ..errors import ConfigError, NarrativesError, NotFound, UsageError
 from ..schema import narrative_paths
 from ..transcript import Transcript
 from ..users import authenticate
+from ..web_public import routes as public_routes
 from ..workspace import DEFAULTS_ROOT
 from .security import (
     AuthGate,
@@ -579,6 +580,8 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         Route("/drafts/{draft_id:int}/tags", action(web.correct_tag), methods=["POST"]),
         Route("/media/{narrative_id}/{kind}", page(web.media), methods=["GET"]),
         Route("/static/{name}", page(web.static), methods=["GET"]),
+        # Public: feeds and their enclosures only (no login; see narratives.web_public).
+        *public_routes,
     ]
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -602,8 +605,10 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         ),
         Middleware(AuthGate, ctx=ctx),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={NarrativesError: on_error, HTTPException: on_error},
     )
+    app.state.workspace = ctx.workspace
+    return app

@@ -39,6 +39,8 @@ __all__ = [
 
 SECRET_FILE = "web-session-secret"
 PUBLIC_PATHS = ("/login", "/static/review.css", "/static/review.js")
+#: The campaigns' public feeds and the media they enclose (narratives.web_public).
+PUBLIC_PREFIX = "/feeds/"
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -134,7 +136,11 @@ class AuthGate:
         self.ctx = ctx
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in PUBLIC_PATHS
+            or scope["path"].startswith(PUBLIC_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         session = scope.get("session") or {}
