@@ -18,7 +18,14 @@ from sqlalchemy.engine import Engine
 from .errors import BadRecording
 from .schema import narrative_paths, narratives, utcnow
 
-__all__ = ["RECORDING_EXTENSIONS", "Found", "find_recordings", "hash_file", "register"]
+__all__ = [
+    "RECORDING_EXTENSIONS",
+    "Found",
+    "find_recordings",
+    "hash_file",
+    "register",
+    "source_path",
+]
 
 #: Audio files, and video files whose audio track is the narrative.
 RECORDING_EXTENSIONS = frozenset(
@@ -129,7 +136,7 @@ def register(db: Engine, path: Path, *, source: str = "file") -> tuple[str, bool
 
 
 def source_path(db: Engine, narrative_id: str) -> Path:
-    """A path of the narrative's recording that still exists with the same bytes' size."""
+    """A path of the narrative's recording that is still on disk (the newest seen first)."""
     with db.connect() as conn:
         rows = conn.execute(
             sa.select(narrative_paths.c.path)

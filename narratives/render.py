@@ -38,7 +38,8 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .campaigns import Campaign, get_campaign
-from .errors import ConfigError, InvalidState, NotFound, StageFailed
+from .errors import ConfigError, InvalidState, StageFailed
+from .ingest import source_path
 from .transcript import Transcript, Word
 from .workspace import DEFAULTS_ROOT, Workspace
 
@@ -1163,31 +1164,6 @@ def _interval(item: Any) -> tuple[float, float] | None:
     return None
 
 
-def _recording(ctx: Any, narrative_id: str) -> Path:
-    import sqlalchemy as sa
-
-    from .schema import narrative_paths
-
-    with ctx.db.connect() as conn:
-        rows = conn.execute(
-            sa.select(narrative_paths.c.path)
-            .where(narrative_paths.c.narrative_id == narrative_id)
-            .order_by(narrative_paths.c.last_seen.desc())
-        ).all()
-    for (p,) in rows:
-        path = Path(p)
-        if not path.is_absolute():
-            path = ctx.workspace.root / path
-        if path.is_file():
-            return path
-    if rows:
-        raise StageFailed(
-            f"{narrative_id[:12]}: the recording is gone ({rows[0][0]})",
-            hint="put the file back or ingest it again",
-        )
-    raise NotFound(f"no narrative {narrative_id}")
-
-
 def _title(ctx: Any, narrative_id: str, analysis: Mapping[str, Any], transcript: Transcript) -> str:
     if isinstance(analysis.get("title"), str) and analysis["title"].strip():
         return analysis["title"].strip()
@@ -1325,7 +1301,7 @@ def run(
                 )
                 continue
             layout = load_layout(ws, fmt)
-            audio_path = audio_path or _recording(ctx, narrative_id)
+            audio_path = audio_path or source_path(ctx.db, narrative_id)
             with stage_run(ctx.db, narrative_id, STAGE, key) as handle:
                 import moviepy
 

@@ -10,8 +10,16 @@ import click
 from rich.console import Console
 
 from ..context import Context
+from ..errors import NotFound, UsageError
 
-__all__ = ["get_context", "echo_json", "console", "err_console"]
+__all__ = [
+    "get_context",
+    "echo_json",
+    "console",
+    "err_console",
+    "resolve_narrative_id",
+    "narrative_ids",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,3 +48,48 @@ def echo_json(obj: Any) -> None:
     """One JSON document per line on stdout (JSON Lines), flushed so pipes see it at once."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=_default) + "\n")
     sys.stdout.flush()
+
+
+def _match(conn, prefix: str) -> str:
+    import sqlalchemy as sa
+
+    from ..schema import narratives
+
+    prefix = prefix.lower()
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise UsageError(f"{prefix!r} is not a narrative id (hex digits)")
+    rows = conn.execute(
+        sa.select(narratives.c.id).where(narratives.c.id.like(f"{prefix}%")).limit(2)
+    ).all()
+    if not rows:
+        raise NotFound(f"no narrative with id {prefix}", hint="see `narrative status`")
+    if len(rows) > 1:
+        raise UsageError(f"id prefix {prefix} is ambiguous: give more characters")
+    return rows[0][0]
+
+
+def resolve_narrative_id(prefix: str) -> str:
+    """The full narrative id for a unique prefix (as `narrative status` shows)."""
+    with get_context().db.connect() as conn:
+        return _match(conn, prefix)
+
+
+def narrative_ids(ids: tuple[str, ...], all_: bool, *, transcribed: bool = False) -> list[str]:
+    """Full ids for the prefixes given, or with `all_` every narrative (every transcribed one
+    with `transcribed`)."""
+    import sqlalchemy as sa
+
+    from ..schema import narratives, stage_runs
+
+    if all_ == bool(ids):
+        raise UsageError("name narratives by id, or pass --all (not both)")
+    with get_context().db.connect() as conn:
+        if not all_:
+            return [_match(conn, given) for given in ids]
+        if transcribed:
+            q = sa.select(stage_runs.c.narrative_id).where(
+                stage_runs.c.stage == "transcribe", stage_runs.c.status == "done"
+            )
+        else:
+            q = sa.select(narratives.c.id)
+        return sorted(r[0] for r in conn.execute(q))

@@ -4,37 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import NarrativesError, NotFound, UsageError
-from ._common import console, echo_json, err_console, get_context
+from ..errors import NarrativesError
+from ._common import console, echo_json, err_console, get_context, narrative_ids
 
 __all__ = ["register", "analyse"]
-
-
-def _narrative_ids(ctx, ids: tuple[str, ...], all_: bool) -> list[str]:
-    """Full ids for what was given (a unique prefix is enough), or every transcribed one."""
-    import sqlalchemy as sa
-
-    from ..schema import narratives, stage_runs
-
-    if all_ == bool(ids):
-        raise UsageError("name narratives by id, or pass --all (not both)")
-    with ctx.db.connect() as conn:
-        if all_:
-            q = (
-                sa.select(stage_runs.c.narrative_id)
-                .where(stage_runs.c.stage == "transcribe", stage_runs.c.status == "done")
-                .order_by(stage_runs.c.narrative_id)
-            )
-            return [r[0] for r in conn.execute(q)]
-        known = [r[0] for r in conn.execute(sa.select(narratives.c.id).order_by(narratives.c.id))]
-    out = []
-    for given in ids:
-        matches = [k for k in known if k.startswith(given.lower())]
-        if len(matches) != 1:
-            why = "no narrative" if not matches else "more than one narrative"
-            raise NotFound(f"{why} matches {given!r}", hint="see `narrative status`")
-        out.append(matches[0])
-    return out
 
 
 @click.command("analyse")
@@ -51,7 +24,7 @@ def analyse(ids, all_, force, as_json):
 
     ctx = get_context()
     failed = 0
-    for nid in _narrative_ids(ctx, ids, all_):
+    for nid in narrative_ids(ids, all_, transcribed=True):
         try:
             result = stage.run(ctx, nid, force=force)
         except NarrativesError as exc:

@@ -14,8 +14,7 @@ from rich.table import Table
 from .. import anonymise
 from .. import consent as ledger
 from ..errors import EXIT_FAILED_ITEMS, UsageError
-from ._common import console, echo_json, get_context
-from .workspace_cmds import resolve_narrative_id
+from ._common import console, echo_json, get_context, resolve_narrative_id
 
 
 def _actor() -> str:

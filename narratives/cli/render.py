@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import NarrativesError, NotFound, UsageError
-from ._common import echo_json, err_console, get_context
+from ..errors import NarrativesError
+from ._common import echo_json, err_console, get_context, narrative_ids
 
 __all__ = ["register", "render"]
-
-
-def _narrative_ids(ctx, ids: tuple[str, ...], all_: bool) -> list[str]:
-    """Full ids for what was given (a unique prefix is enough), or every narrative."""
-    import sqlalchemy as sa
-
-    from ..schema import narratives
-
-    if all_ == bool(ids):
-        raise UsageError("name narratives by id, or pass --all (not both)")
-    with ctx.db.connect() as conn:
-        known = [r[0] for r in conn.execute(sa.select(narratives.c.id).order_by(narratives.c.id))]
-    if all_:
-        return known
-    out = []
-    for given in ids:
-        matches = [k for k in known if k.startswith(given.lower())]
-        if len(matches) != 1:
-            why = "no narrative" if not matches else "more than one narrative"
-            raise NotFound(f"{why} matches {given!r}", hint="see `narrative status`")
-        out.append(matches[0])
-    return out
 
 
 @click.command("render")
@@ -81,7 +59,7 @@ def render(ids, all_, formats, campaigns, force, as_json):
                 tasks[name] = progress.add_task(name, total=total)
             progress.update(tasks[name], completed=done, total=total)
 
-        for nid in _narrative_ids(ctx, ids, all_):
+        for nid in narrative_ids(ids, all_):
             try:
                 results = stage.run(
                     ctx,

@@ -9,11 +9,10 @@ import click
 import sqlalchemy as sa
 from rich.table import Table
 
-from ..errors import NotFound, UsageError
 from ..schema import narrative_paths, narratives
 from ..stages import list_runs
 from ..workspace import init_workspace
-from ._common import console, echo_json, get_context
+from ._common import console, echo_json, get_context, resolve_narrative_id
 
 STAGE_ORDER = ("transcribe", "analyse", "render", "draft")
 
@@ -26,26 +25,6 @@ def init(directory: Path, force: bool) -> None:
     ws = init_workspace(directory, force=force)
     click.echo(f"Workspace ready at {ws.root}")
     click.echo(f"Use it with: export NARRATIVES_HOME={ws.root}")
-
-
-def _resolve_id(conn, prefix: str) -> str:
-    prefix = prefix.lower()
-    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
-        raise UsageError(f"{prefix!r} is not a narrative id (hex digits)")
-    rows = conn.execute(
-        sa.select(narratives.c.id).where(narratives.c.id.like(f"{prefix}%")).limit(2)
-    ).all()
-    if not rows:
-        raise NotFound(f"no narrative with id {prefix}", hint="see `narrative status`")
-    if len(rows) > 1:
-        raise UsageError(f"id prefix {prefix} is ambiguous: give more characters")
-    return rows[0][0]
-
-
-def resolve_narrative_id(prefix: str) -> str:
-    """Full narrative id from a unique prefix (as shown by `narrative status`)."""
-    with get_context().db.connect() as conn:
-        return _resolve_id(conn, prefix)
 
 
 def _status_rows(ctx) -> list[dict]:
@@ -122,8 +101,8 @@ def status(as_json: bool) -> None:
 def show(narrative_id: str, as_json: bool) -> None:
     """Show one narrative: its recordings, stages, transcript and analysis."""
     ctx = get_context()
+    nid = resolve_narrative_id(narrative_id)
     with ctx.db.connect() as conn:
-        nid = _resolve_id(conn, narrative_id)
         n = conn.execute(sa.select(narratives).where(narratives.c.id == nid)).one()
         paths = [
             r[0]
