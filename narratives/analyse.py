@@ -1002,12 +1002,18 @@ def load_corrections(ctx: Context, narrative_id: str) -> Corrections:
         if not applies:
             continue
         if nid not in summaries:
-            try:
-                summaries[nid] = [s.text for s in load_analysis(ctx.workspace, nid).summary]
-            except NotFound:
-                summaries[nid] = []
+            summaries[nid] = _summary_texts(ctx.workspace, nid)
         out.examples.setdefault((campaign, tag), []).extend(summaries[nid])
     return out
+
+
+def _summary_texts(workspace: Workspace, narrative_id: str) -> list[str]:
+    """The stored summary sentences of a narrative (none if it has no analysis yet)."""
+    path = _analysis_path(workspace, narrative_id)
+    if not path.is_file():
+        return []
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    return [s["text"] for s in stored.get("summary") or [] if s.get("text")]
 
 
 def run(ctx: Context, narrative_id: str, *, force: bool = False) -> Analysis:
@@ -1047,12 +1053,15 @@ def correct_tag(
 ) -> Analysis:
     """Record an editor's tag correction (with an audit row) and re-score the narrative."""
     get_campaign(ctx.workspace, campaign).tag(tag)  # NotFound for an unknown campaign or tag
-    before_analysis = load_analysis(ctx.workspace, narrative_id)
+    # The audit's "before" is what the editor saw: read it from the stored JSON as it is.
+    path = ctx.workspace.narrative_dir(narrative_id) / "analysis.json"
+    if not path.exists():
+        raise NotFound(f"narrative {narrative_id[:12]} has not been analysed yet")
+    stored = json.loads(path.read_text(encoding="utf-8"))
     before = None
-    if campaign in before_analysis.campaigns:
-        for t in before_analysis.campaigns[campaign].tags:
-            if t.name == tag:
-                before = {"score": t.score, "applies": t.applies, "corrected": t.corrected}
+    for t in ((stored.get("campaigns") or {}).get(campaign) or {}).get("tags") or []:
+        if t.get("name") == tag:
+            before = {k: t.get(k) for k in ("score", "applies", "corrected")}
     with ctx.db.begin() as conn:
         conn.execute(
             tag_corrections.insert().values(

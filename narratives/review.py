@@ -9,7 +9,6 @@ change, so the log can never miss or invent one.
 from __future__ import annotations
 
 import copy
-import importlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -420,8 +419,7 @@ def correct_tag(
 ) -> None:
     """Record an editor's tag correction (audited); the analysis stage learns from it.
 
-    `narratives.analyse.correct_tag` owns the tagging examples: when it exists it stores the
-    correction with its audit row and re-scores. Without it the row and audit are written here.
+    Checks the editor and the tag here; `narratives.analyse.correct_tag` does the rest.
     """
     require_active(ctx, actor)
     get_campaign(ctx.workspace, campaign).tag(tag)  # NotFound for a tag not in the taxonomy
@@ -431,33 +429,11 @@ def correct_tag(
         ).first()
     if known is None:
         raise NotFound(f"no narrative {narrative_id[:12]}")
-    try:
-        analyse = importlib.import_module("narratives.analyse")
-    except ImportError:  # the analysis stage is optional in a minimal install
-        analyse = None
-    delegate = getattr(analyse, "correct_tag", None)
-    if delegate is not None:
-        delegate(ctx, narrative_id, campaign, tag, applies, actor)
-        return
-    with ctx.db.begin() as conn:
-        conn.execute(
-            tag_corrections.insert().values(
-                narrative_id=narrative_id,
-                campaign=campaign,
-                tag=tag,
-                applies=applies,
-                actor=actor,
-                at=utcnow(),
-            )
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action="tag.correct",
-            object_type="narrative",
-            object_id=narrative_id,
-            after={"campaign": campaign, "tag": tag, "applies": applies},
-        )
+    from .analyse import correct_tag as analyse_correct_tag
+
+    # The analysis stage owns the tagging examples: it stores the correction with its audit
+    # row in one transaction, then re-scores the narrative with it.
+    analyse_correct_tag(ctx, narrative_id, campaign, tag, applies, actor)
 
 
 def tag_corrections_for(ctx: Context, narrative_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from narratives.context import Context
 from narratives.schema import narrative_paths, narratives, stage_runs, utcnow
+from narratives.stages import stage_run
 from narratives.transcript import Segment, Transcript, Word
 
 PASSWORD = "correct horse battery"
@@ -41,17 +42,22 @@ def transcript_for(narrative_id: str, sentences=SENTENCES) -> Transcript:
     )
 
 
+_S1 = "A narrator remembers a clinic with two lines."
+_S2 = "Her grandmother said rest should not be bought."
+
+
 def analysis_for(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "title": "Two lines at the dream clinic",
         "summary": [
-            {"text": "A narrator remembers a clinic with two lines.", "start": 0.0, "end": 3.0},
-            {"text": "Her grandmother said rest should not be bought.", "start": 8.0, "end": 11.0},
+            {"text": _S1, "raw": _S1, "start": 0.0, "end": 3.0},
+            {"text": _S2, "raw": _S2, "start": 8.0, "end": 11.0},
         ],
         "summary_text": "A narrator remembers a clinic with two lines. Her grandmother said rest "
         "should not be bought.",
         "quote": {
             "text": "My grandmother said rest should not be something you buy.",
+            "raw": "My grandmother said rest should not be something you buy.",
             "start": 8.0,
             "end": 11.2,
         },
@@ -116,6 +122,8 @@ def add_narrative(
     (folder / "transcript.json").write_text(json.dumps(t.to_dict()), encoding="utf-8")
     a = analysis if analysis is not None else analysis_for()
     (folder / "analysis.json").write_text(json.dumps(a), encoding="utf-8")
+    with stage_run(ctx.db, nid, "transcribe") as run:  # as the pipeline leaves it
+        run.engine, run.model = t.engine, t.model
     if consent:
         from narratives.consent import set_consent
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -204,9 +204,8 @@ def test_rss_text_round_trip(ctx, drafted):
     )
 
 
-def test_tag_correction_without_the_analysis_stage(ctx, drafted, monkeypatch):
-    # As in an install without the analyse stage: the correction is stored and audited here.
-    monkeypatch.setitem(sys.modules, "narratives.analyse", None)
+@pytest.mark.slow
+def test_tag_correction_is_stored_audited_and_rescored(ctx, drafted):
     nid = review.get_draft(ctx, drafted[0]).narrative_id
     review.correct_tag(ctx, nid, "emotional-equity", "grief-and-healing", True, actor="kai")
     rows = review.tag_corrections_for(ctx, nid)
@@ -216,6 +215,9 @@ def test_tag_correction_without_the_analysis_stage(ctx, drafted, monkeypatch):
     with ctx.db.connect() as conn:
         entry = audit.history(conn, "narrative", nid)[-1]
     assert entry["action"] == "tag.correct" and entry["after"]["tag"] == "grief-and-healing"
+    # The analysis was made again with the correction applied.
+    analysis = json.loads((ctx.workspace.narrative_dir(nid) / "analysis.json").read_text())
+    assert "grief-and-healing" in analysis["campaigns"]["emotional-equity"]["applied"]
     with pytest.raises(NotFound):
         review.correct_tag(ctx, nid, "emotional-equity", "no-such-tag", True, actor="kai")
     with ctx.db.connect() as conn:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import stat
-import sys
 
 import pytest
 from starlette.testclient import TestClient
@@ -353,8 +352,8 @@ def test_rss_edit_form(site, ctx):
     )
 
 
-def test_tag_correction_form(site, ctx, monkeypatch):
-    monkeypatch.setitem(sys.modules, "narratives.analyse", None)
+@pytest.mark.slow
+def test_tag_correction_form(site, ctx):
     client, nid, ids = site
     login(client)
     r = _post(client, f"/drafts/{ids['rss']}/tags", {"tag": "grief-and-healing", "applies": "1"})
