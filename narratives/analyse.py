@@ -18,9 +18,7 @@ If `analyse.summary_model` names a seq2seq model, an abstractive summary is gene
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from .campaigns import Campaign, get_campaign, load_campaigns
 from .config import AnalyseSettings
 from .context import Context
 from .errors import ConfigError, InvalidState, ModelNotAvailable, NotFound
+from .files import atomic_write_json
 from .schema import tag_corrections, utcnow
 from .stages import get_run, stage_run
 from .transcript import Transcript
@@ -955,18 +954,6 @@ def load_analysis(workspace: Workspace, narrative_id: str) -> Analysis:
     return Analysis.from_dict(data)
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_transcript(ctx: Context, narrative_id: str) -> Transcript:
     run_ = get_run(ctx.db, narrative_id, "transcribe")
     if run_ is None or run_.status != "done":
@@ -1033,7 +1020,7 @@ def run(ctx: Context, narrative_id: str, *, force: bool = False) -> Analysis:
         handle.engine = analysis.engine
         handle.model = analysis.model
         handle.version = analysis.version[:64] or f"narratives {__version__}"
-        _write_atomic(path, analysis.to_dict())
+        atomic_write_json(path, analysis.to_dict())
         handle.output = {
             "empty": analysis.empty,
             "title": analysis.title,

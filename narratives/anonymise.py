@@ -46,6 +46,7 @@ import numpy as np
 from . import audit
 from .context import Context
 from .errors import BadRecording, NarrativesError, UsageError
+from .files import atomic_write_json
 from .schema import utcnow
 from .transcript import Segment, Transcript, Word
 
@@ -371,14 +372,7 @@ def _locked(ctx: Context, narrative_id: str) -> Iterator[tuple[Path, dict[str, A
         try:
             data = _read(path)
             yield path, data
-            fd, tmp = tempfile.mkstemp(prefix=f".{REDACTIONS_FILE}.", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, ensure_ascii=False, indent=1)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_json(path, data)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 

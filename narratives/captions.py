@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import atomic_write
 from .transcript import Segment, Transcript
 
 __all__ = [
@@ -203,28 +203,14 @@ def to_webvtt(transcript: Transcript, **options: float) -> str:
     return "\n".join(parts)
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_srt(transcript: Transcript, path: str | os.PathLike[str]) -> Path:
     """Write SRT captions (replaced atomically: never half a file)."""
-    return _write_atomic(Path(path), to_srt(transcript))
+    return atomic_write(Path(path), to_srt(transcript))
 
 
 def write_webvtt(transcript: Transcript, path: str | os.PathLike[str]) -> Path:
     """Write WebVTT captions (replaced atomically: never half a file)."""
-    return _write_atomic(Path(path), to_webvtt(transcript))
+    return atomic_write(Path(path), to_webvtt(transcript))
 
 
 _SRT_TIME = r"(\d{2,}):([0-5]\d):([0-5]\d),(\d{3})"

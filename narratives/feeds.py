@@ -41,6 +41,7 @@ from feedgen.util import xml_elem
 from .campaigns import Campaign, get_campaign, load_campaigns
 from .context import Context
 from .errors import NarrativesError, NotFound, PermanentChannelError, TransientChannelError
+from .files import atomic_write
 from .schema import deliveries, drafts, feed_items, utcnow
 from .workspace import Workspace
 
@@ -56,7 +57,6 @@ __all__ = [
     "build_static",
     "read_manifest",
     "resolve_media",
-    "atomic_write",
     "pull",
 ]
 
@@ -69,22 +69,6 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 # ----------------------------------------------------------------------------- writing files
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -344,7 +328,7 @@ def write_campaign_feeds(
             (paths.atom, atom),
         ):
             if not (path.is_file() and path.read_bytes() == data):
-                atomic_write(path, data)
+                atomic_write(path, data, fsync=True)
     return paths
 
 

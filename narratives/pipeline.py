@@ -10,8 +10,6 @@ where files on disk become narratives; the engines are in `transcribe.py`.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from .config import Settings
 from .consent import import_sidecar
 from .context import Context
 from .errors import NarrativesError
+from .files import write_files_atomically
 from .ingest import find_recordings, register, source_path
 from .schema import narratives, utcnow
 from .stages import get_run, stage_run
@@ -35,7 +34,6 @@ __all__ = [
     "process_paths",
     "transcribe_stage",
     "load_transcript",
-    "write_atomically",
 ]
 
 STAGES = ("transcribe", "analyse", "render", "draft")
@@ -76,26 +74,6 @@ class ItemResult:
             data["text"] = t.text if t else None
             data["segments"] = t.to_dict()["segments"] if t else None
         return data
-
-
-def write_atomically(target_dir: Path, files: dict[str, str | bytes]) -> None:
-    """Write several files so that either all appear under their names or none do.
-
-    They are written into a temporary folder beside the target, then renamed into place.
-    """
-    target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target_dir))
-    try:
-        for name, content in files.items():
-            path = tmp / name
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(content, encoding="utf-8")
-        for name in files:
-            (tmp / name).replace(target_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_transcript(ctx: Context, narrative_id: str) -> Transcript:
@@ -143,7 +121,7 @@ def transcribe_stage(
             progress=lambda done, total: progress("fraction", done / total if total else 1.0),
         )
         handle.model, handle.version = transcript.model, transcript.engine_version
-        write_atomically(
+        write_files_atomically(
             out_dir,
             {
                 "transcript.json": json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),

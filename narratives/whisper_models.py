@@ -10,9 +10,7 @@ goes to the libraries' hub download, which fails at once (with a hint) when offl
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import os
 import shutil
 import tempfile
@@ -20,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelNotAvailable
+from .files import cache_dir
+from .files import file_sha256 as _file_sha256
 
 __all__ = [
     "ModelRef",
@@ -88,57 +88,16 @@ class ModelRef:
 
 def default_cache_dir() -> Path:
     """`NARRATIVES_CACHE`, else `$XDG_CACHE_HOME/narratives`, else `~/.cache/narratives`."""
-    if env := os.environ.get("NARRATIVES_CACHE"):
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "narratives"
+    return cache_dir()
 
 
 def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
     """SHA-256 of a file, remembered in `<cache>/digests.json` by path, size and mtime."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = str(path)
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    index = (cache_dir or default_cache_dir()) / "digests.json"
-    try:
-        known = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    entry = known.get(key)
-    if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
-        return str(entry["sha256"])
-    digest = _hash_file(path)
-    known[key] = {**stamp, "sha256": digest}
-    try:
-        _write_json_atomic(index, known)
-    except OSError:
-        pass  # a read-only cache only costs a re-hash next time
-    return digest
+    return _file_sha256(path, cache_dir or default_cache_dir())
 
 
 def _package_dir(spec: ShippedModel, package: str) -> Path:

@@ -85,7 +85,7 @@ def test_tampered_weights_are_refused(monkeypatch):
 def test_digest_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("NARRATIVES_CACHE", str(tmp_path))
     first = resolve_embedding_model("all-MiniLM-L6-v2")
-    assert (tmp_path / "embedding-digests.json").is_file()
+    assert (tmp_path / "digests.json").is_file()
     assert resolve_embedding_model("all-MiniLM-L6-v2").sha256 == first.sha256
 
 

@@ -55,6 +55,7 @@ from atproto_client.request import Request
 from atproto_core.uri import AtUri
 
 from ..errors import ChannelError, PermanentChannelError, TransientChannelError
+from ..files import atomic_write
 from ..workspace import Workspace
 
 __all__ = [
@@ -798,17 +799,7 @@ class BlueskyChannel:
         path = self.session_path
         self.workspace.state_dir.mkdir(mode=0o700, exist_ok=True)
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(session_string)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, session_string, mode=0o600, fsync=True)
 
     def _forget_session(self) -> None:
         self.session_path.unlink(missing_ok=True)

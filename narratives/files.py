@@ -1,0 +1,109 @@
+"""Files written so that a reader never sees half of one, and the user cache.
+
+Every artifact, settings index and feed goes through `atomic_write` (a temporary file in the
+same folder, then `os.replace`), so a crash or kill leaves either the old file or the new one.
+`file_sha256` remembers digests of large weight files by path, size and mtime, so checking
+shipped weights at load time costs a hash only when a file changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "cache_dir",
+    "atomic_write",
+    "atomic_write_json",
+    "write_files_atomically",
+    "file_sha256",
+]
+
+
+def cache_dir() -> Path:
+    """`NARRATIVES_CACHE`, else `$XDG_CACHE_HOME/narratives`, else `~/.cache/narratives`."""
+    if env := os.environ.get("NARRATIVES_CACHE"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "narratives"
+
+
+def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644, fsync: bool = False) -> Path:
+    """Write `data` (text is UTF-8) to `path` via a temporary file in the same folder.
+
+    `mode` applies before the file appears under its name (0o600 for secrets); `fsync` for
+    files that must survive a power cut, such as feeds and sessions.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: Path, data: Any, **options: Any) -> Path:
+    """`atomic_write` of `data` as indented UTF-8 JSON."""
+    text = json.dumps(data, ensure_ascii=False, indent=1, **options)
+    return atomic_write(path, text + "\n")
+
+
+def write_files_atomically(folder: Path, files: dict[str, str | bytes]) -> None:
+    """Write several files into `folder` so that all appear or, on an error, none do.
+
+    They are written into a temporary folder beside the target, then renamed into place.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    try:
+        for name, content in files.items():
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            (tmp / name).write_bytes(data)
+        for name in files:
+            (tmp / name).replace(folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path, cache: Path | None = None) -> str:
+    """SHA-256 of a file, remembered in `<cache>/digests.json` by path, size and mtime."""
+    path = Path(path).resolve()
+    st = path.stat()
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    index = (cache or cache_dir()) / "digests.json"
+    try:
+        known = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(str(path))
+    if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
+        return str(entry["sha256"])
+    digest = _hash(path)
+    known[str(path)] = {**stamp, "sha256": digest}
+    try:
+        atomic_write_json(index, known, sort_keys=True)
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
+    return digest
