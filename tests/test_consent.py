@@ -344,7 +344,7 @@ def test_withdrawal_end_to_end(ctx, pds, bluesky_campaign):
     campaign = get_campaign(ctx.workspace, "emotional-equity")
     assert item_guid(campaign, nid) in feed_guids(ctx)
 
-    result = CliRunner().invoke(
+    result = CliRunner(env={"NARRATIVES_USER": "kai"}).invoke(
         cli,
         ["consent", "withdraw", nid[:12], "--reason", "narrator asked", "--yes", "--json"],
         catch_exceptions=False,
@@ -407,7 +407,8 @@ def test_takedown_interrupted_by_an_outage_is_finished_later(ctx, running_pds, b
 
 
 def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    env = {"NARRATIVES_USER": "kai"}
+    return CliRunner(env=env).invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
 def test_cli_set_show_import_withdraw(ctx, tmp_path):

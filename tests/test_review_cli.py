@@ -82,7 +82,7 @@ def test_drafts_actions_need_an_actor_and_follow_the_rules(runner, ctx, drafted)
     r = runner.invoke(cli, ["drafts", "approve", bsky])
     assert r.exit_code == 2 and "--as" in r.output
     assert runner.invoke(cli, ["drafts", "approve", bsky, "--as", "mallory"]).exit_code == 7
-    r = runner.invoke(cli, ["drafts", "approve", bsky], env={"NARRATIVE_USER": "kai"})
+    r = runner.invoke(cli, ["drafts", "approve", bsky], env={"NARRATIVES_USER": "kai"})
     assert r.exit_code == 0 and review.get_draft(ctx, int(bsky)).state == "approved"
     r = runner.invoke(cli, ["drafts", "approve", bsky, "--as", "kai"])
     assert r.exit_code == 6 and "Error:" in r.output and "Traceback" not in r.output

@@ -258,7 +258,7 @@ def test_cli_short_forms_of_the_issue(ctx):
     res = runner.invoke(
         cli,
         ["schedule", str(a), "--at", "2030-12-01 18:30", "--tz", "Europe/Lisbon", "--json"],
-        env={"NARRATIVE_USER": "fayez"},
+        env={"NARRATIVES_USER": "fayez"},
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)

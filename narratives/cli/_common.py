@@ -19,7 +19,25 @@ __all__ = [
     "err_console",
     "resolve_narrative_id",
     "narrative_ids",
+    "actor_option",
+    "require_actor",
 ]
+
+#: `--as USER` on every command that changes something: the name in the audit log.
+actor_option = click.option(
+    "--as",
+    "actor",
+    envvar="NARRATIVES_USER",
+    metavar="USER",
+    help="Who is acting, for the audit log (default: $NARRATIVES_USER).",
+)
+
+
+def require_actor(actor: str | None) -> str:
+    if not actor:
+        raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVES_USER")
+    return actor
+
 
 console = Console()
 err_console = Console(stderr=True)

@@ -3,8 +3,6 @@ what anonymised mode hides (`redact`, `disguise`)."""
 
 from __future__ import annotations
 
-import getpass
-import os
 from datetime import date, datetime
 from pathlib import Path
 
@@ -14,11 +12,14 @@ from rich.table import Table
 from .. import anonymise
 from .. import consent as ledger
 from ..errors import EXIT_FAILED_ITEMS, UsageError
-from ._common import console, echo_json, get_context, resolve_narrative_id
-
-
-def _actor() -> str:
-    return os.environ.get("NARRATIVES_USER") or getpass.getuser() or "cli"
+from ._common import (
+    actor_option,
+    console,
+    echo_json,
+    get_context,
+    require_actor,
+    resolve_narrative_id,
+)
 
 
 def _when(value: str | None, option: str) -> datetime | date | None:
@@ -91,7 +92,8 @@ def consent() -> None:
 @click.option("--expires", help="Date (or ISO time, UTC unless it says) the consent ends.")
 @click.option("--given-at", help="When consent was given (default: now).")
 @click.option("--notes", help="Anything else agreed.")
-def set_cmd(narrative_id, given_by, method, channels, named, expires, given_at, notes) -> None:
+@actor_option
+def set_cmd(narrative_id, given_by, method, channels, named, expires, given_at, notes, actor):
     """Record or replace the consent for NARRATIVE_ID."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
@@ -105,7 +107,7 @@ def set_cmd(narrative_id, given_by, method, channels, named, expires, given_at, 
         given_at=_when(given_at, "--given-at"),
         expires_at=_when(expires, "--expires"),
         notes=notes,
-        actor=_actor(),
+        actor=require_actor(actor),
     )
     _print(c, nid, [])
 
@@ -137,13 +139,14 @@ def show(narrative_id: str, as_json: bool) -> None:
 @consent.command("import")
 @click.argument("narrative_id")
 @click.argument("sidecar", type=click.Path(dir_okay=False, path_type=Path))
-def import_cmd(narrative_id: str, sidecar: Path) -> None:
+@actor_option
+def import_cmd(narrative_id: str, sidecar: Path, actor: str | None) -> None:
     """Record the consent in SIDECAR (a story.consent.toml file), replacing any recorded."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
     if not ledger.sidecar_path(sidecar).is_file():
         raise UsageError(f"{sidecar}: no such consent file")
-    c = ledger.import_sidecar(ctx, nid, sidecar, actor=_actor(), replace=True)
+    c = ledger.import_sidecar(ctx, nid, sidecar, actor=require_actor(actor), replace=True)
     _print(c, nid, [])
 
 
@@ -152,7 +155,8 @@ def import_cmd(narrative_id: str, sidecar: Path) -> None:
 @click.option("--reason", required=True, help="Why (goes in the audit log).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the takedown report as JSON.")
-def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool) -> None:
+@actor_option
+def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) -> None:
     """Withdraw consent: cancel scheduled posts, delete published ones, drop feed items."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
@@ -161,7 +165,7 @@ def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool) -> None:
             f"Withdraw consent for {nid[:12]} and take down everything published from it?",
             abort=True,
         )
-    report = ledger.withdraw(ctx, nid, actor=_actor(), reason=reason)
+    report = ledger.withdraw(ctx, nid, actor=require_actor(actor), reason=reason)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -188,16 +192,17 @@ def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool) -> None:
 @click.argument("terms", nargs=-1)
 @click.option("--place", is_flag=True, help="The terms are places (shown as [place]).")
 @click.option("--remove", is_flag=True, help="Stop hiding these terms.")
-def redact(narrative_id: str, terms: tuple[str, ...], place: bool, remove: bool) -> None:
+@actor_option
+def redact(narrative_id, terms: tuple[str, ...], place: bool, remove: bool, actor) -> None:
     """Mark names or details to hide in anonymised mode (none given: list them)."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
     for term in terms:
         if remove:
-            anonymise.unmark_term(ctx, nid, term, actor=_actor())
+            anonymise.unmark_term(ctx, nid, term, actor=require_actor(actor))
         else:
             kind = "place" if place else "name"
-            anonymise.mark_term(ctx, nid, term, kind=kind, actor=_actor())
+            anonymise.mark_term(ctx, nid, term, kind=kind, actor=require_actor(actor))
     for t in anonymise.terms_for(ctx, nid):
         click.echo(f"{t.text}\t{t.placeholder}\t{t.source}")
     if terms:
@@ -208,11 +213,12 @@ def redact(narrative_id: str, terms: tuple[str, ...], place: bool, remove: bool)
 @click.argument("narrative_id")
 @click.option("--semitones", type=float, default=-3.0, show_default=True, help="Pitch shift.")
 @click.option("--off", is_flag=True, help="No voice disguise.")
-def disguise(narrative_id: str, semitones: float, off: bool) -> None:
+@actor_option
+def disguise(narrative_id: str, semitones: float, off: bool, actor) -> None:
     """Disguise the narrator's voice (pitch shift) in published videos."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
-    anonymise.set_voice_disguise(ctx, nid, None if off else semitones, actor=_actor())
+    anonymise.set_voice_disguise(ctx, nid, None if off else semitones, actor=require_actor(actor))
     click.echo("Voice disguise off." if off else f"Voice shifted by {semitones:+g} semitones.")
     click.echo("Render again (`narrative process --force`) to apply.", err=True)
 

@@ -1,6 +1,6 @@
 """`narrative drafts ...`: the review workflow from a terminal, with the web page's rules.
 
-Actions need an actor: `--as NAME` or the NARRATIVE_USER environment variable, naming an
+Actions need an actor: `--as NAME` or the NARRATIVES_USER environment variable, naming an
 enabled user (`narrative users add`). Errors exit with the codes in `narratives.errors`.
 """
 
@@ -14,21 +14,7 @@ from rich.table import Table
 from .. import review
 from ..drafting import BLUESKY_LIMIT, count_graphemes
 from ..errors import UsageError
-from ._common import console, echo_json, get_context
-
-_as_option = click.option(
-    "--as",
-    "actor",
-    envvar="NARRATIVE_USER",
-    metavar="USER",
-    help="Who is acting (default: $NARRATIVE_USER).",
-)
-
-
-def _actor(actor: str | None) -> str:
-    if not actor:
-        raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVE_USER")
-    return actor
+from ._common import actor_option, console, echo_json, get_context, require_actor
 
 
 def _json(d: review.Draft, ctx=None, *, full: bool = False) -> dict:
@@ -132,14 +118,14 @@ def show(draft_id: int, as_json: bool) -> None:
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Read the new text from a file ('-' for standard input).",
 )
-@_as_option
+@actor_option
 def edit(draft_id: int, text: str | None, file_: Path | None, actor: str | None) -> None:
     """Edit the text in $EDITOR (or from --text/--file); sends the draft back to review.
 
     Bluesky drafts are their posts separated by lines of `---`; RSS drafts are title,
     summary and content separated the same way.
     """
-    actor = _actor(actor)
+    actor = require_actor(actor)
     ctx = get_context()
     if text is not None and file_ is not None:
         raise UsageError("give --text or --file, not both")
@@ -163,40 +149,40 @@ def edit(draft_id: int, text: str | None, file_: Path | None, actor: str | None)
 
 @drafts.command()
 @click.argument("draft_id", type=int)
-@_as_option
+@actor_option
 def approve(draft_id: int, actor: str | None) -> None:
     """Approve a draft pending review (it can then be scheduled)."""
-    review.approve(get_context(), draft_id, actor=_actor(actor))
+    review.approve(get_context(), draft_id, actor=require_actor(actor))
     click.echo(f"Draft {draft_id} approved.")
 
 
 @drafts.command()
 @click.argument("draft_id", type=int)
 @click.option("--reason", help="Why (shown in the audit log).")
-@_as_option
+@actor_option
 def reject(draft_id: int, reason: str | None, actor: str | None) -> None:
     """Reject a draft (also withdraws an approval)."""
-    review.reject(get_context(), draft_id, actor=_actor(actor), reason=reason)
+    review.reject(get_context(), draft_id, actor=require_actor(actor), reason=reason)
     click.echo(f"Draft {draft_id} rejected.")
 
 
 @drafts.command("request-changes")
 @click.argument("draft_id", type=int)
 @click.option("--reason", help="What should change.")
-@_as_option
+@actor_option
 def request_changes(draft_id: int, reason: str | None, actor: str | None) -> None:
     """Ask for changes before the draft can be approved."""
-    review.request_changes(get_context(), draft_id, actor=_actor(actor), reason=reason)
+    review.request_changes(get_context(), draft_id, actor=require_actor(actor), reason=reason)
     click.echo(f"Changes requested on draft {draft_id}.")
 
 
 @drafts.command()
 @click.argument("draft_id", type=int)
 @click.argument("text")
-@_as_option
+@actor_option
 def comment(draft_id: int, text: str, actor: str | None) -> None:
     """Leave a comment on a draft."""
-    review.comment(get_context(), draft_id, text, actor=_actor(actor))
+    review.comment(get_context(), draft_id, text, actor=require_actor(actor))
     click.echo(f"Comment added to draft {draft_id}.")
 
 

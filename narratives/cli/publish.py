@@ -5,19 +5,13 @@ from __future__ import annotations
 import click
 
 from ..errors import EXIT_FAILED_ITEMS, UsageError
-from ._common import console, echo_json, get_context
+from ._common import actor_option, console, echo_json, get_context, require_actor
 
 
 @click.command("publish")
 @click.argument("draft_id", type=int)
 @click.option("--now", "now", is_flag=True, help="Publish at once (required).")
-@click.option(
-    "--as",
-    "actor",
-    envvar="NARRATIVE_USER",
-    metavar="USER",
-    help="Who is acting, for the audit log (default: $NARRATIVE_USER).",
-)
+@actor_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def publish_cmd(draft_id, now, actor, as_json):
     """Publish approved draft DRAFT_ID now, exactly as the scheduler would.
@@ -29,9 +23,7 @@ def publish_cmd(draft_id, now, actor, as_json):
 
     if not now:
         raise UsageError("pass --now to publish at once", hint="or use `narrative schedule`")
-    if not actor:
-        raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVE_USER")
-    outcome = publish_draft_now(get_context(), draft_id, actor=actor)
+    outcome = publish_draft_now(get_context(), draft_id, actor=require_actor(actor))
     d = outcome.delivery
     if as_json:
         echo_json(

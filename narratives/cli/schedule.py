@@ -10,16 +10,8 @@ import click
 from rich.table import Table
 
 from .. import scheduling
-from ..errors import UsageError
-from ._common import console, echo_json, get_context
+from ._common import actor_option, console, echo_json, get_context, require_actor
 
-_as_option = click.option(
-    "--as",
-    "actor",
-    envvar="NARRATIVE_USER",
-    metavar="USER",
-    help="Who is acting, for the audit log (default: $NARRATIVE_USER).",
-)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 _at_option = click.option(
     "--at", metavar='"YYYY-MM-DD HH:MM"', help="Wall-clock time (in --tz, default the campaign's)."
@@ -30,12 +22,6 @@ _tz_option = click.option(
 _next_option = click.option(
     "--next-slot", is_flag=True, help="The campaign's next free weekly posting slot."
 )
-
-
-def _actor(actor: str | None) -> str:
-    if not actor:
-        raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVE_USER")
-    return actor
 
 
 def _local(d: scheduling.Delivery) -> str:
@@ -96,23 +82,23 @@ def schedule_group() -> None:
 @_at_option
 @_tz_option
 @_next_option
-@_as_option
+@actor_option
 @_json_option
 def add_cmd(draft_id, at, tz, next_slot, actor, as_json):
     """Schedule approved draft DRAFT_ID --at a time or in the --next-slot."""
     d = scheduling.schedule(
-        get_context(), draft_id, at=at, tz=tz, next_slot=next_slot, actor=_actor(actor)
+        get_context(), draft_id, at=at, tz=tz, next_slot=next_slot, actor=require_actor(actor)
     )
     _show([d], as_json)
 
 
 @schedule_group.command("fill")
 @click.option("--campaign", "campaign", required=True, metavar="SLUG", help="The campaign.")
-@_as_option
+@actor_option
 @_json_option
 def fill_cmd(campaign, actor, as_json):
     """Queue every approved, unscheduled draft of a campaign into its free slots."""
-    _show(scheduling.fill(get_context(), campaign, actor=_actor(actor)), as_json)
+    _show(scheduling.fill(get_context(), campaign, actor=require_actor(actor)), as_json)
 
 
 @schedule_group.command("list")
@@ -137,11 +123,11 @@ def list_cmd(campaign, states, as_json):
 @schedule_group.command("cancel")
 @click.argument("delivery_id", type=int)
 @click.option("--reason", help="Why (kept in the audit log).")
-@_as_option
+@actor_option
 @_json_option
 def cancel_cmd(delivery_id, reason, actor, as_json):
     """Cancel a delivery that has not gone out."""
-    d = scheduling.cancel(get_context(), delivery_id, actor=_actor(actor), reason=reason)
+    d = scheduling.cancel(get_context(), delivery_id, actor=require_actor(actor), reason=reason)
     _show([d], as_json)
 
 
@@ -150,12 +136,12 @@ def cancel_cmd(delivery_id, reason, actor, as_json):
 @_at_option
 @_tz_option
 @_next_option
-@_as_option
+@actor_option
 @_json_option
 def move_cmd(delivery_id, at, tz, next_slot, actor, as_json):
     """Give a scheduled or failed delivery a new time (a failed one starts afresh)."""
     d = scheduling.move(
-        get_context(), delivery_id, at=at, tz=tz, next_slot=next_slot, actor=_actor(actor)
+        get_context(), delivery_id, at=at, tz=tz, next_slot=next_slot, actor=require_actor(actor)
     )
     _show([d], as_json)
 
