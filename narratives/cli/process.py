@@ -64,17 +64,22 @@ def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript,
     return results
 
 
+def _stages_text(stages: dict[str, str]) -> str:
+    """ "all done" rather than four times "done"; otherwise each stage and what happened."""
+    if stages and len(set(stages.values())) == 1:
+        return f"all {next(iter(stages.values()))}"
+    return ", ".join(f"{k} {v}" for k, v in stages.items())
+
+
 def _summary(results: list[ItemResult]) -> None:
     table = Table(title="narrative process")
     table.add_column("recording")
-    table.add_column("id")
+    table.add_column("id", no_wrap=True)
     table.add_column("status")
     table.add_column("stages / reason", overflow="fold")
     colour = {"ok": "green", "skipped": "cyan", "failed": "red"}
     for r in results:
-        detail = (
-            r.error if r.status == "failed" else ", ".join(f"{k} {v}" for k, v in r.stages.items())
-        )
+        detail = r.error if r.status == "failed" else _stages_text(r.stages)
         table.add_row(r.path.name, (r.id or "-")[:12], f"[{colour[r.status]}]{r.status}[/]", detail)
     console.print(table)
     counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "failed")}
@@ -82,6 +87,22 @@ def _summary(results: list[ItemResult]) -> None:
         f"done {counts['ok']}, skipped {counts['skipped']} (already done), "
         f"failed {counts['failed']}"
     )
+    waiting = _drafts_waiting()
+    if waiting:
+        console.print(
+            f"{waiting} draft(s) await review: `narrative drafts list` or `narrative serve`."
+        )
+
+
+def _drafts_waiting() -> int:
+    import sqlalchemy as sa
+
+    from ..schema import drafts
+
+    with get_context().db.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).where(drafts.c.state == "pending_review")
+        ).scalar_one()
 
 
 def _exit(results: list[ItemResult]) -> None:
