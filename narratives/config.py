@@ -65,6 +65,8 @@ class RenderSettings(_Section):
     preset: str = "veryfast"
     #: Scale factor on the 1080-wide frame (tests and previews render smaller).
     scale: float = Field(1.0, gt=0, le=1)
+    #: Encoder threads per render; 0 means the cores shared out among `process --workers`.
+    threads: int = Field(0, ge=0, le=64)
 
 
 class ServeSettings(_Section):

@@ -10,6 +10,7 @@ where files on disk become narratives; the engines are in `transcribe.py`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,10 +236,16 @@ def _finish(result: ItemResult) -> ItemResult:
 _WORKER_CTX: Context | None = None
 
 
-def _worker_init(root: str, settings: Settings) -> None:
+def _worker_init(root: str, settings: Settings, workers: int) -> None:
     global _WORKER_CTX
     from .workspace import Workspace
 
+    if not settings.render.threads:
+        # Share the cores out, so N workers encoding at once do not oversubscribe them.
+        share = max(1, (os.cpu_count() or 1) // workers)
+        settings = settings.model_copy(
+            update={"render": settings.render.model_copy(update={"threads": share})}
+        )
     _WORKER_CTX = Context(Workspace(Path(root)), settings)
 
 
@@ -320,7 +327,7 @@ def _run_parallel(ctx, pending, wanted, force, settings, workers, progress):
         max_workers=min(workers, len(pending)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
-        initargs=(str(ctx.workspace.root), settings or ctx.settings),
+        initargs=(str(ctx.workspace.root), settings or ctx.settings, workers),
     )
     with pool:
         futures = {

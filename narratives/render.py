@@ -1321,6 +1321,7 @@ def run(
                     fps=settings.fps,
                     scale=settings.scale,
                     preset=settings.preset,
+                    threads=settings.threads or None,
                     redactions=redactions,
                     voice_semitones=pub.voice_semitones,
                     progress=(lambda d, t, key=key: progress(key, d, t)) if progress else None,
