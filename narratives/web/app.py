@@ -35,6 +35,9 @@ from ..transcript import Transcript
 from ..users import authenticate
 from ..web_public import routes as public_routes
 from ..workspace import DEFAULTS_ROOT
+from .consent_pages import ConsentPages
+from .fidelity import quote_edited, quote_forms
+from .schedule_pages import DELIVERY_LABELS, SchedulePages
 from .security import (
     AuthGate,
     LoginLimiter,
@@ -89,6 +92,7 @@ def _environment(ctx: Context) -> jinja2.Environment:
     env.filters["timestamp"] = _timestamp
     env.filters["when"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC") if dt else ""
     env.filters["state_label"] = lambda s: _STATE_LABELS.get(s, s)
+    env.filters["delivery_label"] = lambda s: DELIVERY_LABELS.get(s, s)
     env.filters["score"] = lambda x: f"{x:.2f}" if isinstance(x, int | float) else "—"
     return env
 
@@ -98,7 +102,7 @@ def _timestamp(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class _App:
+class _App(SchedulePages, ConsentPages):
     def __init__(self, ctx: Context, limiter: LoginLimiter) -> None:
         self.ctx = ctx
         self.env = _environment(ctx)
@@ -136,6 +140,9 @@ class _App:
             message=message,
             hint=hint,
         )
+
+    def _campaign_map(self) -> dict[str, Campaign]:
+        return _campaigns(self.ctx)
 
     # -- login -----------------------------------------------------------------------------
 
@@ -193,6 +200,15 @@ class _App:
         counts: dict[str, int] = {}
         for d in review.list_drafts(self.ctx):
             counts[d.state] = counts.get(d.state, 0) + 1
+        quotes: dict[str, list[str]] = {}
+        edited_quotes = set()
+        for d in found:
+            if d.narrative_id not in quotes:
+                folder = self.ctx.workspace.narrative_dir(d.narrative_id)
+                analysis = _read_json(folder / "analysis.json") or {}
+                quotes[d.narrative_id] = quote_forms(self.ctx, d.narrative_id, analysis)
+            if quote_edited(d, quotes[d.narrative_id]):
+                edited_quotes.add(d.id)
         return self.render(
             request,
             "queue.html",
@@ -202,6 +218,7 @@ class _App:
             tags=tags,
             states=review.STATES,
             counts=counts,
+            edited_quotes=edited_quotes,
         )
 
     def draft_page(self, request: Request) -> HTMLResponse:
@@ -264,7 +281,9 @@ class _App:
             "problems": review.problems(draft),
             "tag_rows": tag_rows,
             "notes": notes,
-            "consent": review.consent_for(ctx, draft.narrative_id),
+            "quote_edited": quote_edited(draft, quote_forms(ctx, draft.narrative_id, analysis)),
+            **self.consent_context(draft, analysis),
+            **self.schedule_context(draft, campaign),
             "comments": review.list_comments(ctx, draft.id),
             "history": [_history_row(h) for h in reversed(review.history(ctx, draft.id))],
             "state_labels": _STATE_LABELS,
@@ -578,6 +597,20 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         Route("/drafts/{draft_id:int}/edit", action(web.edit), methods=["POST"]),
         Route("/drafts/{draft_id:int}/comment", action(web.comment), methods=["POST"]),
         Route("/drafts/{draft_id:int}/tags", action(web.correct_tag), methods=["POST"]),
+        Route("/drafts/{draft_id:int}/schedule", action(web.schedule_draft), methods=["POST"]),
+        Route("/drafts/{draft_id:int}/consent", action(web.set_consent), methods=["POST"]),
+        Route(
+            "/drafts/{draft_id:int}/consent/withdraw",
+            action(web.withdraw_consent),
+            methods=["POST"],
+        ),
+        Route("/drafts/{draft_id:int}/hide", action(web.mark_term), methods=["POST"]),
+        Route("/drafts/{draft_id:int}/unhide", action(web.unmark_term), methods=["POST"]),
+        Route("/schedule", page(web.agenda), methods=["GET"]),
+        Route(
+            "/deliveries/{delivery_id:int}/cancel", action(web.cancel_delivery), methods=["POST"]
+        ),
+        Route("/deliveries/{delivery_id:int}/move", action(web.move_delivery), methods=["POST"]),
         Route("/media/{narrative_id}/{kind}", page(web.media), methods=["GET"]),
         Route("/static/{name}", page(web.static), methods=["GET"]),
         # Public: feeds and their enclosures only (no login; see narratives.web_public).

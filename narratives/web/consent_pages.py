@@ -1,0 +1,161 @@
+"""Consent and anonymity on the draft page: record or update consent, withdraw it, and mark
+the names and places anonymised mode hides.
+
+The ledger (`narratives.consent`) and anonymisation (`narratives.anonymise`) do the work and
+write the audit rows; this module validates the form fields first so a slip (no channel
+ticked, a malformed date) is a plain 400 with a sentence, not a configuration error.
+Withdrawal takes posts down, so its form needs a ticked confirmation box: a confirm step that
+works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from .. import anonymise, consent, review
+from ..errors import ConfigError, UsageError
+from .security import current_user
+
+__all__ = ["ConsentPages", "METHOD_LABELS"]
+
+METHOD_LABELS = {"form": "Signed form", "recording": "On the recording", "in_person": "In person"}
+#: The kinds an editor picks from; `person` is what the analysis finds and reads the same.
+_KINDS = {"name": "Name", "place": "Place"}
+_MAX_TERM = 200
+
+
+def _field(form: FormData, key: str) -> str:
+    value = form.get(key)
+    return value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
+
+
+def _date(form: FormData, key: str, what: str) -> date | None:
+    text = _field(form, key)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{what} {text!r} is not a date.", hint="Write it like 2027-01-31."
+        ) from None
+
+
+class ConsentPages:
+    """Consent and redaction actions; mixed into the review app (`_App`)."""
+
+    # Provided by the app: ctx, render() and _back().
+    ctx: Any
+
+    def consent_context(self, draft: review.Draft, analysis: dict[str, Any]) -> dict[str, Any]:
+        nid = draft.narrative_id
+        current = consent.get_consent(self.ctx, nid)
+        anonymous = current is None or current.anonymous
+        found = anonymise.analysis_terms(analysis)
+        marked = anonymise.marked_terms(self.ctx, nid)
+        leaks = (
+            sorted(set(anonymise.draft_leaks(draft.content, found + marked))) if anonymous else []
+        )
+        withdrawn = current is not None and current.withdrawn_at is not None
+        return {
+            "consent": current,
+            "consent_status": current.status() if current else None,
+            # A withdrawn consent can only be replaced by one given later: default to today.
+            "consent_given": "" if current is None or withdrawn else f"{current.given_at:%Y-%m-%d}",
+            "anonymous": anonymous,
+            "found_terms": sorted({t.text: t for t in found}.values(), key=lambda t: t.text),
+            "marked_terms": marked,
+            "leaks": leaks,
+            "methods": METHOD_LABELS,
+            "kinds": _KINDS,
+            "channels": consent.CHANNELS,
+        }
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def set_consent(self, request: Request, form: FormData) -> Response:
+        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        given_by = _field(form, "given_by")
+        method = _field(form, "method")
+        channels = [c for c in form.getlist("channels") if isinstance(c, str)]
+        named = _field(form, "named")
+        if not given_by:
+            raise UsageError("Say who gave consent (the narrator, or who signed for them).")
+        if method not in consent.METHODS:
+            raise UsageError("Choose how consent was given.")
+        if not channels or not set(channels) <= set(consent.CHANNELS):
+            raise UsageError(
+                "Tick the channels the narrator agreed to.",
+                hint="To stop all publishing, withdraw consent instead.",
+            )
+        if named not in ("0", "1"):
+            raise UsageError("Choose whether the narrator may be named or must stay anonymous.")
+        given: date | datetime | None = _date(form, "given_at", "The date consent was given,")
+        expires = _date(form, "expires_at", "The expiry date")
+        before = consent.get_consent(self.ctx, draft.narrative_id)
+        if before is not None and given is not None and given == before.given_at.date():
+            given = before.given_at  # the same day as recorded: keep its time of day
+        try:
+            after = consent.set_consent(
+                self.ctx,
+                draft.narrative_id,
+                given_by=given_by,
+                method=method,
+                channels=channels,
+                anonymous=named == "0",
+                given_at=given,
+                expires_at=expires,
+                notes=_field(form, "notes") or None,
+                actor=current_user(request).name,
+            )
+        except ConfigError as exc:  # a value the ledger refuses (too long, ...)
+            raise UsageError(str(exc)) from None
+        note = ""
+        if before is not None and before.anonymous != after.anonymous:
+            note = " Drafts and videos follow the change the next time `narrative process` runs."
+        return self._back(request, draft.id, "Consent saved." + note)
+
+    def withdraw_consent(self, request: Request, form: FormData) -> HTMLResponse:
+        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        if _field(form, "confirm") != "yes":
+            raise UsageError(
+                "Consent was not withdrawn: tick “I understand this deletes published posts” "
+                "to confirm.",
+                hint="Go back to the draft and try again.",
+            )
+        report = consent.withdraw(
+            self.ctx,
+            draft.narrative_id,
+            actor=current_user(request).name,
+            reason=_field(form, "reason"),
+        )
+        return self.render(request, "withdrawn.html", draft=draft, report=report)
+
+    def mark_term(self, request: Request, form: FormData) -> Response:
+        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        text = _field(form, "term")
+        kind = _field(form, "kind") or "name"
+        if kind not in _KINDS:
+            raise UsageError("Choose whether it is a name or a place.")
+        if len(text) > _MAX_TERM:
+            raise UsageError(f"That is too long to hide as one term (at most {_MAX_TERM}).")
+        anonymise.mark_term(
+            self.ctx, draft.narrative_id, text, kind=kind, actor=current_user(request).name
+        )
+        return self._back(
+            request,
+            draft.id,
+            f"“{' '.join(text.split())}” will be hidden. Drafts and videos are redone the next "
+            "time `narrative process` runs.",
+        )
+
+    def unmark_term(self, request: Request, form: FormData) -> Response:
+        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        text = _field(form, "term")
+        anonymise.unmark_term(self.ctx, draft.narrative_id, text, actor=current_user(request).name)
+        return self._back(request, draft.id, f"“{text}” is no longer hidden.")
