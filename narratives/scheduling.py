@@ -152,12 +152,12 @@ def parse_when(text: str | datetime, zone: ZoneInfo) -> datetime:
     if isinstance(text, datetime):
         return resolve_local(text, zone, nonexistent="raise")
     m = _WHEN.match(text)
-    if m:
-        naive = datetime.fromisoformat(f"{m.group(1)}T{m.group(2).zfill(5)}")
-        return resolve_local(naive, zone, nonexistent="raise")
     try:
+        if m:
+            naive = datetime.fromisoformat(f"{m.group(1)}T{m.group(2).zfill(5)}")
+            return resolve_local(naive, zone, nonexistent="raise")
         parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
+    except ValueError:  # no such date or time ("2030-13-01 09:00", "25:00")
         raise UsageError(
             f"cannot read the time {text!r}", hint='write it like "2026-12-01 18:30"'
         ) from None

@@ -284,3 +284,14 @@ def test_no_consent_for_the_channel_no_scheduling(ctx):
         scheduling.schedule(ctx, sky, next_slot=True, actor="kai", now=NOW)
     rss = add_draft(ctx, "emotional-equity", "rss", narrative_id=only_rss)
     assert scheduling.schedule(ctx, rss, next_slot=True, actor="kai", now=NOW).state == "scheduled"
+
+
+@pytest.mark.parametrize("text", ["2030-13-01 09:00", "2030-02-30 09:00", "2030-01-01 25:00"])
+def test_impossible_times_are_usage_errors(text):
+    from zoneinfo import ZoneInfo
+
+    from narratives.errors import UsageError
+    from narratives.scheduling import parse_when
+
+    with pytest.raises(UsageError, match="cannot read the time"):
+        parse_when(text, ZoneInfo("Europe/Lisbon"))
