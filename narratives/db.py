@@ -58,7 +58,12 @@ def _alembic_config(url: str):
 
 def migrate(engine: Engine) -> None:
     """Apply every migration not yet applied (recorded by Alembic in `alembic_version`)."""
+    import logging
+
     from alembic import command
+
+    # Alembic reports every check at INFO; a service's log should only show real changes.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
     cfg = _alembic_config(str(engine.url.render_as_string(hide_password=False)))
     with engine.begin() as conn:
