@@ -74,6 +74,8 @@ class ServeSettings(_Section):
     port: int = Field(8765, ge=1, le=65535)
     #: Public base URL used in feeds and post links.
     base_url: str = "http://127.0.0.1:8765"
+    #: Mark the session cookie Secure: turn on when the page is served over HTTPS.
+    secure_cookies: bool = False
 
 
 class SchedulerSettings(_Section):

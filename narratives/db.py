@@ -7,6 +7,7 @@ Schema changes are Alembic migrations in `narratives/migrations/versions/`, only
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def migrate(engine: Engine) -> None:
 def _open(url: str) -> Engine:
     engine = create_engine(url)
     migrate(engine)
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        # Stories, consent records and password hashes: readable by the owner only.
+        # (SQLite gives its -wal and -shm files the database file's permissions.)
+        os.chmod(engine.url.database, 0o600)
     return engine
 
 

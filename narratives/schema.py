@@ -125,6 +125,8 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Sessions carry this number; raising it (logout, new password, disable) ends them all.
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
 drafts = sa.Table(

@@ -33,6 +33,7 @@ __all__ = [
     "get_user_by_id",
     "list_users",
     "require_active",
+    "end_sessions",
 ]
 
 ROLES = ("editor", "admin")
@@ -51,6 +52,7 @@ class User:
     role: str
     created_at: datetime
     disabled: bool
+    session_epoch: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -58,7 +60,7 @@ class User:
 
 
 def _user(row) -> User:
-    return User(row.id, row.name, row.role, row.created_at, bool(row.disabled))
+    return User(row.id, row.name, row.role, row.created_at, bool(row.disabled), row.session_epoch)
 
 
 def _check_password(password: str) -> None:
@@ -164,7 +166,11 @@ def set_password(ctx: Context, name: str, password: str, *, actor: str) -> None:
         row = _row(conn, name)
         if row is None:
             raise NotFound(f"no user {name!r}")
-        conn.execute(users.update().where(users.c.id == row.id).values(password_hash=digest))
+        conn.execute(
+            users.update()
+            .where(users.c.id == row.id)
+            .values(password_hash=digest, session_epoch=users.c.session_epoch + 1)
+        )
         audit.record(conn, actor=actor, action="user.passwd", object_type="user", object_id=name)
 
 
@@ -173,7 +179,11 @@ def _set_disabled(ctx: Context, name: str, disabled: bool, *, actor: str) -> Use
         row = _row(conn, name)
         if row is None:
             raise NotFound(f"no user {name!r}")
-        conn.execute(users.update().where(users.c.id == row.id).values(disabled=disabled))
+        conn.execute(
+            users.update()
+            .where(users.c.id == row.id)
+            .values(disabled=disabled, session_epoch=users.c.session_epoch + 1)
+        )
         audit.record(
             conn,
             actor=actor,
@@ -184,6 +194,17 @@ def _set_disabled(ctx: Context, name: str, disabled: bool, *, actor: str) -> Use
             after={"disabled": disabled},
         )
         return _user(conn.execute(sa.select(users).where(users.c.id == row.id)).one())
+
+
+def end_sessions(ctx: Context, user_id: int) -> None:
+    """End every open session of a user (logout ends them everywhere: cookies are stateless,
+    so a copied cookie must not outlive it)."""
+    with ctx.db.begin() as conn:
+        conn.execute(
+            users.update()
+            .where(users.c.id == user_id)
+            .values(session_epoch=users.c.session_epoch + 1)
+        )
 
 
 def disable_user(ctx: Context, name: str, *, actor: str) -> User:

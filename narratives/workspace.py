@@ -72,7 +72,8 @@ class Workspace:
                 f"workspace folder {self.root} does not exist",
                 hint="create one with `narrative init DIR` or set NARRATIVES_HOME",
             )
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        # Generated transcripts and videos of personal stories: the owner's only.
+        self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
         return self
 

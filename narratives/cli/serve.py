@@ -21,15 +21,24 @@ def serve(host: str | None, port: int | None) -> None:
     ctx = get_context()
     host = host or ctx.settings.serve.host
     port = port or ctx.settings.serve.port
-    if not _is_loopback(host):
+    if not _is_loopback(host) and not ctx.settings.serve.secure_cookies:
         click.secho(
             f"Warning: listening on {host}; the page holds personal stories. Put it behind "
-            "HTTPS before exposing it beyond this machine.",
+            "HTTPS and set serve.secure_cookies = true before exposing it beyond this machine.",
             fg="yellow",
             err=True,
         )
     click.echo(f"Review page on http://{host}:{port}/  (Ctrl+C stops it)")
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info", server_header=False)
+    # proxy_headers=False: every client of a loopback server comes from 127.0.0.1, which uvicorn
+    # would otherwise trust to name the "real" client, letting anyone dodge the login limit.
+    uvicorn.run(
+        create_app(ctx),
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        proxy_headers=False,
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 import sqlalchemy as sa
+from jinja2.sandbox import SandboxedEnvironment
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -32,7 +33,7 @@ from ..drafting import BLUESKY_LIMIT, count_graphemes, join_posts, split_posts
 from ..errors import ConfigError, NarrativesError, NotFound, UsageError
 from ..schema import narrative_paths
 from ..transcript import Transcript
-from ..users import authenticate
+from ..users import authenticate, end_sessions
 from ..web_public import routes as public_routes
 from ..workspace import DEFAULTS_ROOT
 from .consent_pages import ConsentPages
@@ -82,7 +83,9 @@ def _template_dirs(ctx: Context) -> list[Path]:
 
 
 def _environment(ctx: Context) -> jinja2.Environment:
-    env = jinja2.Environment(
+    # Sandboxed: a workspace may override these templates, and a template must not be a way
+    # to run code on the server.
+    env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in _template_dirs(ctx)]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -161,7 +164,7 @@ class _App(SchedulePages, ConsentPages):
         password = str(form.get("password") or "")
         nxt = _safe_next(str(form.get("next") or ""))
         address = request.client.host if request.client else "unknown"
-        wait = self.limiter.retry_after(name, address)
+        wait = self.limiter.acquire(name, address)
         if wait:
             response = self.error_page(
                 request,
@@ -172,8 +175,7 @@ class _App(SchedulePages, ConsentPages):
             response.headers["Retry-After"] = str(int(wait))
             return response
         user = await run_in_threadpool(authenticate, self.ctx, name, password)
-        if user is None:
-            self.limiter.failed(name, address)
+        if user is None:  # the attempt reserved above stays counted as a failure
             return self.render(
                 request, "login.html", status=400, next=nxt, error="Wrong name or password."
             )
@@ -181,10 +183,14 @@ class _App(SchedulePages, ConsentPages):
         # A fresh session (and CSRF token) at login: no fixation of a pre-login session.
         request.session.clear()
         request.session["uid"] = user.id
+        request.session["epoch"] = user.session_epoch
         csrf_token(request.session)
         return RedirectResponse(nxt or "/", status_code=303)
 
     def logout(self, request: Request, form: FormData) -> Response:
+        # The cookie is the whole session: end it on the server side too, so a copy of it
+        # stops working.
+        end_sessions(self.ctx, current_user(request).id)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -634,7 +640,7 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
             session_cookie=SESSION_COOKIE,
             max_age=SESSION_MAX_AGE,
             same_site="lax",
-            https_only=False,
+            https_only=ctx.settings.serve.secure_cookies,
         ),
         Middleware(AuthGate, ctx=ctx),
     ]

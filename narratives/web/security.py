@@ -101,23 +101,50 @@ class LoginLimiter:
             q.popleft()
         return q
 
+    def _wait(self, q: deque[float], limit: int) -> float:
+        if len(q) < limit:
+            return 0.0
+        return max(1.0, self.window - (self._clock() - q[0]))
+
+    def acquire(self, name: str, address: str) -> float:
+        """Reserve one attempt before the password is checked: 0 when allowed (the attempt
+        counts as failed until `succeeded`), else the seconds to wait.
+
+        Reserving first means a burst of parallel guesses cannot all slip past the check; a
+        per-name limit (over every address) stops guesses spread across many addresses.
+        """
+        pair, everywhere = (name.lower(), address), (name.lower(), "*")
+        with self._lock:
+            now = self._clock()
+            q, qn = self._recent(pair), self._recent(everywhere)
+            wait = max(self._wait(q, self.limit), self._wait(qn, self.limit * 4))
+            if wait:
+                return wait
+            q.append(now)
+            qn.append(now)
+            return 0.0
+
     def retry_after(self, name: str, address: str) -> float:
         """Seconds until another attempt is allowed (0 when it is allowed now)."""
-        key = (name.lower(), address)
         with self._lock:
-            q = self._recent(key)
-            if len(q) < self.limit:
-                return 0.0
-            return max(1.0, self.window - (self._clock() - q[0]))
+            return max(
+                self._wait(self._recent((name.lower(), address)), self.limit),
+                self._wait(self._recent((name.lower(), "*")), self.limit * 4),
+            )
 
     def failed(self, name: str, address: str) -> None:
-        key = (name.lower(), address)
+        """Record a failure that was not reserved with `acquire`."""
         with self._lock:
-            self._recent(key).append(self._clock())
+            now = self._clock()
+            self._recent((name.lower(), address)).append(now)
+            self._recent((name.lower(), "*")).append(now)
 
     def succeeded(self, name: str, address: str) -> None:
         with self._lock:
             self._failures.pop((name.lower(), address), None)
+            everywhere = self._failures.get((name.lower(), "*"))
+            if everywhere:
+                everywhere.pop()  # this attempt's reservation
 
 
 def current_user(request: Request) -> User:
@@ -148,8 +175,8 @@ class AuthGate:
         uid = session.get("uid")
         if isinstance(uid, int):
             user = await run_in_threadpool(get_user_by_id, self.ctx, uid)
-            if user is not None and user.disabled:
-                user = None
+            if user is not None and (user.disabled or session.get("epoch") != user.session_epoch):
+                user = None  # disabled, logged out, or the password changed since
         if user is None:
             session.pop("uid", None)
             if scope["method"] == "GET" and not scope["path"].startswith("/media/"):
