@@ -319,27 +319,65 @@ def process_paths(
         yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
 
 
-def _run_parallel(ctx, pending, wanted, force, settings, workers, progress):
+def _pool(ctx: Context, settings: Settings | None, size: int, workers: int):
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(pending)),
+    return ProcessPoolExecutor(
+        max_workers=size,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
         initargs=(str(ctx.workspace.root), settings or ctx.settings, workers),
     )
-    with pool:
+
+
+def _crashed(result: ItemResult) -> ItemResult:
+    result.status = "failed"
+    result.error = (
+        "the worker process crashed while processing this file (a native decoder crash "
+        "or out of memory); the other recordings were not affected"
+    )
+    return _finish(result)
+
+
+def _run_parallel(ctx, pending, wanted, force, settings, workers, progress):
+    """Run in a pool of worker processes. A worker that dies (a native crash, the OOM killer)
+    breaks the whole pool, so the unfinished recordings are then run one at a time, each in a
+    pool of its own: the one that crashes again is reported, and every other one finishes."""
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    finished: set[int] = set()
+    with _pool(ctx, settings, min(workers, len(pending)), workers) as pool:
         futures = {
-            pool.submit(_worker_run, result, wanted, force, is_new): result
-            for result, is_new in pending
+            pool.submit(_worker_run, result, wanted, force, is_new): (i, result)
+            for i, (result, is_new) in enumerate(pending)
         }
         for future in as_completed(futures):
-            result = futures[future]
-            progress("file", result.path)
+            i, result = futures[future]
             try:
-                yield future.result()
-            except Exception as exc:  # the worker process itself died
-                result.status = "failed"
-                result.error = f"worker failed: {type(exc).__name__}: {exc}"
-                yield _finish(result)
+                done = future.result()
+            except BrokenProcessPool:
+                continue  # retried alone below
+            except Exception as exc:  # e.g. a result that cannot travel between processes
+                done = _finish(_failed_in_worker(result, exc))
+            finished.add(i)
+            progress("file", result.path)
+            yield done
+    for i, (result, is_new) in enumerate(pending):
+        if i in finished:
+            continue
+        progress("file", result.path)
+        with _pool(ctx, settings, 1, workers) as alone:
+            try:
+                yield alone.submit(_worker_run, result, wanted, force, is_new).result()
+            except BrokenProcessPool:
+                yield _crashed(result)
+            except Exception as exc:
+                yield _finish(_failed_in_worker(result, exc))
+
+
+def _failed_in_worker(result: ItemResult, exc: Exception) -> ItemResult:
+    result.status = "failed"
+    result.error = f"worker failed: {type(exc).__name__}: {exc}"
+    return result

@@ -7,6 +7,8 @@ unless forced.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from .schema import stage_runs, utcnow
 
-__all__ = ["StageRun", "get_run", "list_runs", "stage_run", "RunHandle"]
+__all__ = ["StageRun", "get_run", "list_runs", "stage_run", "RunHandle", "is_interrupted"]
 
 
 @dataclass
@@ -106,6 +108,22 @@ def _upsert(db: Engine, narrative_id: str, stage: str, key: str, values: dict) -
             )
 
 
+def is_interrupted(run: StageRun) -> bool:
+    """A `running` row whose process on this machine is gone (killed or crashed); the next
+    `process` redoes it. Runs on other machines cannot be checked and count as running."""
+    if run.status != "running" or not isinstance(run.output, dict):
+        return False
+    if run.output.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(run.output["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return False
+    return False
+
+
 @contextmanager
 def stage_run(db: Engine, narrative_id: str, stage: str, key: str = "") -> Iterator[RunHandle]:
     """Record a stage run: `running` on entry, then `done` (or the handle's status) or `failed`.
@@ -126,7 +144,8 @@ def stage_run(db: Engine, narrative_id: str, stage: str, key: str = "") -> Itera
             "finished_at": None,
             "seconds": None,
             "error": None,
-            "output": None,
+            # Who is running it, so a run whose process died shows as interrupted.
+            "output": {"pid": os.getpid(), "host": socket.gethostname()},
             "engine": None,
             "model": None,
             "version": None,

@@ -225,3 +225,70 @@ def test_parallel_workers_and_duplicates_in_one_batch(tmp_path, speech_clip):
     assert items["d.wav"]["status"] == "failed" and "d.wav" in items["d.wav"]["error"]
     status = {s["id"]: s for s in _json_lines(_run("status", "--json").output)}
     assert status[items["c.wav"]["id"]]["stages"]["transcribe"] == "done"
+
+
+# A fault injector, named as such: no real recording crashes the decoder on demand. Spawned
+# workers import this `sitecustomize` (via PYTHONPATH) and die abruptly on one file name, as
+# a native crash or the OOM killer would kill them.
+_CRASH_ON_FILE = """
+import os
+import narratives.pipeline as _p
+
+_real = _p._run_stages
+
+
+def _crash_on_file(ctx, result, *args, **kwargs):
+    if result.path.name == "crash.wav":
+        os._exit(70)
+    return _real(ctx, result, *args, **kwargs)
+
+
+_p._run_stages = _crash_on_file
+"""
+
+
+def test_a_worker_crash_fails_only_its_own_file(tmp_path, speech_clip, monkeypatch):
+    injector = tmp_path / "injector"
+    injector.mkdir()
+    (injector / "sitecustomize.py").write_text(_CRASH_ON_FILE)
+    monkeypatch.setenv("PYTHONPATH", str(injector))
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for i, text in enumerate(["The first dream.", "The second dream.", "The third dream."]):
+        subprocess.run(["espeak-ng", "-w", str(rec / f"ok-{i}.wav"), text], check=True)
+    subprocess.run(["espeak-ng", "-w", str(rec / "crash.wav"), "A dream that crashes."], check=True)
+    result = _run("process", str(rec), "--until", "transcribe", "--workers", "2", "--json")
+    assert result.exit_code == 1
+    items = {i["path"].rsplit("/", 1)[-1]: i for i in _json_lines(result.output)}
+    assert {n: i["status"] for n, i in items.items()} == {
+        "ok-0.wav": "ok",
+        "ok-1.wav": "ok",
+        "ok-2.wav": "ok",
+        "crash.wav": "failed",
+    }
+    assert "crash.wav" in items["crash.wav"]["error"]
+    assert "crashed" in items["crash.wav"]["error"]
+
+
+def test_a_stage_killed_midway_shows_as_interrupted_and_is_redone(speech_clip, workspace):
+    import os
+    import sys
+
+    item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
+    killer = (
+        "import os, signal\n"
+        "from narratives.context import Context\n"
+        "from narratives.stages import stage_run\n"
+        "ctx = Context.current()\n"
+        f"with stage_run(ctx.db, {item['id']!r}, 'transcribe'):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "NARRATIVES_HOME": str(workspace.root)}
+    died = subprocess.run([sys.executable, "-c", killer], env=env, check=False)
+    assert died.returncode == -9
+    status = _json_lines(_run("status", "--json").output)[0]
+    assert status["stages"]["transcribe"] == "interrupted"
+
+    again = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
+    assert again["status"] == "ok" and "quiet room" in again["text"].lower()
+    assert _json_lines(_run("status", "--json").output)[0]["stages"]["transcribe"] == "done"

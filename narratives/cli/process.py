@@ -135,7 +135,9 @@ def process(paths: tuple[Path, ...], force: bool, until: str, workers: int, as_j
     processed), 2 for usage errors.
     """
     stages = STAGES[: STAGES.index(until) + 1]
-    results = _run_batch(paths, force=force, stages=stages, as_json=as_json, with_transcript=False)
+    results = _run_batch(
+        paths, force=force, stages=stages, as_json=as_json, with_transcript=False, workers=workers
+    )
     if not as_json:
         _summary(results)
     _exit(results)

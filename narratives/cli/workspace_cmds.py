@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 from ..schema import narrative_paths, narratives
-from ..stages import list_runs
+from ..stages import is_interrupted, list_runs
 from ..workspace import init_workspace
 from ._common import console, echo_json, get_context, resolve_narrative_id
 
@@ -44,6 +44,8 @@ def _status_rows(ctx) -> list[dict]:
             elif any(r.status == "failed" for r in rs):
                 stages[stage] = "failed"
                 errors += [f"{stage}: {r.error}" for r in rs if r.error]
+            elif any(is_interrupted(r) for r in rs):
+                stages[stage] = "interrupted"
             elif any(r.status == "running" for r in rs):
                 stages[stage] = "running"
             else:
@@ -80,7 +82,13 @@ def status(as_json: bool) -> None:
     table.add_column("length", justify="right")
     for stage in STAGE_ORDER:
         table.add_column(stage)
-    style = {"done": "green", "failed": "red", "pending": "dim", "running": "yellow"}
+    style = {
+        "done": "green",
+        "failed": "red",
+        "pending": "dim",
+        "running": "yellow",
+        "interrupted": "magenta",
+    }
     for row in rows:
         length = f"{row['duration']:.1f}s" if row["duration"] else "-"
         table.add_row(
