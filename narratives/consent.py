@@ -12,8 +12,11 @@ Design choices that are not obvious:
   own transaction, so no publish can pass the check afterwards), cancels the deliveries still
   waiting, then deletes every post of every published Bluesky thread by its record key and
   rebuilds the campaign feeds without the narrative's items. Network work happens outside any
-  transaction; each delivery is marked `withdrawn` only once its posts are gone, so a takedown
-  interrupted by a server outage is finished by the next `withdraw` or `expire_due`.
+  transaction. A delivery that is or may be out is first marked `withdrawing` in its own
+  transaction, *before* any lookup or delete: a publisher still posting it then fails its next
+  conditional write, stops, and takes down what it posted itself. It becomes `withdrawn` only
+  once its posts are gone and no live publisher still holds it, so a takedown interrupted by a
+  server outage (or racing a publish) is finished by the next `withdraw` or `expire_due`.
 - **Expiry does the same, lazily.** `expire_due` finds narratives whose consent no longer
   allows publishing (expired, or withdrawn with a takedown left unfinished) that still have
   live deliveries, and takes those down. No extra state: "live deliveries remain" is the state.
@@ -76,7 +79,22 @@ CHANNELS = ("bluesky", "rss")
 SIDECAR_SUFFIX = ".consent.toml"
 #: Delivery states with something to take down or stop.
 _WAITING = ("scheduled", "failed")
-_LIVE = ("scheduled", "failed", "publishing", "published")
+_LIVE = ("scheduled", "failed", "publishing", "published", "withdrawing")
+#: States from which a delivery that is (or may be) on the server is taken down.
+_OUT = ("publishing", "published", "withdrawing")
+
+
+def _live_clause() -> Any:
+    """Deliveries with something to stop or take down; cancelled Bluesky deliveries that were
+    attempted count too, since a post may have landed without being recorded."""
+    return sa.or_(
+        deliveries.c.state.in_(_LIVE),
+        sa.and_(
+            deliveries.c.state == "cancelled",
+            deliveries.c.channel == "bluesky",
+            deliveries.c.attempts > 0,
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- records
@@ -460,7 +478,8 @@ class TakenDown:
     campaign: str
     channel: str
     before: str
-    #: cancelled | withdrawn | failed (see `error`)
+    #: cancelled | withdrawn | withdrawing (a takedown to finish: see `error`, or a publisher
+    #: still posting it, which takes its posts down itself when it notices)
     after: str
     #: at:// URIs deleted from Bluesky.
     deleted: list[str] = field(default_factory=list)
@@ -598,6 +617,133 @@ def _delete_posts(channel: Any, posts: Iterable[dict[str, Any]]) -> list[str]:
     return [r.uri for r in refs]
 
 
+def _may_have_landed(row: Any) -> bool:
+    """A Bluesky delivery that was attempted, or has posts recorded, may have posts out."""
+    if row.channel != "bluesky":
+        return False
+    return row.attempts > 0 or any(p.get("uri") for p in row.posts or ())
+
+
+def _needs_takedown(row: Any) -> bool:
+    if row.state in _OUT:
+        return True
+    if row.state == "withdrawn":
+        # Look again: a publisher may have landed a post after the first takedown's lookups.
+        return row.channel == "bluesky"
+    return row.state in (*_WAITING, "cancelled") and _may_have_landed(row)
+
+
+def _load_row(conn: Connection, delivery_id: int) -> Any:
+    row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    return row
+
+
+def _cancel_waiting(conn: Connection, row: Any, *, actor: str, reason: str) -> bool:
+    """Cancel a delivery that never went out; False if its state changed meanwhile."""
+    res = conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == row.id, deliveries.c.state.in_(_WAITING))
+        .values(state="cancelled", retry_at=None, updated_at=utcnow())
+    )
+    if res.rowcount != 1:
+        return False
+    audit.record(
+        conn,
+        actor=actor,
+        action="cancel",
+        object_type="delivery",
+        object_id=row.id,
+        before={"state": row.state},
+        after={"state": "cancelled"},
+        detail=f"consent: {reason}",
+    )
+    return True
+
+
+def _start_withdrawing(ctx: Context, delivery_id: int, *, actor: str, reason: str) -> Any:
+    """Cancel the delivery if it never went out, else mark it `withdrawing` in a transaction
+    of its own, before any lookup or delete (see the module docstring). Returns the row as it
+    is now; its state says which happened."""
+    with ctx.db.begin() as conn:
+        for _ in range(5):
+            row = _load_row(conn, delivery_id)
+            if row.state in _WAITING and not _may_have_landed(row):
+                if _cancel_waiting(conn, row, actor=actor, reason=reason):
+                    return _load_row(conn, delivery_id)
+                continue
+            if not _needs_takedown(row):
+                return row
+            res = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id, deliveries.c.state == row.state)
+                .values(state="withdrawing", retry_at=None, updated_at=utcnow())
+            )
+            if res.rowcount == 1:
+                return _load_row(conn, delivery_id)
+        raise NarrativesError(f"delivery {delivery_id} keeps changing state; try again")
+
+
+def _finish_withdrawing(
+    ctx: Context,
+    info: TakenDown,
+    posts: list[dict[str, Any]],
+    *,
+    owner: str | None,
+    actor: str,
+    reason: str,
+) -> None:
+    """`withdrawing` → `withdrawn`, unless a live publisher other than `owner` still holds
+    the delivery: it may land a post after our lookups, so it is left `withdrawing` (still
+    live) for that publisher, or a later `expire_due`, to finish."""
+    from .publishing import claim_is_stale
+
+    with ctx.db.begin() as conn:
+        row = _load_row(conn, info.delivery_id)
+        if row.state != "withdrawing":
+            info.after = row.state  # finished by another takedown meanwhile
+            return
+        held = row.claimed_by is not None and row.claimed_by != owner
+        if held and info.channel == "bluesky":
+            if not claim_is_stale(row.claimed_by, row.claimed_at, utcnow()):
+                info.after = "withdrawing"
+                return
+        claimed = (
+            deliveries.c.claimed_by.is_(None)
+            if row.claimed_by is None
+            else deliveries.c.claimed_by == row.claimed_by
+        )
+        res = conn.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.id == info.delivery_id, deliveries.c.state == "withdrawing", claimed
+            )
+            .values(
+                state="withdrawn",
+                retry_at=None,
+                updated_at=utcnow(),
+                claimed_by=None,
+                claimed_at=None,
+            )
+        )
+        if res.rowcount != 1:
+            info.after = _load_row(conn, info.delivery_id).state
+            return
+        if info.before != "withdrawn" or info.deleted:
+            audit.record(
+                conn,
+                actor=actor,
+                action="withdraw",
+                object_type="delivery",
+                object_id=info.delivery_id,
+                before={"state": info.before, "posts": posts or None},
+                after={"state": "withdrawn", "deleted": info.deleted},
+                detail=f"consent: {reason}",
+            )
+    info.after = "withdrawn"
+
+
 def take_down_delivery(
     ctx: Context,
     delivery_id: int,
@@ -605,43 +751,22 @@ def take_down_delivery(
     actor: str,
     reason: str,
     channels: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> TakenDown:
-    """Stop or take down one delivery: cancel it if still waiting; delete its Bluesky posts
-    and mark it `withdrawn` if it went (or may have gone) out. The feed is not rebuilt here.
+    """Stop or take down one delivery: cancel it if it never went out; otherwise mark it
+    `withdrawing`, delete every post it may have on Bluesky (stored URIs, and a lookup of
+    every other record key), then mark it `withdrawn`. The feed is not rebuilt here.
 
-    The scheduler should call this when it finds, after publishing, that the delivery was
-    withdrawn meanwhile (its conditional update to `published` matched no row).
+    A publisher that finds, after posting, that its delivery was withdrawn meanwhile calls this
+    with its claim as `owner` (its conditional update matched no row).
     """
-    now = utcnow()
-    with ctx.db.begin() as conn:
-        row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
-        if row is None:
-            raise NotFound(f"no delivery {delivery_id}")
-        info = TakenDown(row.id, row.draft_id, row.campaign, row.channel, row.state, row.state)
-        if row.state in _WAITING:
-            res = conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(_WAITING))
-                .values(state="cancelled", retry_at=None, updated_at=now)
-            )
-            if res.rowcount == 1:
-                info.after = "cancelled"
-                audit.record(
-                    conn,
-                    actor=actor,
-                    action="cancel",
-                    object_type="delivery",
-                    object_id=delivery_id,
-                    before={"state": row.state},
-                    after={"state": "cancelled"},
-                    detail=f"consent: {reason}",
-                )
-                return info
-            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
-            info.before = row.state
-        if row.state not in ("publishing", "published", "withdrawn"):
-            return info
-        posts = list(row.posts or [])
+    with ctx.db.connect() as conn:
+        first = _load_row(conn, delivery_id)
+    row = _start_withdrawing(ctx, delivery_id, actor=actor, reason=reason)
+    info = TakenDown(row.id, row.draft_id, row.campaign, row.channel, first.state, row.state)
+    if row.state != "withdrawing":
+        return info
+    posts = list(row.posts or [])
 
     deleted: list[str] = []
     if info.channel == "bluesky" and posts:
@@ -653,32 +778,14 @@ def take_down_delivery(
                 channel = channels[info.campaign] = _bluesky_channel(ctx, info.campaign)
             deleted = _delete_posts(channel, posts)
         except NarrativesError as exc:
-            info.after, info.error = "failed", str(exc)
+            info.after, info.error = "withdrawing", str(exc)
             return info
         finally:
             if owned:
                 for ch in channels.values():
                     ch.close()
     info.deleted = deleted
-
-    with ctx.db.begin() as conn:
-        conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id)
-            .values(state="withdrawn", retry_at=None, updated_at=utcnow())
-        )
-        if info.before != "withdrawn" or deleted:
-            audit.record(
-                conn,
-                actor=actor,
-                action="withdraw",
-                object_type="delivery",
-                object_id=delivery_id,
-                before={"state": info.before, "posts": posts or None},
-                after={"state": "withdrawn", "deleted": deleted},
-                detail=f"consent: {reason}",
-            )
-    info.after = "withdrawn"
+    _finish_withdrawing(ctx, info, posts, owner=owner, actor=actor, reason=reason)
     return info
 
 
@@ -691,7 +798,7 @@ def take_down(
         rows = conn.execute(
             sa.select(deliveries.c.id, deliveries.c.state, deliveries.c.channel)
             .join(drafts, drafts.c.id == deliveries.c.draft_id)
-            .where(drafts.c.narrative_id == narrative_id, deliveries.c.state.in_(_LIVE))
+            .where(drafts.c.narrative_id == narrative_id, _live_clause())
             .order_by(deliveries.c.id)
         ).all()
     channels: dict[str, Any] = {}
@@ -762,7 +869,7 @@ def expire_due(
                     .join(drafts, drafts.c.id == deliveries.c.draft_id)
                     .where(
                         drafts.c.narrative_id == consents.c.narrative_id,
-                        deliveries.c.state.in_(_LIVE),
+                        _live_clause(),
                     )
                 ),
             )

@@ -5,6 +5,9 @@ manual post takes the same path as a scheduled one. Its steps:
 
 1. **Claim** the delivery with one conditional UPDATE (due and `scheduled`, or `failed` with a
    `retry_at` that has come): only one process can win, so two processes never both publish.
+   The claim names its owner (`host:pid:token`) and is a lease: `claimed_at` is refreshed as
+   each post lands, and every later write is conditional on the row still being `publishing`
+   under this claim.
 2. **Check** that the draft is still approved and (issue 7) that consent covers the channel.
 3. **Publish** through the channel's `Publisher`, outside any transaction. Bluesky stores each
    thread post's ref as it lands, so a retry resumes; the adapter's rkey + getRecord check makes
@@ -14,14 +17,25 @@ manual post takes the same path as a scheduled one. Its steps:
    `settings.scheduler.max_attempts`; permanent errors stop with the reason in `last_error`.
 5. After the commit, the publisher's `after_commit` runs (RSS rebuilds the campaign's feeds).
 
-A delivery left in `publishing` by a crash is handed back by `recover_interrupted` when the
-scheduler starts (it runs as a single instance, see `narratives.scheduler`).
+**A lost claim.** When a conditional write matches nothing, the claim was lost: the row is
+re-read and only then acted on. `withdrawing`/`withdrawn` (consent withdrawn meanwhile): the
+publisher stops and takes down whatever it may have posted, by record key. `published`: another
+process finished the same record keys (`found_existing`). Anything else: another process took
+over; nothing is written and the post is left to it (its rkeys make a repeat find, not repost).
+
+A delivery left in `publishing` by a process that died is handed back by `recover_interrupted`
+(at scheduler start and on every sync) once its claim is stale: its owner on this host is gone,
+or it showed no progress for `CLAIM_LEASE`. A fresh claim of a live `publish --now` is never
+taken away from it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import secrets
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +74,10 @@ __all__ = [
     "publish_draft_now",
     "recover_interrupted",
     "missed_limit",
+    "CLAIM_LEASE",
+    "ClaimLost",
+    "claim_is_stale",
+    "new_claim_owner",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,9 +95,11 @@ class Outgoing:
     narrative_id: str
     content: dict[str, Any]
     workspace_root: Path
-    #: Store per-post progress ([{rkey, uri, cid}]) so a failed thread resumes where it stopped.
-    save_progress: Callable[[list[dict[str, Any]]], None] = field(
-        default=lambda posts: None, repr=False
+    #: Store per-post progress ([{rkey, uri, cid}]) so a failed thread resumes where it stopped;
+    #: refreshes the claim. False when the delivery is no longer ours to publish (withdrawn,
+    #: or handed to another process): the publisher must then stop posting.
+    save_progress: Callable[[list[dict[str, Any]]], bool] = field(
+        default=lambda posts: True, repr=False
     )
 
     def path(self, relpath: str) -> Path:
@@ -113,6 +133,13 @@ class Publisher(Protocol):
     def after_commit(self, item: Outgoing) -> None:
         """Runs once the delivery is recorded as published (e.g. rebuild a feed)."""
         ...
+
+
+class ClaimLost(Exception):
+    """Raised by a publisher when `save_progress` says the delivery is no longer its to post.
+
+    Deliberately not a NarrativesError: it is not a failure of the delivery, and
+    `publish_delivery` handles it by re-reading the row (see the module docstring)."""
 
 
 # ----------------------------------------------------------------------------- backoff
@@ -166,14 +193,60 @@ def _due_clause(now: datetime):
     )
 
 
-def claim(conn: Connection, delivery_id: int, now: datetime) -> bool:
+#: A claim that has shown no progress for this long is stale even if its owner may be alive
+#: (another host, or a hung process). Progress (each post of a thread) refreshes it.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def new_claim_owner() -> str:
+    """A unique claim owner: `host:pid:token`, so a restarted process can tell a claim of a
+    dead process on this host from one still being worked on."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_is_stale(claimed_by: str | None, claimed_at: datetime | None, now: datetime) -> bool:
+    """True when nobody is working on a claim any more: no owner recorded, an owner process on
+    this host that no longer exists, or no progress for `CLAIM_LEASE`."""
+    if not claimed_by or claimed_at is None or now - claimed_at > CLAIM_LEASE:
+        return True
+    host, _, rest = claimed_by.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def claim(conn: Connection, delivery_id: int, now: datetime, owner: str | None = None) -> bool:
     """Atomically move a due delivery to `publishing`; False if not due or another process won."""
     res = conn.execute(
         deliveries.update()
         .where(deliveries.c.id == delivery_id, _due_clause(now))
-        .values(state="publishing", attempts=deliveries.c.attempts + 1, updated_at=now)
+        .values(
+            state="publishing",
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+            claimed_by=owner or new_claim_owner(),
+            claimed_at=now,
+        )
     )
     return res.rowcount == 1
+
+
+def _ours(delivery_id: int, owner: str):
+    """The WHERE clause of every write a publisher makes while it holds the claim."""
+    return sa.and_(
+        deliveries.c.id == delivery_id,
+        deliveries.c.state == "publishing",
+        deliveries.c.claimed_by == owner,
+    )
 
 
 def _attempt(conn: Connection, delivery_id: int, outcome: str, error: str | None, at: datetime):
@@ -245,7 +318,7 @@ def _check_anonymity(ctx: Context, conn: Connection, draft: Any) -> None:
         )
 
 
-def _prepare(ctx: Context, d: Delivery) -> Outgoing:
+def _prepare(ctx: Context, d: Delivery, owner: str) -> Outgoing:
     with ctx.db.connect() as conn:
         draft = conn.execute(sa.select(drafts).where(drafts.c.id == d.draft_id)).first()
         if draft is None:
@@ -259,13 +332,15 @@ def _prepare(ctx: Context, d: Delivery) -> Outgoing:
         _check_anonymity(ctx, conn, draft)
     campaign = get_campaign(ctx.workspace, d.campaign)
 
-    def save_progress(posts: list[dict[str, Any]]) -> None:
+    def save_progress(posts: list[dict[str, Any]]) -> bool:
+        now = utcnow()
         with ctx.db.begin() as c:
-            c.execute(
+            res = c.execute(
                 deliveries.update()
-                .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
-                .values(posts=posts, updated_at=utcnow())
+                .where(_ours(d.id, owner))
+                .values(posts=posts, updated_at=now, claimed_at=now)
             )
+        return res.rowcount == 1
 
     return Outgoing(
         delivery=d,
@@ -299,27 +374,31 @@ def publish_delivery(
         and now - d.scheduled_at > missed_limit(ctx, d.campaign)
     ):
         return Outcome("missed", _mark_missed(ctx, d, now, actor), d.last_error)
+    owner = new_claim_owner()
     with ctx.db.begin() as conn:
-        if not claim(conn, delivery_id, now):
+        if not claim(conn, delivery_id, now, owner):
             return Outcome("skipped", get_delivery(conn, delivery_id))
         d = get_delivery(conn, delivery_id)
 
     item: Outgoing | None = None
+    failure = dict(ctx=ctx, d=d, owner=owner, actor=actor, backoff=backoff)
     try:
-        item = _prepare(ctx, d)
+        item = _prepare(ctx, d, owner)
         publisher = publishers.get(d.channel)
         if publisher is None:
             raise PermanentChannelError(f"no publisher for channel {d.channel!r}")
         result = publisher.publish(item)
+    except ClaimLost:
+        return _claim_lost(ctx, d, owner, actor=actor)
     except TransientChannelError as exc:
-        return _failed(ctx, d, exc, actor=actor, backoff=backoff, transient=True)
+        return _failed(exc=exc, transient=True, **failure)
     except (ChannelError, NarrativesError) as exc:
         # Permanent channel errors, consent refusals, missing campaigns or files: retrying
         # cannot help, so stop and show the reason on the draft.
-        return _failed(ctx, d, exc, actor=actor, backoff=backoff, transient=False)
+        return _failed(exc=exc, transient=False, **failure)
     except Exception as exc:  # a bug or an unclassified library error: retry a bounded number
         log.exception("publishing delivery %s failed unexpectedly", d.id)
-        return _failed(ctx, d, exc, actor=actor, backoff=backoff, transient=True)
+        return _failed(exc=exc, transient=True, **failure)
 
     done = utcnow()
     outcome = "found_existing" if result.found_existing else "published"
@@ -330,15 +409,13 @@ def publish_delivery(
             "retry_at": None,
             "last_error": None,
             "updated_at": done,
+            "claimed_by": None,
+            "claimed_at": None,
         }
         if result.posts is not None:
             values["posts"] = result.posts
-        updated = conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
-            .values(**values)
-        ).rowcount
-        if updated:
+        updated = conn.execute(deliveries.update().where(_ours(d.id, owner)).values(**values))
+        if updated.rowcount == 1:
             _attempt(conn, d.id, outcome, None, done)
             audit.record(
                 conn,
@@ -350,19 +427,9 @@ def publish_delivery(
                 after={"state": "published", "url": result.url},
                 detail=outcome,
             )
-        elif result.posts is not None:
-            # Consent was withdrawn while the post went out: keep what was posted, so the
-            # take-down below can find it.
-            conn.execute(
-                deliveries.update().where(deliveries.c.id == d.id).values(posts=result.posts)
-            )
         after = get_delivery(conn, d.id)
-    if not updated:
-        from .consent import take_down_delivery
-
-        take_down_delivery(ctx, d.id, actor=actor, reason="withdrawn while publishing")
-        with ctx.db.connect() as conn:
-            return Outcome("withdrawn", get_delivery(conn, d.id), "withdrawn while publishing")
+    if updated.rowcount != 1:
+        return _claim_lost(ctx, d, owner, actor=actor)
     try:
         publishers[d.channel].after_commit(item)
     except Exception:
@@ -371,11 +438,35 @@ def publish_delivery(
     return Outcome(outcome, after)
 
 
+def _claim_lost(ctx: Context, d: Delivery, owner: str, *, actor: str) -> Outcome:
+    """A conditional write found the delivery no longer ours: act on what it is now.
+
+    Withdrawn meanwhile: take down everything the attempt may have posted (every stored record
+    key is looked up, so posts that landed after the withdrawal's own lookups are found too).
+    Published by another process with the same record keys: that is this post. Anything else
+    (handed back to, or taken over by, another process): leave it to that process.
+    """
+    with ctx.db.connect() as conn:
+        now_row = get_delivery(conn, d.id)
+    if now_row.state in ("withdrawing", "withdrawn"):
+        from .consent import take_down_delivery
+
+        reason = "withdrawn while publishing"
+        take_down_delivery(ctx, d.id, actor=actor, reason=reason, owner=owner)
+        with ctx.db.connect() as conn:
+            return Outcome("withdrawn", get_delivery(conn, d.id), reason)
+    if now_row.state == "published":
+        return Outcome("found_existing", now_row)
+    log.info("delivery %s: now %s, handled by another process", d.id, now_row.state)
+    return Outcome("skipped", now_row, f"taken over by another process ({now_row.state})")
+
+
 def _failed(
     ctx: Context,
     d: Delivery,
     exc: BaseException,
     *,
+    owner: str,
     actor: str,
     backoff: Backoff,
     transient: bool,
@@ -396,23 +487,37 @@ def _failed(
         status = "failed"
         last_error = error
     with ctx.db.begin() as conn:
-        conn.execute(
+        res = conn.execute(
             deliveries.update()
-            .where(deliveries.c.id == d.id, deliveries.c.state == "publishing")
-            .values(state="failed", retry_at=retry_at, last_error=last_error, updated_at=now)
+            .where(_ours(d.id, owner))
+            .values(
+                state="failed",
+                retry_at=retry_at,
+                last_error=last_error,
+                updated_at=now,
+                claimed_by=None,
+                claimed_at=None,
+            )
         )
-        _attempt(conn, d.id, "transient_error" if transient else "permanent_error", error, now)
-        audit.record(
-            conn,
-            actor=actor,
-            action="publish_failed",
-            object_type="delivery",
-            object_id=d.id,
-            before={"state": "publishing"},
-            after={"state": "failed", "retry_at": retry_at.isoformat() if retry_at else None},
-            detail=last_error,
-        )
-        after = get_delivery(conn, d.id)
+        # Not ours any more (withdrawn, or handed to another process): a "failed" row and
+        # audit entry would misreport what happened; see what it is instead.
+        lost = res.rowcount != 1
+        if not lost:
+            kind = "transient_error" if transient else "permanent_error"
+            _attempt(conn, d.id, kind, error, now)
+            audit.record(
+                conn,
+                actor=actor,
+                action="publish_failed",
+                object_type="delivery",
+                object_id=d.id,
+                before={"state": "publishing"},
+                after={"state": "failed", "retry_at": retry_at.isoformat() if retry_at else None},
+                detail=last_error,
+            )
+            after = get_delivery(conn, d.id)
+    if lost:
+        return _claim_lost(ctx, d, owner, actor=actor)
     log.warning("delivery %s: %s%s", d.id, last_error, f"; retry at {retry_at}" if retry_at else "")
     return Outcome(status, after, last_error)
 
@@ -420,26 +525,48 @@ def _failed(
 def recover_interrupted(
     ctx: Context, *, actor: str = "scheduler", now: datetime | None = None
 ) -> list[int]:
-    """Deliveries left `publishing` by a crash become due again (to run once more, safely).
+    """Deliveries left `publishing` by a process that stopped become due again (to run once
+    more, safely: their record keys make a repeat find what landed).
 
-    Only the single active scheduler calls this, at start, so nothing else is mid-publish.
+    Only stale claims are handed back (see `claim_is_stale`): a `publish --now` still posting
+    in another process keeps its delivery. The scheduler calls this at start and on every sync.
     """
     now = now or utcnow()
-    reason = "interrupted while publishing (the process stopped); retried on restart"
+    reason = "interrupted while publishing (its process stopped); retried by the scheduler"
     with ctx.db.begin() as conn:
-        ids = [
-            r.id
-            for r in conn.execute(
-                sa.select(deliveries.c.id).where(deliveries.c.state == "publishing")
+        rows = conn.execute(
+            sa.select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.claimed_at).where(
+                deliveries.c.state == "publishing"
             )
-        ]
-        if not ids:
-            return []
-        conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(ids), deliveries.c.state == "publishing")
-            .values(state="failed", retry_at=now, last_error=reason, updated_at=now)
-        )
+        ).all()
+        ids = []
+        for r in rows:
+            if not claim_is_stale(r.claimed_by, r.claimed_at, now):
+                continue
+            # Conditional on the same claim, so a claim refreshed meanwhile is left alone.
+            res = conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id == r.id,
+                    deliveries.c.state == "publishing",
+                    deliveries.c.claimed_by.is_(None)
+                    if r.claimed_by is None
+                    else deliveries.c.claimed_by == r.claimed_by,
+                    deliveries.c.claimed_at.is_(None)
+                    if r.claimed_at is None
+                    else deliveries.c.claimed_at == r.claimed_at,
+                )
+                .values(
+                    state="failed",
+                    retry_at=now,
+                    last_error=reason,
+                    updated_at=now,
+                    claimed_by=None,
+                    claimed_at=None,
+                )
+            )
+            if res.rowcount == 1:
+                ids.append(r.id)
         for i in ids:
             _attempt(conn, i, "transient_error", reason, now)
             audit.record(
@@ -568,20 +695,34 @@ class BlueskyPublisher:
             for i, t in enumerate(texts)
         ]
 
+    @staticmethod
+    def thread_keys(delivery: Delivery, count: int) -> tuple[list[dict], list[dict]]:
+        """The stored keys of a thread of `count` posts, and the stored keys beyond it.
+
+        The thread may have changed length after scheduling (edited and approved again): its
+        keys derive from the delivery's first key. Keys of posts that no longer belong to the
+        thread are kept (`extra`), since those posts may be out: a takedown must find them.
+        """
+        from .channels.bluesky import thread_rkeys
+
+        stored = list(delivery.posts or [])
+        keys = thread_rkeys(delivery.rkey or stored[0]["rkey"], count)
+        thread = [
+            stored[i] if i < len(stored) and stored[i].get("rkey") == k else {"rkey": k}
+            for i, k in enumerate(keys)
+        ]
+        extra = [p for p in stored[count:] if p.get("rkey") and p["rkey"] not in keys]
+        return thread, extra
+
     def publish(self, item: Outgoing) -> PublishResult:
-        from .channels.bluesky import PublishedRef, thread_rkeys
+        """Post the thread, storing each post as it lands; stop (`ClaimLost`) before the next
+        post as soon as the delivery is no longer ours (withdrawn, or handed to another)."""
+        from .channels.bluesky import PublishedRef
 
         posts = self.posts_for(item)
-        stored = list(item.delivery.posts or [])
-        if len(stored) != len(posts):
-            # The thread changed length after scheduling (edited and approved again): keep the
-            # keys of posts already out, derive the rest from the delivery's first key.
-            keys = thread_rkeys(item.delivery.rkey or stored[0]["rkey"], len(posts))
-            stored = [
-                stored[i] if i < len(stored) and stored[i].get("uri") else {"rkey": k}
-                for i, k in enumerate(keys)
-            ]
-            item.save_progress(stored)
+        stored, extra = self.thread_keys(item.delivery, len(posts))
+        if not item.save_progress(stored + extra):
+            raise ClaimLost()
         rkeys = [p["rkey"] for p in stored]
         already = []
         for p in stored:
@@ -591,12 +732,13 @@ class BlueskyPublisher:
 
         def progress(refs: list[Any]) -> None:
             done = [r.as_dict() for r in refs]
-            item.save_progress(done + stored[len(done) :])
+            if not item.save_progress(done + stored[len(done) :] + extra):
+                raise ClaimLost()
 
         channel, lock = self._channel(item.campaign)
         with lock:
             refs = channel.publish(posts, rkeys, already=already, on_progress=progress)
-        return PublishResult(posts=[r.as_dict() for r in refs], url=refs[0].uri)
+        return PublishResult(posts=[r.as_dict() for r in refs] + extra, url=refs[0].uri)
 
     def after_commit(self, item: Outgoing) -> None:
         return None

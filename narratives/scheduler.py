@@ -262,10 +262,17 @@ class SchedulerService:
         return report
 
     def sync(self) -> None:
-        """Give jobs to deliveries that gained or changed a time; drop jobs of the rest."""
+        """Give jobs to deliveries that gained or changed a time; drop jobs of the rest.
+
+        It first hands back deliveries left `publishing` by a process that died since (a
+        killed `narrative publish --now`): their claims are stale, so they retry here.
+        """
         if self._stopping.is_set():
             return
         try:
+            recovered = recover_interrupted(self.ctx, actor=self.actor)
+            if recovered:
+                log.info("interrupted deliveries handed back: %s", recovered)
             self._sync_jobs(self._waiting())
         except Exception:
             log.exception("syncing deliveries with jobs failed")

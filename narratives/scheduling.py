@@ -77,6 +77,9 @@ class Delivery:
     posts: list[dict[str, Any]] | None
     created_at: datetime
     updated_at: datetime
+    #: The process publishing it ("host:pid:token") and when it last showed progress.
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Delivery:
@@ -89,6 +92,11 @@ class Delivery:
             if isinstance(v, datetime):
                 d[k] = v.isoformat()
         return d
+
+    @property
+    def landed_posts(self) -> list[dict[str, Any]]:
+        """The posts of this delivery known to be on the server (those with a stored URI)."""
+        return [p for p in self.posts or () if p.get("uri")]
 
     @property
     def wake_at(self) -> datetime | None:
@@ -318,12 +326,36 @@ def _when(
     return next_free_slot(conn, campaign, channel, after=now, taken=taken)
 
 
+def _earlier_attempted_keys(conn: Connection, draft_id: int) -> list[dict[str, Any]] | None:
+    """The record keys of the draft's latest cancelled Bluesky delivery that was attempted.
+
+    An attempt may have landed a post without recording it (killed after the server committed);
+    scheduling the draft again with the same keys finds that post instead of posting it twice.
+    """
+    row = conn.execute(
+        sa.select(deliveries.c.posts)
+        .where(
+            deliveries.c.draft_id == draft_id,
+            deliveries.c.channel == "bluesky",
+            deliveries.c.state == "cancelled",
+            deliveries.c.attempts > 0,
+        )
+        .order_by(deliveries.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or not row.posts:
+        return None
+    return [{"rkey": p["rkey"], "uri": None, "cid": None} for p in row.posts if p.get("rkey")]
+
+
 def _insert(conn: Connection, draft: Any, when: datetime, *, actor: str, now: datetime) -> Delivery:
     posts = None
     rkey = None
     if draft.channel == "bluesky":
         content = draft.content or {}
-        posts = new_post_keys(len(content.get("posts") or []))
+        posts = _earlier_attempted_keys(conn, draft.id) or new_post_keys(
+            len(content.get("posts") or [])
+        )
         rkey = posts[0]["rkey"]
     result = conn.execute(
         deliveries.insert().values(
@@ -406,10 +438,22 @@ def fill(
 
 
 def cancel(ctx: Context, delivery_id: int, *, actor: str, reason: str | None = None) -> Delivery:
-    """Cancel a delivery that has not gone out (scheduled, or failed and waiting)."""
+    """Cancel a delivery that has not gone out (scheduled, or failed and waiting).
+
+    A Bluesky delivery with posts already on the server is refused: cancelling would leave
+    them up with nothing tracking them. Moving it finishes the thread with the same record
+    keys; withdrawing consent takes the posts down.
+    """
     now = utcnow()
     with ctx.db.begin() as conn:
         before = get_delivery(conn, delivery_id)
+        if before.state in WAITING_STATES and before.landed_posts:
+            raise InvalidState(
+                f"delivery {delivery_id} has {len(before.landed_posts)} post(s) on Bluesky "
+                "already; cancelling it would leave them up",
+                hint=f"use `narrative schedule move {delivery_id} ...` to finish the thread, "
+                "or withdraw consent to take the posts down",
+            )
         res = conn.execute(
             deliveries.update()
             .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(WAITING_STATES))

@@ -212,7 +212,7 @@ deliveries = sa.Table(
     ),
     sa.Column("campaign", sa.String(64), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
-    # scheduled | publishing | published | failed | missed | cancelled | withdrawn
+    # scheduled | publishing | published | failed | missed | cancelled | withdrawing | withdrawn
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("scheduled_at", TS, nullable=False),
     # Fixed at scheduling time so that a retry finds the record instead of posting twice.
@@ -225,6 +225,10 @@ deliveries = sa.Table(
     sa.Column("posts", sa.JSON),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # The claim on a `publishing` delivery: "host:pid:token" of the process posting it, and
+    # when it last showed progress (a lease; see publishing.claim_is_stale).
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claimed_at", TS),
     sa.Index("ix_deliveries_due", "state", "scheduled_at"),
 )
 

@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import re
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import feedparser
@@ -18,7 +19,14 @@ from click.testing import CliRunner
 from narratives import audit, consent, publishing
 from narratives.campaigns import get_campaign
 from narratives.cli import cli
-from narratives.errors import ConfigError, ConsentError, NotFound, UsageError
+from narratives.errors import (
+    ConfigError,
+    ConsentError,
+    InvalidState,
+    NotFound,
+    PermanentChannelError,
+    UsageError,
+)
 from narratives.feeds import item_guid, write_campaign_feeds
 from narratives.schema import deliveries, drafts, narratives, utcnow
 
@@ -393,13 +401,172 @@ def test_takedown_interrupted_by_an_outage_is_finished_later(ctx, running_pds, b
     running_pds.stop()
     report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
     assert not report.complete and report.withdrawn == []
-    assert delivery_state(ctx, out.delivery.id) == "published"  # not claimed done
+    assert delivery_state(ctx, out.delivery.id) == "withdrawing"  # still live, not done
 
     running_pds.start()
     assert running_pds.get_post(did, rkey) is not None
     [finished] = consent.expire_due(ctx)
     assert finished.complete and finished.withdrawn == [out.delivery.id]
     assert running_pds.get_post(did, rkey) is None
+    assert consent.expire_due(ctx) == []
+
+
+class FaultInjectingBlueskyPublisher(publishing.BlueskyPublisher):
+    """The real Bluesky publisher with a fault injector, named as such: the thread is held just
+    before post `hold_before` is sent (a request slow in flight), with the earlier posts on the
+    server but not yet recorded, until `release` is set. A real server cannot pause on demand."""
+
+    def __init__(self, ctx, hold_before: int | None = None, fail_before: int | None = None):
+        super().__init__(ctx)
+        self.hold_before = hold_before
+        self.fail_before = fail_before
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def _hold(self, sent: int) -> None:
+        if sent == self.fail_before:
+            raise PermanentChannelError("injected: Bluesky rejected the post")
+        if sent == self.hold_before:
+            self.reached.set()
+            assert self.release.wait(60), "the test never released the publisher"
+
+    def _channel(self, campaign):
+        channel, lock = super()._channel(campaign)
+        injector = self
+
+        class Holding:
+            def publish(self, posts, rkeys, already=(), on_progress=None):
+                injector._hold(len(already))
+
+                def progress(refs):
+                    injector._hold(len(refs))
+                    on_progress(refs)
+
+                return channel.publish(posts, rkeys, already=already, on_progress=progress)
+
+        return Holding(), lock
+
+
+def _publish_in_background(ctx, delivery_id, publisher) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+    t = threading.Thread(
+        target=lambda: out.update(
+            o=publishing.publish_delivery(ctx, delivery_id, {"bluesky": publisher})
+        )
+    )
+    t.start()
+    assert publisher.reached.wait(60), "the publish never reached the hold"
+    return t, out
+
+
+def _schedule_now(ctx, draft: int):
+    from narratives import scheduling
+
+    now = utcnow()
+    return scheduling.schedule(ctx, draft, at=now, actor="kai", now=now)
+
+
+@pytest.mark.pds
+def test_withdrawal_while_a_post_is_in_flight_takes_it_down(ctx, pds, bluesky_campaign):
+    """F1: the withdrawal's lookups run before the in-flight post lands; the publisher then
+    finds its delivery withdrawing, and takes the post down itself."""
+    did = bluesky_campaign
+    nid = add_narrative(ctx)
+    give(ctx, nid, channels=["bluesky"])
+    d = _schedule_now(ctx, add_draft(ctx, nid, "bluesky", thread("In flight.")))
+    publisher = FaultInjectingBlueskyPublisher(ctx, hold_before=0)
+    t, out = _publish_in_background(ctx, d.id, publisher)
+
+    report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    [taken] = report.deliveries
+    assert taken.after == "withdrawing" and taken.deleted == []  # its publisher still holds it
+    assert delivery_state(ctx, d.id) == "withdrawing"
+    publisher.release.set()
+    t.join(120)
+
+    assert out["o"].status == "withdrawn"
+    assert delivery_state(ctx, d.id) == "withdrawn"
+    rkey = d.posts[0]["rkey"]
+    assert pds.get_post(did, rkey) is None
+    assert rkey not in {r["uri"].rsplit("/", 1)[1] for r in pds.list_posts(did)}
+    assert consent.expire_due(ctx) == []
+
+
+@pytest.mark.pds
+def test_withdrawal_mid_thread_stops_the_thread_and_takes_it_down(ctx, pds, bluesky_campaign):
+    """F2: withdrawn after the first post of three landed: the publisher posts nothing more,
+    records no failure, and every post is gone from the server."""
+    did = bluesky_campaign
+    nid = add_narrative(ctx)
+    give(ctx, nid, channels=["bluesky"])
+    draft = add_draft(ctx, nid, "bluesky", thread("One.", "Two.", "Three."))
+    d = _schedule_now(ctx, draft)
+    publisher = FaultInjectingBlueskyPublisher(ctx, hold_before=1)
+    t, out = _publish_in_background(ctx, d.id, publisher)
+    rkeys = [p["rkey"] for p in d.posts]
+    assert pds.get_post(did, rkeys[0]) is not None  # landed, not yet recorded
+
+    report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    assert [u.rsplit("/", 1)[1] for u in report.deleted_posts] == rkeys[:1]
+    publisher.release.set()
+    t.join(120)
+
+    assert out["o"].status == "withdrawn"
+    assert delivery_state(ctx, d.id) == "withdrawn"
+    assert all(pds.get_post(did, k) is None for k in rkeys)
+    with ctx.db.connect() as conn:
+        actions = [r["action"] for r in audit.history(conn, "delivery", d.id)]
+    assert "publish_failed" not in actions and "publish" not in actions
+    assert consent.expire_due(ctx) == []
+
+
+@pytest.mark.pds
+def test_attempted_cancelled_and_shortened_threads_are_taken_down(ctx, pds, bluesky_campaign):
+    """F5: a post that landed for an attempt later cancelled, and the posts of a thread edited
+    to be shorter, are still found and deleted by a withdrawal."""
+    from narratives import scheduling
+
+    did = bluesky_campaign
+    nid, other = add_narrative(ctx), add_narrative(ctx)
+    give(ctx, nid, channels=["bluesky"])
+    give(ctx, other, channels=["bluesky"])
+    # An attempt that landed its post and was killed before recording it, then cancelled.
+    lost = _schedule_now(ctx, add_draft(ctx, other, "bluesky", thread("Landed, unrecorded.")))
+    first = publishing.publish_delivery(ctx, lost.id, publishing.default_publishers(ctx))
+    assert first.status == "published", first.error
+    unrecorded = [{**p, "uri": None, "cid": None} for p in lost.posts]
+    with ctx.db.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == lost.id)
+            .values(state="failed", retry_at=None, posts=unrecorded)
+        )
+    assert scheduling.cancel(ctx, lost.id, actor="kai").state == "cancelled"
+
+    # A thread of three that fails for good after two posts went out: it cannot be cancelled
+    # (that would orphan them); edited down to one post and moved, it keeps the dropped keys.
+    draft = add_draft(ctx, nid, "bluesky", thread("First.", "Second.", "Third."))
+    d = _schedule_now(ctx, draft)
+    failing = FaultInjectingBlueskyPublisher(ctx, fail_before=2)
+    assert publishing.publish_delivery(ctx, d.id, {"bluesky": failing}).status == "failed"
+    with pytest.raises(InvalidState, match="on Bluesky already"):
+        scheduling.cancel(ctx, d.id, actor="kai")
+    with ctx.db.begin() as conn:
+        conn.execute(
+            drafts.update().where(drafts.c.id == draft).values(content=thread("Only one now."))
+        )
+    moved = scheduling.move(ctx, d.id, at=utcnow(), actor="kai", now=utcnow())
+    done = publishing.publish_delivery(ctx, moved.id, publishing.default_publishers(ctx))
+    assert done.status == "published", done.error
+    rkeys = [p["rkey"] for p in d.posts]
+    assert [p["rkey"] for p in done.delivery.posts] == rkeys  # the dropped keys are kept
+    assert pds.get_post(did, rkeys[1]) is not None
+
+    for narrative, delivery in ((other, lost), (nid, d)):
+        report = consent.withdraw(ctx, narrative, actor="kai", reason="narrator asked")
+        assert report.complete and report.withdrawn == [delivery.id]
+    gone = [lost.posts[0]["rkey"], *rkeys]
+    assert all(pds.get_post(did, k) is None for k in gone)
     assert consent.expire_due(ctx) == []
 
 

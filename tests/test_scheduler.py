@@ -403,3 +403,119 @@ def test_withdrawn_while_publishing_is_taken_down(ctx):
     t.join(30)
     assert outcome["o"].status == "withdrawn"
     assert state(ctx, d) == "withdrawn"
+
+
+def _narrative_of(ctx, delivery_id: int) -> str:
+    with ctx.db.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "select narrative_id from drafts where id = (select draft_id from "
+                "deliveries where id = :d)"
+            ),
+            {"d": delivery_id},
+        ).scalar()
+
+
+def _in_background(fn) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.update(o=fn()))
+    t.start()
+    return t, out
+
+
+def test_an_error_after_a_withdrawal_is_not_recorded_as_a_failure(ctx):
+    """F2: the publish fails after consent was withdrawn: the delivery ends withdrawn (not
+    failed and retried), with no failed attempt in the log."""
+    from narratives.consent import withdraw
+
+    d = schedule_at(ctx, timedelta(seconds=-1))
+    gate = threading.Event()
+    publisher = FaultInjectingPublisher(ctx, faults=[TransientChannelError("PDS 502")], gate=gate)
+    t, out = _in_background(lambda: publish_delivery(ctx, d, {"rss": publisher}))
+    assert publisher.started.wait(30), "the publish never started"
+    withdraw(ctx, _narrative_of(ctx, d), actor="kai", reason="the narrator changed their mind")
+    gate.set()
+    t.join(30)
+    assert out["o"].status == "withdrawn"
+    assert state(ctx, d) == "withdrawn"
+    assert attempts(ctx, d) == []
+    with ctx.db.connect() as conn:
+        from narratives import audit
+
+        assert "publish_failed" not in [r["action"] for r in audit.history(conn, "delivery", d)]
+
+
+def test_publish_now_keeps_its_claim_when_the_scheduler_starts(ctx):
+    """F3: a scheduler starting while `publish --now` is posting neither hands the delivery
+    back nor publishes it a second time."""
+    from narratives.publishing import publish_draft_now, recover_interrupted
+
+    draft = add_draft(ctx, content=rss_content("Posted by hand"))
+    gate = threading.Event()
+    by_hand = FaultInjectingPublisher(ctx, gate=gate)
+    t, out = _in_background(lambda: publish_draft_now(ctx, draft, {"rss": by_hand}, actor="kai"))
+    assert by_hand.started.wait(30), "the publish never started"
+    with ctx.db.connect() as conn:
+        [d] = scheduling.list_deliveries(conn, draft_id=draft)
+    assert d.state == "publishing" and d.claimed_by and d.claimed_at
+    assert recover_interrupted(ctx) == []
+    scheduler = FaultInjectingPublisher(ctx)
+    assert publish_delivery(ctx, d.id, {"rss": scheduler}).status == "skipped"
+    gate.set()
+    t.join(30)
+    assert out["o"].status == "published" and scheduler.calls == []
+    assert state(ctx, d.id) == "published" and attempts(ctx, d.id) == ["published"]
+
+
+def test_a_claim_lost_to_a_finished_publish_is_found_not_taken_down(ctx):
+    """F3: a slow publish whose lease lapsed, handed back and finished by another process,
+    ends `found_existing`; it never takes the post down."""
+    from narratives.publishing import CLAIM_LEASE, recover_interrupted
+
+    d = schedule_at(ctx, timedelta(seconds=-1))
+    gate = threading.Event()
+    slow = FaultInjectingPublisher(ctx, gate=gate)
+    t, out = _in_background(lambda: publish_delivery(ctx, d, {"rss": slow}))
+    assert slow.started.wait(30), "the publish never started"
+    stale = utcnow() - CLAIM_LEASE - timedelta(seconds=1)
+    with ctx.db.begin() as conn:
+        conn.execute(deliveries.update().where(deliveries.c.id == d).values(claimed_at=stale))
+    assert recover_interrupted(ctx) == [d]
+    assert publish_delivery(ctx, d, {"rss": FaultInjectingPublisher(ctx)}).status == "published"
+    gate.set()
+    t.join(30)
+    assert out["o"].status == "found_existing"
+    assert state(ctx, d) == "published"
+    assert attempts(ctx, d) == ["transient_error", "published"]
+
+
+def test_sync_hands_back_a_delivery_whose_publisher_was_killed(ctx, services):
+    """F4: a `publish --now` killed mid-post leaves its delivery `publishing`; the running
+    scheduler's sync sees its owner is gone, marks it interrupted and publishes it."""
+    import socket
+
+    service = services(ctx)
+    service.start()
+    d = schedule_at(ctx, timedelta(days=2))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with ctx.db.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == d)
+            .values(
+                state="publishing",
+                attempts=1,
+                claimed_by=f"{socket.gethostname()}:{dead.pid}:0123abcd",
+                claimed_at=utcnow(),
+            )
+        )
+    wait_for(lambda: state(ctx, d) == "published", "the sync to hand the delivery back")
+    with ctx.db.connect() as conn:
+        errors = [
+            r.error
+            for r in conn.execute(
+                sa.select(delivery_attempts.c.error).where(delivery_attempts.c.delivery_id == d)
+            )
+        ]
+    assert any("interrupted" in (e or "") for e in errors)

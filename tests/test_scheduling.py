@@ -222,6 +222,31 @@ def test_cancel_frees_the_slot_and_is_audited(ctx):
     assert rows[1]["detail"] == "wrong week" and rows[1]["actor"] == "kai"
 
 
+def test_cancel_keeps_track_of_bluesky_posts_that_may_be_out(ctx):
+    """F5: a failed Bluesky delivery with posts out cannot be cancelled (it would orphan them;
+    `move` finishes the thread). One attempted without a recorded post can, and scheduling
+    the draft again reuses its record keys, so a post that landed unrecorded is found, not
+    posted twice."""
+    draft = add_draft(ctx, "emotional-equity", "bluesky", content=bluesky_content("a", "b"))
+    d = scheduling.schedule(ctx, draft, next_slot=True, actor="kai", now=NOW)
+    out = [{**d.posts[0], "uri": f"at://did:plc:x/app.bsky.feed.post/{d.rkey}", "cid": "c"}]
+    with ctx.db.begin() as conn:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == d.id)
+            .values(state="failed", attempts=1, posts=out + d.posts[1:])
+        )
+    with pytest.raises(InvalidState, match="on Bluesky already") as err:
+        scheduling.cancel(ctx, d.id, actor="kai")
+    assert "move" in (err.value.hint or "")
+
+    with ctx.db.begin() as conn:
+        conn.execute(deliveries.update().where(deliveries.c.id == d.id).values(posts=d.posts))
+    assert scheduling.cancel(ctx, d.id, actor="kai").state == "cancelled"
+    again = scheduling.schedule(ctx, draft, next_slot=True, actor="kai", now=NOW)
+    assert again.id != d.id and [p["rkey"] for p in again.posts] == [p["rkey"] for p in d.posts]
+
+
 def test_move_changes_time_and_refuses_published(ctx):
     d = scheduling.schedule(ctx, add_draft(ctx), next_slot=True, actor="kai", now=NOW)
     moved = scheduling.move(ctx, d.id, at="2026-12-02 18:30", actor="kai", now=NOW)

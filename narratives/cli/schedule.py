@@ -108,7 +108,16 @@ def fill_cmd(campaign, actor, as_json):
     "states",
     multiple=True,
     type=click.Choice(
-        ["scheduled", "publishing", "published", "failed", "missed", "cancelled", "withdrawn"]
+        [
+            "scheduled",
+            "publishing",
+            "published",
+            "failed",
+            "missed",
+            "cancelled",
+            "withdrawing",
+            "withdrawn",
+        ]
     ),
     help="Only these states (repeatable; default: all).",
 )

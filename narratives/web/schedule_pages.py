@@ -34,6 +34,7 @@ DELIVERY_LABELS = {
     "failed": "Failed",
     "missed": "Missed",
     "cancelled": "Cancelled",
+    "withdrawing": "Being taken down",
     "withdrawn": "Withdrawn",
 }
 #: A draft with a delivery in one of these states is not offered the schedule form.
