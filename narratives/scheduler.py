@@ -9,7 +9,8 @@ store may lag or lead the deliveries without harm.
 On start the service:
 1. takes an exclusive lock (`.narratives/scheduler.lock`): it runs as a single active instance;
 2. hands back deliveries a crash left `publishing` (the adapter's rkey + getRecord check makes
-   the retry safe);
+   the retry safe), only when their claim is stale: a `publish --now` still posting keeps its
+   own; every sync does this again, so one killed while the service runs is retried too;
 3. marks never-attempted deliveries older than their campaign's `slots.missed_after_hours`
    as `missed` (shown to editors), and gives every other waiting delivery a job; due ones run
    at once, each once;
