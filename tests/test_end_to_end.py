@@ -52,6 +52,16 @@ def test_process_runs_every_stage_once(tmp_path, workspace):
         ("emotional-equity", "rss"),
     ]
     assert not [d for d in drafts if d["narrative_id"] == bus["id"]]  # off-topic everywhere
+    status = {
+        row["id"]: row["stages"]
+        for row in (json.loads(x) for x in _run("status", "--json").output.splitlines())
+    }
+    assert status[bus["id"]] == {
+        "transcribe": "done",
+        "analyse": "done",
+        "render": "none",
+        "draft": "done",
+    }
     # No consent recorded yet: everything public is anonymised.
     for d in lena_drafts:
         full = json.loads(_run("drafts", "show", str(d["id"]), "--json").output)

@@ -50,6 +50,12 @@ def _status_rows(ctx) -> list[dict]:
                 stages[stage] = "running"
             else:
                 stages[stage] = "done"
+        # A stage with nothing to do (no video for an off-topic story) leaves no rows; once a
+        # later stage has run, say so instead of "pending".
+        for i, stage in enumerate(STAGE_ORDER):
+            later = [stages[s] for s in STAGE_ORDER[i + 1 :]]
+            if stages[stage] == "pending" and any(v != "pending" for v in later):
+                stages[stage] = "none"
         out.append(
             {
                 "id": n.id,
@@ -88,6 +94,7 @@ def status(as_json: bool) -> None:
         "pending": "dim",
         "running": "yellow",
         "interrupted": "magenta",
+        "none": "dim",
     }
     for row in rows:
         length = f"{row['duration']:.1f}s" if row["duration"] else "-"
