@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pds_fixtures", "tests.postgres_fixtures"]
+pytest_plugins = ["tests.pds_fixtures", "tests.postgres_fixtures", "tests.browser_fixtures"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -3,44 +3,12 @@ approved draft in the next slot, then find it on the campaign's agenda."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-import uvicorn
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from narratives import drafting, review, scheduling
 from narratives.campaigns import get_campaign
-from narratives.web import create_app
 from tests.review_fixtures import PASSWORD, add_narrative, add_render, add_user
-from tests.test_browser import ARGS, CHROMIUM, _free_port
-
-
-@pytest.fixture
-def server(ctx):
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.mark.browser
