@@ -87,12 +87,14 @@ _OUT = ("publishing", "published", "withdrawing")
 def _live_clause() -> Any:
     """Deliveries with something to stop or take down; cancelled Bluesky deliveries that were
     attempted count too, since a post may have landed without being recorded."""
+    from .scheduling import was_attempted
+
     return sa.or_(
         deliveries.c.state.in_(_LIVE),
         sa.and_(
             deliveries.c.state == "cancelled",
             deliveries.c.channel == "bluesky",
-            deliveries.c.attempts > 0,
+            was_attempted(),
         ),
     )
 
@@ -621,7 +623,7 @@ def _may_have_landed(row: Any) -> bool:
     """A Bluesky delivery that was attempted, or has posts recorded, may have posts out."""
     if row.channel != "bluesky":
         return False
-    return row.attempts > 0 or any(p.get("uri") for p in row.posts or ())
+    return bool(row.ever_attempted) or any(p.get("uri") for p in row.posts or ())
 
 
 def _needs_takedown(row: Any) -> bool:
@@ -634,7 +636,13 @@ def _needs_takedown(row: Any) -> bool:
 
 
 def _load_row(conn: Connection, delivery_id: int) -> Any:
-    row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+    from .scheduling import was_attempted
+
+    row = conn.execute(
+        sa.select(deliveries, was_attempted().label("ever_attempted")).where(
+            deliveries.c.id == delivery_id
+        )
+    ).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id}")
     return row

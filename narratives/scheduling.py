@@ -31,7 +31,7 @@ from . import audit
 from .campaigns import Campaign, get_campaign
 from .context import Context
 from .errors import InvalidState, NotFound, UsageError
-from .schema import deliveries, drafts, utcnow
+from .schema import deliveries, delivery_attempts, drafts, utcnow
 
 __all__ = [
     "Delivery",
@@ -326,6 +326,12 @@ def _when(
     return next_free_slot(conn, campaign, channel, after=now, taken=taken)
 
 
+def was_attempted() -> Any:
+    """True for a delivery with any publish attempt on record. `deliveries.attempts` counts
+    attempts since the last `move` (for backoff), so it cannot say whether a post may be out."""
+    return sa.exists().where(delivery_attempts.c.delivery_id == deliveries.c.id)
+
+
 def _earlier_attempted_keys(conn: Connection, draft_id: int) -> list[dict[str, Any]] | None:
     """The record keys of the draft's latest cancelled Bluesky delivery that was attempted.
 
@@ -338,7 +344,7 @@ def _earlier_attempted_keys(conn: Connection, draft_id: int) -> list[dict[str, A
             deliveries.c.draft_id == draft_id,
             deliveries.c.channel == "bluesky",
             deliveries.c.state == "cancelled",
-            deliveries.c.attempts > 0,
+            was_attempted(),
         )
         .order_by(deliveries.c.id.desc())
         .limit(1)

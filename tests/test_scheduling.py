@@ -15,7 +15,7 @@ from narratives import audit, scheduling
 from narratives.campaigns import get_campaign
 from narratives.cli import cli
 from narratives.errors import InvalidState, UsageError
-from narratives.schema import deliveries
+from narratives.schema import deliveries, delivery_attempts
 from tests.delivery_fixtures import add_draft, bluesky_content
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -236,12 +236,20 @@ def test_cancel_keeps_track_of_bluesky_posts_that_may_be_out(ctx):
             .where(deliveries.c.id == d.id)
             .values(state="failed", attempts=1, posts=out + d.posts[1:])
         )
+        conn.execute(
+            delivery_attempts.insert().values(
+                delivery_id=d.id, at=NOW, outcome="transient_error", error="lost reply"
+            )
+        )
     with pytest.raises(InvalidState, match="on Bluesky already") as err:
         scheduling.cancel(ctx, d.id, actor="kai")
     assert "move" in (err.value.hint or "")
 
     with ctx.db.begin() as conn:
         conn.execute(deliveries.update().where(deliveries.c.id == d.id).values(posts=d.posts))
+    # `move` resets the attempt counter (for backoff); the attempt on record still counts.
+    moved = scheduling.move(ctx, d.id, next_slot=True, actor="kai", now=NOW)
+    assert moved.attempts == 0
     assert scheduling.cancel(ctx, d.id, actor="kai").state == "cancelled"
     again = scheduling.schedule(ctx, draft, next_slot=True, actor="kai", now=NOW)
     assert again.id != d.id and [p["rkey"] for p in again.posts] == [p["rkey"] for p in d.posts]
