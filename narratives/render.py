@@ -7,12 +7,18 @@ once into one opaque RGB frame, every caption page and every highlighted word is
 once with Pillow onto its own crop of that frame, and a single `VideoClip` frame function
 copies the base and pastes opaque patches, bars and the progress fill. x264 then dominates.
 
+The frames the clip yields are YUV 4:2:0 (I420), not RGB: each layer is converted once, on
+even rows and columns so it pastes exactly into the half-size chroma planes, and
+`video_writer.I420Writer` hands them to ffmpeg, which then only encodes. MoviePy's own writer
+cannot do that (it declares every input rgb24), and converting RGB frames in ffmpeg cost more
+than drawing them. `frame(t)` composes the same layers in RGB for thumbnails and tests.
+
 Captions are wrapped by measured pixel width (MoviePy's `method="caption"` breaks words),
 drawn from the baseline with room for the font's full descent, and checked against the
 layout's safe area. The audio (cut around the analysis quote and summary when the recording
 is longer than the campaign allows, with short fades; bleeped where redacted) is assembled
-with NumPy, written as WAV and given to MoviePy as an `AudioFileClip`. MoviePy's defaults
-(MP3 audio, no faststart) are overridden: H.264 yuv420p, AAC, `+faststart`.
+with NumPy and written as WAV, which the encoder reads beside the frames: H.264 yuv420p
+(BT.709), AAC, `+faststart` (MoviePy's defaults would be MP3 audio and no faststart).
 
 Layouts live in `templates/video/<format>.toml`; a bad key is a `ConfigError` naming the file.
 """
@@ -41,6 +47,7 @@ from .campaigns import Campaign, get_campaign
 from .errors import ConfigError, InvalidState, StageFailed
 from .ingest import source_path
 from .transcript import Transcript, Word
+from .video_writer import I420Writer, i420_planes, rgb_to_i420, yuv_of
 from .workspace import DEFAULTS_ROOT, Workspace
 
 __all__ = [
@@ -576,13 +583,26 @@ def _levels(samples: np.ndarray, fps: int, nframes: int, rate: int = AUDIO_RATE)
 
 @dataclass
 class _Patch:
+    """An opaque RGB picture placed at (y, x); even position and size."""
+
     y: int
     x: int
     pixels: np.ndarray
+    _yuv: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     def paste(self, frame: np.ndarray) -> None:
         h, w = self.pixels.shape[:2]
         frame[self.y : self.y + h, self.x : self.x + w] = self.pixels
+
+    def paste_i420(self, planes: Sequence[np.ndarray]) -> None:
+        """Paste into Y, U, V planes; converted on first use and kept (a page is shown
+        for many frames; a page never shown is never converted)."""
+        if self._yuv is None:
+            self._yuv = rgb_to_i420(self.pixels)
+        for k, (plane, part) in enumerate(zip(planes, self._yuv, strict=True)):
+            d = 1 if k == 0 else 2  # U and V are half size
+            h, w = part.shape
+            plane[self.y // d : self.y // d + h, self.x // d : self.x // d + w] = part
 
 
 @dataclass
@@ -644,6 +664,14 @@ class _Design:
         def px(v: float) -> int:
             return round(v * scale)
 
+        # Everything pasted or filled per frame sits on even rows and columns with even
+        # sizes, so it maps exactly onto the half-size chroma planes of a YUV 4:2:0 frame.
+        def up(v: float) -> int:
+            return math.ceil(v / 2) * 2
+
+        def down(v: float) -> int:
+            return math.floor(v / 2) * 2
+
         self.width = max(2, round(layout.width * scale / 2) * 2)
         self.height = max(2, round(layout.height * scale / 2) * 2)
         self.fps, self.duration, self.levels = fps, duration, levels
@@ -653,8 +681,8 @@ class _Design:
         regular = font_path or str(_roboto("Regular"))
         medium = font_path or str(_roboto("Medium"))
         safe = layout.safe_area
-        self.left = px(safe.left)
-        self.inner = self.width - px(safe.left) - px(safe.right)
+        self.left = up(px(safe.left))
+        self.inner = down(self.width - self.left - px(safe.right))
 
         # Background: gradient, optional image beneath a tint, logo, header, title card.
         bg = self._gradient([_hex(c) for c in look.background])
@@ -707,23 +735,26 @@ class _Design:
             )
         # Waveform and progress geometry; the progress track is part of the background.
         wf = layout.waveform
-        self.wave_top, self.wave_h = px(wf.top), px(wf.height)
+        self.wave_top, self.wave_h = up(px(wf.top)), down(px(wf.height))
         slot = self.inner / wf.bars
-        self.bar_w = max(1, round(slot * (1 - wf.gap)))
-        self.bar_x = [self.left + round(i * slot + (slot - self.bar_w) / 2) for i in range(wf.bars)]
+        self.bar_w = max(2, down(slot * (1 - wf.gap)))
+        self.bar_x = [self.left + down(i * slot + (slot - self.bar_w) / 2) for i in range(wf.bars)]
         self.bar_step = max(1, round(fps / 15))
         pr = layout.progress
-        self.prog_top, self.prog_h = px(pr.top), max(2, px(pr.height))
+        self.prog_top, self.prog_h = up(px(pr.top)), max(2, down(px(pr.height)))
         draw.rectangle(
             (self.left, self.prog_top, self.left + self.inner - 1, self.prog_top + self.prog_h - 1),
             fill=_mix(_hex(look.background[-1]), self.text_rgb, 0.25),
         )
         self.base = np.asarray(bg, dtype=np.uint8).copy()
         self.base_img = bg
+        self._base_i420: np.ndarray | None = None
+        self._accent_yuv = (0, 0, 0)
 
         # Caption pages, each with one patch per highlighted word.
         cap = layout.captions
-        self.cap_top, self.cap_h = px(cap.top), px(cap.height)
+        self.cap_top = up(px(cap.top))
+        self.cap_h = down(px(cap.top) + px(cap.height) - self.cap_top)
         self.pages = self._pages(
             words,
             bold,
@@ -803,10 +834,11 @@ class _Design:
             patches = []
             for k, (x, base, text, _li) in enumerate(boxes):
                 x0, top, x1, bottom = gfont.getbbox(text, anchor="ls")
-                pad = 3
-                xa, xb = max(0, x + x0 - pad), min(self.width, x + x1 + pad)
-                ya = max(0, base - ascent - pad)
-                yb = min(self.cap_h, base + _line_height(gfont) - ascent + pad)
+                pad = 3  # even bounds: see `up` and `down` in __init__
+                xa = max(0, (x + x0 - pad) // 2 * 2)
+                xb = min(self.width, -(-(x + x1 + pad) // 2) * 2)
+                ya = max(0, (base - ascent - pad) // 2 * 2)
+                yb = min(self.cap_h, -(-(base + _line_height(gfont) - ascent + pad) // 2) * 2)
                 hi = np.asarray(
                     self._draw_page(boxes, gfont, k).crop((xa, ya, xb, yb)), dtype=np.uint8
                 ).copy()
@@ -876,30 +908,64 @@ class _Design:
             return self.pages[i]
         return None
 
-    def frame(self, t: float) -> np.ndarray:
+    def _paint(
+        self,
+        t: float,
+        paste: Callable[[_Patch], None],
+        fill: Callable[[int, int, int, int], None],
+    ) -> None:
+        """Lay out the frame at `t` over the base: patches to paste, accent boxes to fill
+        (top, bottom, left, right; all even)."""
         k = min(max(0, int(t * self.fps + 1e-6)), self.levels.size - 1)
-        img = self.base.copy()
         page = self.page_at(t)
         if page is not None:
-            page.image.paste(img)
+            paste(page.image)
             word = page.word_at(t)
             if word is not None:
-                word.paste(img)
+                paste(word)
         elif t >= self.end_start:
-            self.end_card.paste(img)
+            paste(self.end_card)
         # Level bars: the current level in the middle, recent history spreading outwards.
         n = len(self.bar_x)
         mid = (n - 1) / 2
-        colour = np.array(self.accent_rgb, np.uint8)
-        centre = self.wave_top + self.wave_h // 2
+        centre = self.wave_top + self.wave_h // 4 * 2
         for i, x in enumerate(self.bar_x):
             lv = self.levels[max(0, k - round(abs(i - mid)) * self.bar_step)]
-            h = max(self.bar_w, int(lv * self.wave_h))
-            img[centre - h // 2 : centre - h // 2 + h, x : x + self.bar_w] = colour
-        done = round(self.inner * min(1.0, t / self.duration)) if self.duration else 0
+            h = max(self.bar_w, int(lv * self.wave_h) // 2 * 2)
+            top = centre - h // 4 * 2
+            fill(top, top + h, x, x + self.bar_w)
+        done = round(self.inner * min(1.0, t / self.duration) / 2) * 2 if self.duration else 0
         if done:
-            img[self.prog_top : self.prog_top + self.prog_h, self.left : self.left + done] = colour
+            fill(self.prog_top, self.prog_top + self.prog_h, self.left, self.left + done)
+
+    def frame(self, t: float) -> np.ndarray:
+        """The frame at `t` as an RGB array (thumbnails, tests)."""
+        img = self.base.copy()
+        colour = np.array(self.accent_rgb, np.uint8)
+
+        def fill(top: int, bottom: int, left: int, right: int) -> None:
+            img[top:bottom, left:right] = colour
+
+        self._paint(t, lambda p: p.paste(img), fill)
         return img
+
+    def frame_i420(self, t: float) -> np.ndarray:
+        """The frame at `t` as one I420 buffer (Y, then U and V at half size): what the
+        encoder takes without converting."""
+        if self._base_i420 is None:
+            self._base_i420 = np.concatenate([p.ravel() for p in rgb_to_i420(self.base)])
+            self._accent_yuv = yuv_of(self.accent_rgb)
+        buf = self._base_i420.copy()
+        planes = i420_planes(buf, self.width, self.height)
+        yuv = self._accent_yuv
+
+        def fill(top: int, bottom: int, left: int, right: int) -> None:
+            planes[0][top:bottom, left:right] = yuv[0]
+            planes[1][top // 2 : bottom // 2, left // 2 : right // 2] = yuv[1]
+            planes[2][top // 2 : bottom // 2, left // 2 : right // 2] = yuv[2]
+
+        self._paint(t, lambda p: p.paste_i420(planes), fill)
+        return buf
 
 
 def _cover(img: Image.Image, width: int, height: int) -> Image.Image:
@@ -1012,7 +1078,7 @@ def render_video(
     `keys` are source intervals to keep first if the recording must be cut (the quote, then
     the summary sentences). Files appear only when complete (temporary name, then rename).
     """
-    from moviepy import AudioFileClip, VideoClip
+    from moviepy import VideoClip
 
     from .audio import probe
 
@@ -1065,48 +1131,28 @@ def render_video(
     stem = out.with_suffix("")
     tmp_video = out.with_name(f".{out.stem}.tmp.mp4")
     tmp_audio = out.with_name(f".{out.stem}.tmp-audio.wav")
-    tmp_aac = out.with_name(f".{out.stem}.tmp-audio.m4a")
     tmp_vtt = out.with_name(f".{out.stem}.tmp.vtt")
     tmp_png = out.with_name(f".{out.stem}.tmp.png")
     vtt_path, png_path = stem.with_suffix(".vtt"), stem.with_suffix(".png")
-    temps = (tmp_video, tmp_audio, tmp_aac, tmp_vtt, tmp_png)
+    temps = (tmp_video, tmp_audio, tmp_vtt, tmp_png)
     try:
         _write_wav(tmp_audio, samples)
         del samples
-        audio = AudioFileClip(str(tmp_audio))
-        clip = VideoClip(design.frame, duration=total).with_audio(audio)
-        try:
-            clip.write_videofile(
-                str(tmp_video),
-                fps=fps,
-                codec="libx264",
-                audio_codec="aac",
-                audio_bitrate="128k",
-                audio_fps=AUDIO_RATE,
-                temp_audiofile=str(tmp_aac),
-                preset=preset,
-                threads=threads or min(os.cpu_count() or 1, 4),
-                # MoviePy 2.2 appends its own "-pix_fmt yuva420p" after these for even
-                # sizes; the format filter pins yuv420p whatever the last -pix_fmt says.
-                ffmpeg_params=[
-                    "-vf",
-                    "format=yuv420p",
-                    "-pix_fmt",
-                    "yuv420p",
-                    "-crf",
-                    "23",
-                    "-maxrate",
-                    "4M",
-                    "-bufsize",
-                    "8M",
-                    "-movflags",
-                    "+faststart",
-                ],
-                logger=_MoviePyProgress(progress),
-            )
-        finally:
-            clip.close()
-            audio.close()
+        # MoviePy's clip model supplies the frames by time; half a frame past the end so its
+        # int(duration * fps) counts all `nframes` despite float rounding.
+        clip = VideoClip(design.frame_i420, duration=(nframes + 0.5) / fps)
+        with I420Writer(
+            tmp_video,
+            width=design.width,
+            height=design.height,
+            fps=fps,
+            audio=tmp_audio,
+            preset=preset,
+            threads=threads,
+        ) as writer:
+            for frame in clip.iter_frames(fps=fps, logger=_MoviePyProgress(progress)):
+                writer.write(frame)
+        clip.close()
         if tmp_video.stat().st_size > MAX_BYTES:
             raise StageFailed(
                 f"{out.name}: {tmp_video.stat().st_size / 1e6:.0f} MB is over Bluesky's 100 MB"

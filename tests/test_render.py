@@ -277,6 +277,34 @@ def test_everything_is_drawn_inside_the_safe_area(rendered, speech, campaign):
     assert _outside_safe_area(diff, layout, SCALE, 4) < 16
 
 
+@pytest.mark.parametrize("scale", [SCALE, 0.37])
+def test_yuv_frames_are_the_drawn_frames_converted(speech, campaign, scale):
+    """The encoder gets I420 frames composed from layers converted once; they must equal
+    the RGB frame converted whole, so every layer must sit on even rows and columns."""
+    from narratives.video_writer import rgb_to_i420
+
+    _, transcript = speech
+    design = R._Design(
+        layout=R.load_layout(None, "vertical"), scale=scale, campaign=campaign,
+        title="Zoë in Valparaíso", words=[(w.start, w.end, w.text) for w in transcript.words],
+        duration=transcript.duration + 2, fps=FPS, levels=np.linspace(0, 1, 100),
+        font_path=None, logo=DEFAULTS_ROOT / campaign.look.logo, background_image=None,
+        redactions=None,
+    )  # fmt: skip
+    patches = [design.end_card] + [p for page in design.pages for p in [page.image] + [
+        w[2] for w in page.words]]  # fmt: skip
+    assert all(p.y % 2 == p.x % 2 == 0 for p in patches)
+    assert all(p.pixels.shape[0] % 2 == p.pixels.shape[1] % 2 == 0 for p in patches)
+    times = np.arange(0, design.duration, 0.25)
+    seen = set()
+    for t in times:
+        rgb = design.frame(t)
+        whole = np.concatenate([p.ravel() for p in rgb_to_i420(rgb)])
+        assert np.array_equal(design.frame_i420(t), whole), t
+        seen.add(rgb.tobytes())
+    assert len(seen) > len(times) // 2  # the frames do change: captions, bars, progress
+
+
 def test_non_ascii_names_render_and_emoji_are_dropped():
     roboto = str(R._roboto("Bold"))
     assert R._printable("Zoë 🌙 Valparaíso\u200d", roboto) == "Zoë Valparaíso"
