@@ -99,7 +99,7 @@ class I420Writer:
         audio: Path,
         preset: str = "veryfast",
         crf: int = 23,
-        maxrate: str = "4M",
+        maxrate_kbps: int = 4000,
         audio_bitrate: str = "128k",
         threads: int | None = None,
     ) -> None:
@@ -107,14 +107,14 @@ class I420Writer:
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:
             raise StageFailed("ffmpeg is not installed (run `make setup`)")
-        bufsize = f"{2 * int(maxrate.rstrip('kKmM'))}{maxrate[-1]}"
         self.cmd = [
             ffmpeg, "-nostdin", "-v", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps),
             "-i", "pipe:0", "-i", str(audio),
             "-map", "0:v:0", "-map", "1:a:0", "-shortest",
             "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-            "-maxrate", maxrate, "-bufsize", bufsize, "-pix_fmt", "yuv420p", *_COLOUR_TAGS,
+            "-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{2 * maxrate_kbps}k",
+            "-pix_fmt", "yuv420p", *_COLOUR_TAGS,
             "-threads", str(threads or min(os.cpu_count() or 1, 4)),
             "-c:a", "aac", "-b:a", audio_bitrate,
             "-movflags", "+faststart", "-f", "mp4", str(out),
