@@ -25,5 +25,5 @@ lint:
 bench:
 	$(VENV)/python bench/transcribe.py
 	$(VENV)/python bench/analyse.py
-	$(VENV)/python bench/render.py
+	$(VENV)/python bench/render.py --batch 4
 	$(VENV)/python bench/scheduler.py

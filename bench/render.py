@@ -8,7 +8,12 @@ memory of the renderer process and of its encoder (largest child), and the ratio
 
 Targets (issue 4): renderer <= 0.8x real time on 2 cores, and <= 1.5x the ffmpeg graph's time.
 
-    .venv/bin/python bench/render.py [--seconds 60] [--json]
+`--batch N` also renders N videos of `--batch-seconds` two ways: one after another with the
+encoder on every core, and as `process --workers <cores>` does (one render per core, the cores
+shared out among encoders), printing wall time and how busy the cores were (CPU-s / wall /
+cores; near 1.0 means busy and not oversubscribed).
+
+    .venv/bin/python bench/render.py [--seconds 60] [--batch 4 --batch-seconds 20] [--json]
 """
 
 from __future__ import annotations
@@ -194,9 +199,47 @@ def _ffmpeg_graph(folder: Path, audio: Path, seconds: float, title: str, words) 
     ]  # fmt: skip
 
 
+def _batch(folder: Path, job: dict, n: int, cores: int) -> dict:
+    """N renders one after another (all cores each), then `cores` at a time (one core each)."""
+    jobs = []
+    for i in range(n):
+        path = folder / f"batch-{i}.json"
+        jobs.append(path)
+        path.write_text(json.dumps({**job, "out": str(folder / f"batch-{i}-vertical.mp4")}))
+
+    def run(threads: int, parallel: int) -> dict:
+        for path in jobs:
+            path.write_text(json.dumps({**json.loads(path.read_text()), "threads": threads}))
+        pending, running, cpu = list(jobs), {}, 0.0
+        t0 = time.perf_counter()
+        while pending or running:
+            while pending and len(running) < parallel:
+                path = pending.pop(0)
+                cmd = [sys.executable, __file__, "--worker", str(path)]
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+                running[proc.pid] = proc
+            pid, status, usage = os.wait4(-1, 0)
+            if pid in running:
+                if os.waitstatus_to_exitcode(status):
+                    raise SystemExit(f"batch render failed: {running[pid].args}")
+                del running[pid]
+                cpu += usage.ru_utime + usage.ru_stime
+        wall = time.perf_counter() - t0
+        return {"wall": round(wall, 2), "cpu": round(cpu, 1), "busy": round(cpu / wall / cores, 2)}
+
+    return {
+        "videos": n,
+        "sequential": run(threads=cores, parallel=1),
+        # What process --workers <cores> does: cpu_count // workers encoder threads each.
+        "shared": run(threads=1, parallel=cores),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--batch", type=int, default=0, help="also render N videos two ways")
+    ap.add_argument("--batch-seconds", type=float, default=20.0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -257,6 +300,16 @@ def main() -> None:
             "rtf<=0.8": result["renderer"]["rtf"] <= 0.8,
             "ratio<=1.5": result["ratio"] <= 1.5,
         }
+        if args.batch:
+            (folder / "short").mkdir()
+            short, short_words = _make_audio(folder / "short", args.batch_seconds)
+            job = json.loads(job.read_text())
+            job.update(
+                audio=str(short),
+                transcript=_transcript(short_words, args.batch_seconds).to_dict(),
+                seconds=args.batch_seconds,
+            )
+            result["batch"] = _batch(folder, job, args.batch, cores)
     if args.json:
         print(json.dumps(result))
         return
@@ -276,6 +329,15 @@ def main() -> None:
     )
     print(f"  ratio renderer/ffmpeg: {result['ratio']:.2f}x   targets: {result['targets_met']}")
     print(f"  (both videos {video_seconds:.1f} s: {args.seconds:g} s of speech + end card)")
+    if args.batch:
+        b = result["batch"]
+        print(f"  batch of {b['videos']} x {args.batch_seconds:g} s:")
+        for name, label in (("sequential", "one at a time"), ("shared", f"{cores} at a time")):
+            x = b[name]
+            print(
+                f"    {label:14s} {x['wall']:6.1f} s wall  {x['cpu']:6.1f} CPU-s  "
+                f"cores busy {x['busy']:.2f}"
+            )
 
 
 if __name__ == "__main__":
