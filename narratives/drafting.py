@@ -48,6 +48,7 @@ __all__ = [
     "count_graphemes",
     "split_thread",
     "split_posts",
+    "clock",
     "join_posts",
     "post_environment",
     "DraftTarget",
@@ -144,8 +145,24 @@ def _video(ctx: Context, narrative_id: str, campaign: Campaign) -> dict[str, Any
             "captions": _rel(ctx.workspace, captions) if captions.is_file() else None,
             "aspect_ratio": aspect,
             "format": fmt,
+            "kept": _kept(out),
         }
-    return {"video": None, "captions": None, "aspect_ratio": None, "format": None}
+    return {"video": None, "captions": None, "aspect_ratio": None, "format": None, "kept": None}
+
+
+def _kept(render_output: dict[str, Any]) -> list[list[float]] | None:
+    """The recording's intervals a cut video keeps (render row `cut_ranges`), None if whole."""
+    if not render_output.get("cut"):
+        return None
+    ranges = render_output.get("cut_ranges") or []
+    return [[float(a), float(b)] for a, b in ranges] or None
+
+
+def clock(seconds: float) -> str:
+    """0:07, 2:45, 1:02:03: how a length reads in a post."""
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _notes(analysis: dict[str, Any], campaign: Campaign) -> tuple[list[str], list[str]]:
@@ -233,6 +250,10 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
         warn, labels = _notes(analysis, campaign)
         media = _video(ctx, narrative_id, campaign)
         link = _item_link(campaign, narrative_id)
+        # A video cut to the campaign's limit says so: a reader should know it is an excerpt.
+        kept = media["kept"]
+        recording = transcript.duration if transcript else 0.0
+        excerpt = sum(b - a for a, b in kept) if kept else 0.0
         variables = {
             "narrative_id": narrative_id,
             "title": title,
@@ -252,8 +273,21 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
                 "link": campaign.link,
             },
             "has_video": media["video"] is not None,
+            "video_cut": kept is not None,
+            "video_length": clock(excerpt) if kept else None,
+            "recording_length": clock(recording) if recording else None,
         }
-        data = {"title": title, "tags": tags, "top": fit.get("top"), "format": media["format"]}
+        data = {
+            "title": title,
+            "tags": tags,
+            "top": fit.get("top"),
+            "format": media["format"],
+            "video_cut": (
+                {"kept": kept, "seconds": round(excerpt, 3), "of": round(recording, 3)}
+                if kept
+                else None
+            ),
+        }
         for channel in campaign.channel_names:
             config = getattr(campaign.channels, channel)
             template, digest = _render(env, config.template, campaign)

@@ -605,3 +605,45 @@ def test_full_size_vertical_smoke(speech, campaign, tmp_path):
     atoms = _top_atoms(r.video)
     assert atoms.index("moov") < atoms.index("mdat")
     assert r.video.stat().st_size < 5 * 1000 * 1000
+
+
+def test_a_cut_video_is_said_in_its_drafts_and_on_the_review_page(workspace, samples_dir, tmp_path):
+    """The 24 s sample under a 12 s campaign limit: the drafts and the editor are told."""
+    from narratives import drafting, review
+    from tests.review_fixtures import analysis_for
+    from tests.web_client import client_for
+
+    path = workspace.campaigns_dir / "emotional-equity.toml"
+    toml = path.read_text(encoding="utf-8")
+    assert "max_video_seconds = 90" in toml
+    path.write_text(toml.replace("max_video_seconds = 90", "max_video_seconds = 12"), "utf-8")
+    clip = Path(shutil.copy(samples_dir / "amara-sanctuary-line.wav", tmp_path / "a.wav"))
+    text = (samples_dir / "amara-sanctuary-line.txt").read_text(encoding="utf-8").strip()
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    with av.open(str(clip)) as c:
+        duration = float(c.duration / av.time_base)
+    transcript = _transcript(sentences, 0.3, duration - 0.3, duration, gap=0.4)
+    words = transcript.segments[2].words
+    quote = {"text": transcript.segments[2].text, "start": words[0].start, "end": words[-1].end}
+    analysis = analysis_for(quote={**quote, "raw": quote["text"]}, summary=[])
+    ctx = Context(workspace, Settings(render=RenderSettings(fps=8, scale=0.2)))
+    _register(ctx, clip, transcript, analysis)
+
+    [video] = R.run(ctx, NID, formats=["vertical"])
+    assert video.campaign == "emotional-equity" and video.cut
+    found = {(d.campaign, d.channel): d for d in map(
+        lambda i: review.get_draft(ctx, i), drafting.run(ctx, NID))}  # fmt: skip
+    bsky, rss = found["emotional-equity", "bluesky"], found["emotional-equity", "rss"]
+    kept = sum(b - a for a, b in video.cut_ranges)
+    said = (
+        f"The video is a {drafting.clock(kept)} excerpt of the "
+        f"{drafting.clock(transcript.duration)} recording"
+    )
+    assert kept <= 12 and drafting.clock(transcript.duration) == "0:24"
+    assert said in "\n".join(bsky.posts)
+    assert said in rss.content["content"]
+    assert bsky.data["video_cut"]["kept"] == [list(r) for r in video.cut_ranges]
+    # The editor sees which parts of the recording the video keeps.
+    page = client_for(ctx).get(f"/drafts/{bsky.id}").text
+    first = video.cut_ranges[0]
+    assert f"Excerpt: the video keeps {drafting.clock(first[0])}–{drafting.clock(first[1])}" in page

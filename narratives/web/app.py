@@ -29,7 +29,7 @@ from starlette.routing import Route
 from .. import review
 from ..campaigns import Campaign, load_campaigns
 from ..context import Context
-from ..drafting import BLUESKY_LIMIT, count_graphemes, join_posts, split_posts
+from ..drafting import BLUESKY_LIMIT, clock, count_graphemes, join_posts, split_posts
 from ..errors import ConfigError, NarrativesError, NotFound, UsageError
 from ..schema import narrative_paths
 from ..transcript import Transcript
@@ -273,6 +273,16 @@ class _App(SchedulePages, ConsentPages):
             {"text": t, "count": count_graphemes(t), "over": count_graphemes(t) > BLUESKY_LIMIT}
             for t in draft.posts
         ]
+        cut = draft.data.get("video_cut")
+        excerpt = (
+            {
+                "ranges": [f"{clock(a)}–{clock(b)}" for a, b in cut["kept"]],
+                "length": clock(cut["seconds"]),
+                "of": clock(cut["of"]),
+            }
+            if isinstance(cut, dict) and cut.get("kept")
+            else None
+        )
         return {
             "draft": draft,
             "campaign": campaign,
@@ -281,6 +291,7 @@ class _App(SchedulePages, ConsentPages):
             "quote": (analysis.get("quote") or {}).get("text", ""),
             "transcript": _transcript_rows(transcript, analysis, seek_base),
             "media": media,
+            "excerpt": excerpt,
             "posts": posts,
             "edit_text": join_posts(draft.posts) if draft.channel == "bluesky" else "",
             "limit": BLUESKY_LIMIT,
