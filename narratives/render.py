@@ -15,9 +15,14 @@ than drawing them. `frame(t)` composes the same layers in RGB for thumbnails and
 
 Captions are wrapped by measured pixel width (MoviePy's `method="caption"` breaks words),
 drawn from the baseline with room for the font's full descent, and checked against the
-layout's safe area. The audio (cut around the analysis quote and summary when the recording
-is longer than the campaign allows, with short fades; bleeped where redacted) is assembled
-with NumPy and written as WAV, which the encoder reads beside the frames: H.264 yuv420p
+layout's safe area; titles and names are shrunk, then ellipsised, to fit. Emoji are dropped. A
+script the campaign's font cannot draw switches the whole video to DejaVu Sans; characters no
+font has are left out of the picture (a word of only those shows as "…"), kept in the WebVTT,
+and listed as `missing_glyphs` in the stage's output.
+
+The audio (cut around the analysis quote and summary when the recording is longer than the
+campaign allows, with short fades; bleeped where redacted) is assembled with NumPy and
+written as WAV, which the encoder reads beside the frames: H.264 yuv420p
 (BT.709), AAC, `+faststart` (MoviePy's defaults would be MP3 audio and no faststart).
 
 Layouts live in `templates/video/<format>.toml`; a bad key is a `ConfigError` naming the file.
@@ -182,6 +187,22 @@ def _check_layout(layout: Layout, path: Path) -> None:
         raise ConfigError(f"{path}: invalid layout\n  title.min_size: larger than title.size")
     if layout.captions.min_size > layout.captions.size:
         raise ConfigError(f"{path}: invalid layout\n  captions.min_size: larger than captions.size")
+    # The boxes must hold their text at the smallest size (measured with the shipped font;
+    # a campaign's own font is checked again when a video is drawn).
+    bold = str(_roboto("Bold"))
+    cap, tl = layout.captions, layout.title
+    need = _line_height(_font(bold, cap.min_size)) * (1 + (cap.max_lines - 1) * cap.line_spacing)
+    if need > cap.height:
+        raise ConfigError(
+            f"{path}: invalid layout\n  captions.height: {cap.height} cannot hold "
+            f"{cap.max_lines} lines at min_size {cap.min_size} (needs {math.ceil(need)})"
+        )
+    need = _line_height(_font(bold, tl.min_size)) + _line_height(_font(bold, tl.line_size))
+    if need > tl.height:
+        raise ConfigError(
+            f"{path}: invalid layout\n  title.height: {tl.height} cannot hold one title line "
+            f"at min_size {tl.min_size} and the line below it (needs {need})"
+        )
 
 
 def load_layout(workspace: Workspace | None, fmt: str) -> Layout:
@@ -250,6 +271,8 @@ class Rendered:
     height: int
     cut_ranges: list[tuple[float, float]]
     cut: bool
+    #: Characters of the title or captions that no font could draw (kept in the VTT).
+    missing_glyphs: str = ""
 
 
 @dataclass
@@ -265,6 +288,7 @@ class VideoResult:
     height: int
     cut: bool
     cut_ranges: list[tuple[float, float]]
+    missing_glyphs: str = ""
     #: True when a finished render was found and nothing was redone.
     skipped: bool = False
 
@@ -279,6 +303,7 @@ class VideoResult:
             "height": self.height,
             "cut": self.cut,
             "cut_ranges": [[round(a, 3), round(b, 3)] for a, b in self.cut_ranges],
+            "missing_glyphs": self.missing_glyphs,
         }
 
 
@@ -311,17 +336,64 @@ def _has_glyph(path: str, ch: str) -> bool:
     return not (mask.size == missing.size and bytes(mask) == bytes(missing))
 
 
-def _printable(text: str, font_path: str) -> str:
-    """Drop what the font cannot draw (emoji, pictographs) instead of showing boxes."""
+def _plain(text: str) -> str:
+    """NFC text without control characters, emoji or pictographs: captions are emoji-free."""
     out = []
     for ch in unicodedata.normalize("NFC", text):
         cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cf", "Cs", "Co", "Cn") or ch in "\ufe0e\ufe0f":
+        if cat in ("Cc", "Cf", "Cs", "Co", "Cn", "Me") or ch in "\ufe0e\ufe0f":
             continue
-        if ord(ch) > 0x24F and not ch.isspace() and not _has_glyph(font_path, ch):
+        if cat in ("So", "Sk") and ord(ch) >= 0x2190:  # arrows, dingbats, emoji, skin tones
             continue
         out.append(ch)
     return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def _printable(text: str, font_path: str) -> str:
+    """What of `text` the font can draw: the rest is dropped rather than shown as boxes."""
+    kept = (
+        ch for ch in _plain(text) if ord(ch) <= 0x24F or ch.isspace() or _has_glyph(font_path, ch)
+    )
+    return re.sub(r"\s+", " ", "".join(kept)).strip()
+
+
+#: Tried when the campaign's font (or Roboto) cannot draw a title or caption: DejaVu Sans, from
+#: Debian's fonts-dejavu-core (`scripts/setup` installs it), adds Hebrew, Arabic, Armenian,
+#: Georgian and more. One set draws a whole video, so its look stays consistent.
+_FALLBACK_FONTS = (
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class _Fonts:
+    bold: str
+    regular: str
+    medium: str
+
+    def lacks(self, chars: Iterable[str]) -> set[str]:
+        paths = (self.bold, self.regular, self.medium)
+        return {ch for ch in chars if not all(_has_glyph(p, ch) for p in paths)}
+
+
+def _choose_fonts(primary: _Fonts, texts: Iterable[str]) -> tuple[_Fonts, str]:
+    """The first font set that draws every letter of `texts`, else the one missing fewest,
+    with the characters it cannot draw (left out of the picture, kept in the WebVTT)."""
+    chars = {ch for t in texts for ch in _plain(t) if ord(ch) > 0x24F and not ch.isspace()}
+    best, missing = primary, primary.lacks(chars)
+    for paths in _FALLBACK_FONTS:
+        if not missing:
+            break
+        if all(Path(p).is_file() for p in paths):
+            candidate = _Fonts(*paths)
+            lacks = candidate.lacks(chars)
+            if len(lacks) < len(missing):
+                best, missing = candidate, lacks
+    return best, "".join(sorted(missing))
 
 
 def _wrap(words: Sequence[str], font: ImageFont.FreeTypeFont, width: int) -> list[list[str]]:
@@ -348,13 +420,18 @@ def _fit_text(
             return font, [" ".join(ln) for ln in lines]
     font = _font(font_path, min_size)
     lines = [" ".join(ln) for ln in _wrap(words, font, width)]
-    kept = lines[:max_lines]
-    last = kept[-1] if kept else ""
-    if len(lines) > max_lines or font.getlength(last) > width:
-        while last and font.getlength(last + "…") > width:
-            last = last[:-1].rstrip()
-        kept[-1] = last + "…"
+    kept = [ln if font.getlength(ln) <= width else _ellipsize(ln, font, width) for ln in lines]
+    if len(kept) > max_lines:
+        kept = kept[:max_lines]
+        kept[-1] = _ellipsize(kept[-1].rstrip(" .,;:…"), font, width)
     return font, kept
+
+
+def _ellipsize(line: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """`line…`, shortened until it fits `width`."""
+    while line and font.getlength(line + "…") > width:
+        line = line[:-1].rstrip()
+    return line + "…"
 
 
 def _line_height(font: ImageFont.FreeTypeFont) -> int:
@@ -609,7 +686,10 @@ class _Patch:
 class _Page:
     start: float
     end: float
+    #: The lines as drawn (what the font can draw)...
     lines: list[str]
+    #: ...and as said, for the WebVTT file (players draw every script).
+    spoken: list[str]
     image: _Patch
     #: (start, end, highlighted patch) per word, in time order.
     words: list[tuple[float, float, _Patch]]
@@ -623,19 +703,21 @@ class _Page:
 
 
 def _caption_groups(
-    words: Sequence[tuple[float, float, str]],
+    words: Sequence[tuple[float, float, str, str]],
     font: ImageFont.FreeTypeFont,
     width: int,
     max_lines: int,
-) -> list[list[tuple[float, float, str]]]:
-    """Pages of at most `max_lines` wrapped lines, broken at sentence ends and long pauses."""
-    pages: list[list[tuple[float, float, str]]] = []
+) -> list[list[tuple[float, float, str, str]]]:
+    """Pages of at most `max_lines` wrapped lines, broken at sentence ends and long pauses.
+
+    Words are (start, end, as drawn, as said); the drawn text is what is measured."""
+    pages: list[list[tuple[float, float, str, str]]] = []
     for w in words:
         cur = pages[-1] if pages else None
         if cur is not None:
             prev = cur[-1]
             fits = len(_wrap([x[2] for x in [*cur, w]], font, width)) <= max_lines
-            if fits and not _SENTENCE_END.search(prev[2]) and w[0] - prev[1] < _PAGE_GAP:
+            if fits and not _SENTENCE_END.search(prev[3]) and w[0] - prev[1] < _PAGE_GAP:
                 cur.append(w)
                 continue
         pages.append([w])
@@ -677,9 +759,19 @@ class _Design:
         self.fps, self.duration, self.levels = fps, duration, levels
         look = campaign.look
         self.text_rgb, self.accent_rgb = _hex(look.text_color), _hex(look.accent_color)
-        bold = font_path or str(_roboto("Bold"))
-        regular = font_path or str(_roboto("Regular"))
-        medium = font_path or str(_roboto("Medium"))
+        primary = (
+            _Fonts(font_path, font_path, font_path)
+            if font_path
+            else _Fonts(str(_roboto("Bold")), str(_roboto("Regular")), str(_roboto("Medium")))
+        )
+
+        def hidden(text: str) -> str:
+            return redactions.replace(text) if redactions else text
+
+        texts = [hidden(title), campaign.name, look.title_line, *(hidden(w[2]) for w in words)]
+        texts += [*campaign.hashtags, campaign.link]
+        self.fonts, self.missing_glyphs = _choose_fonts(primary, texts)
+        bold, regular, medium = self.fonts.bold, self.fonts.regular, self.fonts.medium
         safe = layout.safe_area
         self.left = up(px(safe.left))
         self.inner = down(self.width - self.left - px(safe.right))
@@ -699,8 +791,16 @@ class _Design:
             mark = mark.resize((w, h), Image.LANCZOS)
             bg.paste(mark, (x, px(head.top)), mark)
             x += w + px(24)
-        name_font = _font(medium, px(head.name_size))
-        name = _printable(campaign.name.upper(), medium)
+        name_size = px(head.name_size)
+        name_font, name_lines = _fit_text(
+            _printable(campaign.name.upper(), medium),
+            medium,
+            self.left + self.inner - x,
+            name_size,
+            max(6, name_size // 2),
+            1,
+        )
+        name = name_lines[0] if name_lines else ""
         draw.text(
             (x, px(head.top) + px(head.height) // 2),
             name,
@@ -709,17 +809,24 @@ class _Design:
             anchor="lm",
         )
         tl = layout.title
-        line_text = _printable(look.title_line, regular)
-        line_font = _font(regular, px(tl.line_size))
+        line_font, line_lines = _fit_text(
+            _printable(look.title_line, regular),
+            regular,
+            self.inner,
+            px(tl.line_size),
+            max(6, px(tl.line_size) * 2 // 3),
+            1,
+        )
+        line_text = line_lines[0] if line_lines else ""
         reserve = _line_height(line_font) + px(12) if line_text else 0
-        title_text = _printable(redactions.replace(title) if redactions else title, bold)
+        title_text = _printable(hidden(title), bold)
         tfont, tlines = _fit_text(
             title_text, bold, self.inner, px(tl.size), px(tl.min_size), tl.max_lines
         )
         lh = _line_height(tfont)
         while len(tlines) * lh + reserve > px(tl.height) and len(tlines) > 1:
             tlines = tlines[:-1]
-            tlines[-1] = tlines[-1].rstrip(" .,;:") + "…"
+            tlines[-1] = _ellipsize(tlines[-1].rstrip(" .,;:…"), tfont, self.inner)
         y = px(tl.top)
         ascent = tfont.getmetrics()[0]
         for ln in tlines:
@@ -753,6 +860,7 @@ class _Design:
 
         # Caption pages, each with one patch per highlighted word.
         cap = layout.captions
+        self.layout_path = layout.path or "layout"
         self.cap_top = up(px(cap.top))
         self.cap_h = down(px(cap.top) + px(cap.height) - self.cap_top)
         self.pages = self._pages(
@@ -793,16 +901,27 @@ class _Design:
         spacing: float,
         redactions: Redactions | None,
     ) -> list[_Page]:
-        clean = []
+        clean = []  # (start, end, as drawn, as said)
         for a, b, text in words:
-            t = _printable(redactions.replace(text) if redactions else text, font_path)
-            if t:
-                clean.append((a, b, t))
+            said = _plain(redactions.replace(text) if redactions else text)
+            if said:
+                # A word no font can draw still shows that something was said.
+                clean.append((a, b, _printable(said, font_path) or "…", said))
         font = _font(font_path, size)
+
+        def too_tall(f: ImageFont.FreeTypeFont) -> bool:
+            return _line_height(f) * (1 + (max_lines - 1) * spacing) > self.cap_h
+
         # The caption box must hold max_lines; shrink the font rather than clip.
-        while size > min_size and _line_height(font) * (1 + (max_lines - 1) * spacing) > self.cap_h:
+        while size > min_size and too_tall(font):
             size -= 1
             font = _font(font_path, size)
+        if too_tall(font):
+            raise ConfigError(
+                f"{self.layout_path}: captions.height: {self.cap_h} px cannot hold "
+                f"{max_lines} lines of this font at min_size {min_size}",
+                hint="raise captions.height or lower captions.min_size or max_lines",
+            )
         groups = _caption_groups(clean, font, self.inner, max_lines)
         pages = []
         for gi, group in enumerate(groups):
@@ -832,22 +951,29 @@ class _Design:
             nxt = groups[gi + 1][0][0] - 0.1 if gi + 1 < len(groups) else math.inf
             end = min(nxt, group[-1][1] + _PAGE_HOLD)
             patches = []
+            descent = _line_height(gfont) - ascent
             for k, (x, base, text, _li) in enumerate(boxes):
                 x0, top, x1, bottom = gfont.getbbox(text, anchor="ls")
+                # The ink's own box too: stacked accents (Ỗ) rise above the ascent.
                 pad = 3  # even bounds: see `up` and `down` in __init__
                 xa = max(0, (x + x0 - pad) // 2 * 2)
                 xb = min(self.width, -(-(x + x1 + pad) // 2) * 2)
-                ya = max(0, (base - ascent - pad) // 2 * 2)
-                yb = min(self.cap_h, -(-(base + _line_height(gfont) - ascent + pad) // 2) * 2)
+                ya = max(0, (base + min(top, -ascent) - pad) // 2 * 2)
+                yb = min(self.cap_h, -(-(base + max(bottom, descent) + pad) // 2) * 2)
                 hi = np.asarray(
                     self._draw_page(boxes, gfont, k).crop((xa, ya, xb, yb)), dtype=np.uint8
                 ).copy()
                 patches.append((group[k][0], group[k][1], _Patch(self.cap_top + ya, xa, hi)))
+            said, spoken = [w[3] for w in group], []
+            for ln in lines:
+                spoken.append(" ".join(said[: len(ln)]))
+                said = said[len(ln) :]
             pages.append(
                 _Page(
                     start=start,
                     end=end,
                     lines=[" ".join(ln) for ln in lines],
+                    spoken=spoken,
                     image=_Patch(self.cap_top, 0, page_img),
                     words=patches,
                     word_starts=[p[0] for p in patches],
@@ -992,7 +1118,7 @@ def _vtt(pages: Sequence[_Page], duration: float) -> str:
         end = min(p.end, duration)
         if end <= p.start:
             continue
-        out += [str(i), f"{_vtt_time(p.start)} --> {_vtt_time(end)}", *p.lines, ""]
+        out += [str(i), f"{_vtt_time(p.start)} --> {_vtt_time(end)}", *p.spoken, ""]
     return "\n".join(out)
 
 
@@ -1173,6 +1299,7 @@ def render_video(
         height=design.height,
         cut_ranges=[(round(a, 3), round(b, 3)) for a, b in ranges],
         cut=cut,
+        missing_glyphs=design.missing_glyphs,
     )
 
 
@@ -1342,6 +1469,7 @@ def run(
                         o["height"],
                         o["cut"],
                         [tuple(r) for r in o["cut_ranges"]],
+                        o.get("missing_glyphs", ""),
                         skipped=True,
                     )
                 )
@@ -1349,11 +1477,10 @@ def run(
             layout = load_layout(ws, fmt)
             audio_path = audio_path or source_path(ctx.db, narrative_id)
             with stage_run(ctx.db, narrative_id, STAGE, key) as handle:
-                import moviepy
-
                 handle.engine = "moviepy"
                 handle.model = f"layout:{fmt}"
-                handle.version = getattr(moviepy, "__version__", None) or version("moviepy")
+                # moviepy.__version__ is stale in 2.2.1 (it says 2.1.2); the metadata is not.
+                handle.version = version("moviepy")
                 r = render_video(
                     audio_path,
                     transcript,
@@ -1384,6 +1511,7 @@ def run(
                     r.height,
                     r.cut,
                     r.cut_ranges,
+                    r.missing_glyphs,
                 )
                 handle.output = {**result.output(ws), "privacy": privacy}
             results.append(result)

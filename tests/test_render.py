@@ -170,6 +170,20 @@ def test_mp4_is_h264_yuv420p_aac_faststart_and_as_long_as_its_audio(rendered):
     assert names == [f"{stem}.mp4", f"{stem}.png", f"{stem}.vtt"]
 
 
+def test_end_card_shows_after_the_last_word(rendered, speech, campaign):
+    _, transcript = speech
+    frames = _frames(rendered.video)
+    layout = R.load_layout(None, "vertical")
+    last = _caption_box(frames[-1], layout)
+    # The hashtags in the accent colour, the link in the text colour; the line stays
+    # inside the frame (checked with the safe area) and is the campaign's.
+    assert _accent(last) > 30 and _texty(last) > 10
+    design = _design(campaign, words=[(w.start, w.end, w.text) for w in transcript.words],
+                     duration=rendered.duration)  # fmt: skip
+    card = _caption_box(design.frame(rendered.duration - 0.05), layout)
+    assert np.abs(card.astype(int) - last.astype(int)).mean() < 6
+
+
 def test_video_is_the_audio_plus_the_end_card(rendered, speech):
     clip, transcript = speech
     duration = _speech_bounds(clip)[2]
@@ -305,6 +319,88 @@ def test_yuv_frames_are_the_drawn_frames_converted(speech, campaign, scale):
     assert len(seen) > len(times) // 2  # the frames do change: captions, bars, progress
 
 
+def _design(campaign, fmt: str = "vertical", scale: float = SCALE, **kw) -> R._Design:
+    kw.setdefault("title", "Zoë in Valparaíso")
+    kw.setdefault("words", [])
+    kw.setdefault("duration", 4.0)
+    return R._Design(
+        layout=R.load_layout(None, fmt), scale=scale, campaign=campaign, fps=FPS,
+        levels=np.ones(100), font_path=None, logo=DEFAULTS_ROOT / campaign.look.logo,
+        background_image=None, redactions=None, **kw,
+    )  # fmt: skip
+
+
+def _background(campaign, height: int) -> np.ndarray:
+    c0, c1 = (np.array(R._hex(c)) for c in campaign.look.background)
+    t = np.linspace(0, 1, height)[:, None, None]
+    return np.round(c0 * (1 - t) + c1 * t).astype(np.int16)[None]
+
+
+@pytest.mark.parametrize("fmt", ["vertical", "square"])
+def test_long_title_name_words_and_title_line_stay_inside_the_safe_area(campaign, fmt):
+    long = campaign.model_copy(
+        update={
+            "name": "The Coalition For Emotional Equity Everywhere",
+            "look": campaign.look.model_copy(
+                update={"title_line": "a story for emotional equity, " * 4}
+            ),
+        }
+    )
+    title = "https://www.example.org/a/very/long/address/that/never/breaks and more words"
+    speech = "Floccinaucinihilipilificationisticallyspeaking was what she said, twice."
+    words = [(0.5 + 0.4 * i, 0.8 + 0.4 * i, " " + w) for i, w in enumerate(speech.split())]
+    design = _design(long, fmt, scale=0.5, title=title, words=words)
+    drawn = np.stack([design.frame(t) for t in np.arange(0, 4.0, 0.2)])
+    diff = np.abs(drawn.astype(np.int16) - _background(long, design.height))
+    layout = R.load_layout(None, fmt)
+    assert _outside_safe_area(diff, layout, 0.5, 0) <= 1
+    assert diff.max() > 100
+
+
+def test_scripts_the_font_lacks_use_a_fallback_font_and_stay_in_the_vtt(campaign):
+    latin = _design(campaign, words=[(0.5, 1.0, " Zoë"), (1.0, 1.5, " Nguyễn")])
+    assert latin.fonts.bold.endswith("Roboto-Bold.ttf") and latin.missing_glyphs == ""
+    said = ["I", "met", "שרה", "and", "王小明", "yesterday."]
+    words = [(0.5 + 0.3 * i, 0.75 + 0.3 * i, " " + w) for i, w in enumerate(said)]
+    design = _design(campaign, words=words)
+    # DejaVu Sans (Debian's fonts-dejavu-core) draws the Hebrew; nothing here draws the Han.
+    assert design.fonts.bold.endswith("DejaVuSans-Bold.ttf")
+    assert design.missing_glyphs == "".join(sorted("王小明"))
+    [page] = design.pages
+    assert " ".join(page.lines) == "I met שרה and … yesterday."
+    assert " ".join(page.spoken) == " ".join(said)
+    # The captions file breaks lines where the picture does.
+    assert [len(ln.split()) for ln in page.spoken] == [len(ln.split()) for ln in page.lines]
+    assert "\n".join(page.spoken) in R._vtt(design.pages, 4.0)
+    # The Hebrew word is drawn: the frame differs from one where it is left out.
+    without = _design(campaign, words=[w for w in words if "שרה" not in w[2]])
+    assert np.abs(design.frame(0.6).astype(int) - without.frame(0.6).astype(int)).max() > 100
+
+
+def test_the_highlight_covers_stacked_accents(campaign):
+    """A word alone on its page: while spoken, none of it keeps the text colour."""
+    design = _design(campaign, scale=1.0, words=[(0.5, 2.0, " ỖỄẲẴ")])
+    box = design.frame(1.0)[design.cap_top : design.cap_top + design.cap_h]
+    assert _accent(box) > 20 and _texty(box) == 0
+
+
+def test_background_image_is_tinted_by_the_gradient(campaign, tmp_path):
+    from PIL import Image
+
+    red = tmp_path / "red.png"
+    Image.new("RGB", (50, 80), (255, 0, 0)).save(red)
+    look = campaign.look.model_copy(update={"background_image": "red.png"})
+    plain = _design(campaign)
+    tinted = R._Design(
+        layout=R.load_layout(None, "vertical"), scale=SCALE, campaign=campaign.model_copy(
+            update={"look": look}), title="Zoë", words=[], duration=4.0, fps=FPS,
+        levels=np.zeros(100), font_path=None, logo=None, background_image=red, redactions=None,
+    )  # fmt: skip
+    # A corner outside the safe area: 35 % image, 65 % gradient.
+    expected = 0.35 * np.array([255, 0, 0]) + 0.65 * plain.frame(0)[2, 2]
+    assert np.abs(tinted.frame(0)[2, 2] - expected).max() <= 2
+
+
 def test_non_ascii_names_render_and_emoji_are_dropped():
     roboto = str(R._roboto("Bold"))
     assert R._printable("Zoë 🌙 Valparaíso\u200d", roboto) == "Zoë Valparaíso"
@@ -434,6 +530,12 @@ def test_shipped_layouts_load(workspace):
         (("[progress]\ntop = 1620", "[progress]\ntop = 1800"), "progress.top"),
         (("[captions]\ntop = 780", "[captions]\ntop = 600"), "captions.top"),
         (("max_lines = 3\nline_spacing", "max_lines = 5\nline_spacing"), "captions.max_lines"),
+        # Too short for three lines at min_size: the third line would be cut off.
+        (
+            ("[captions]\ntop = 780\nheight = 520", "[captions]\ntop = 780\nheight = 120"),
+            "captions.height",
+        ),
+        (("[title]\ntop = 320\nheight = 400", "[title]\ntop = 320\nheight = 60"), "title.height"),
     ],
 )
 def test_bad_layout_is_a_config_error_naming_file_and_key(workspace, change, key):
@@ -499,7 +601,7 @@ def test_stage_records_each_video_and_skips_done_work(small_ctx, speech, tmp_pat
     assert output == {
         "video": f"{rel}.mp4", "captions": f"{rel}.vtt", "thumbnail": f"{rel}.png",
         "duration": res.duration, "width": 216, "height": 216, "cut": False,
-        "cut_ranges": [[0.0, pytest.approx(res.cut_ranges[0][1])]],
+        "cut_ranges": [[0.0, pytest.approx(res.cut_ranges[0][1])]], "missing_glyphs": "",
     }  # fmt: skip
     mtime = res.video.stat().st_mtime_ns
     [again] = R.run(small_ctx, NID, campaigns=["emotional-equity"], formats=["square"])
@@ -647,3 +749,53 @@ def test_a_cut_video_is_said_in_its_drafts_and_on_the_review_page(workspace, sam
     page = client_for(ctx).get(f"/drafts/{bsky.id}").text
     first = video.cut_ranges[0]
     assert f"Excerpt: the video keeps {drafting.clock(first[0])}–{drafting.clock(first[1])}" in page
+
+
+def test_cli_all_renders_every_ready_narrative_and_skips_the_rest(workspace, speech, tmp_path):
+    import click
+    from click.testing import CliRunner
+
+    from narratives.cli import render as render_cmd
+    from narratives.schema import stage_runs
+
+    workspace.settings_path.write_text("[render]\nfps = 8\nscale = 0.2\n", encoding="utf-8")
+    clip, transcript = speech
+    ctx = Context(workspace)
+    _register(ctx, Path(shutil.copy(clip, tmp_path / "c.wav")), transcript)
+    now = utcnow()
+    with ctx.db.begin() as conn:
+        conn.execute(
+            stage_runs.insert().values(
+                narrative_id=NID, stage="transcribe", key="", status="done", started_at=now,
+                finished_at=now,
+            )
+        )  # fmt: skip
+        # Registered but not transcribed yet (a recording still in the queue).
+        conn.execute(
+            narratives.insert().values(
+                id="cd" * 32, created_at=now, updated_at=now, size_bytes=1, label="queued.wav"
+            )
+        )
+
+    @click.group()
+    def cli():
+        pass
+
+    render_cmd.register(cli)
+    runner = CliRunner()
+    # Transcribed but not analysed: --all has nothing ready without --campaign.
+    none = runner.invoke(cli, ["render", "--all", "--json"])
+    assert none.exit_code == 0 and none.output == ""
+    args = ["render", "--all", "--campaign", "neural-mandate", "--format", "square", "--json"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.output.strip().splitlines()]
+    assert [(x["narrative_id"], x["format"], x["skipped"]) for x in lines] == [
+        (NID, "square", False)
+    ]
+    # Named explicitly, the queued one is an error (exit 1) and the other is still done.
+    both = runner.invoke(cli, ["render", NID[:8], "cdcd", "--campaign", "neural-mandate",
+                               "--format", "square", "--json"])  # fmt: skip
+    assert both.exit_code == 1
+    out = [json.loads(x) for x in both.output.strip().splitlines()]
+    assert out[0]["skipped"] is True and "transcript" in out[1]["error"]

@@ -92,9 +92,9 @@ def resolve_narrative_id(prefix: str) -> str:
         return _match(conn, prefix)
 
 
-def narrative_ids(ids: tuple[str, ...], all_: bool, *, transcribed: bool = False) -> list[str]:
-    """Full ids for the prefixes given, or with `all_` every narrative (every transcribed one
-    with `transcribed`)."""
+def narrative_ids(ids: tuple[str, ...], all_: bool, *, done: str | None = None) -> list[str]:
+    """Full ids for the prefixes given, or with `all_` every narrative (every one whose stage
+    `done` has finished, when given: `--all` means all that are ready for the command)."""
     import sqlalchemy as sa
 
     from ..schema import narratives, stage_runs
@@ -104,9 +104,9 @@ def narrative_ids(ids: tuple[str, ...], all_: bool, *, transcribed: bool = False
     with get_context().db.connect() as conn:
         if not all_:
             return [_match(conn, given) for given in ids]
-        if transcribed:
+        if done:
             q = sa.select(stage_runs.c.narrative_id).where(
-                stage_runs.c.stage == "transcribe", stage_runs.c.status == "done"
+                stage_runs.c.stage == done, stage_runs.c.status == "done"
             )
         else:
             q = sa.select(narratives.c.id)

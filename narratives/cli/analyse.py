@@ -24,7 +24,7 @@ def analyse(ids, all_, force, as_json):
 
     ctx = get_context()
     failed = 0
-    for nid in narrative_ids(ids, all_, transcribed=True):
+    for nid in narrative_ids(ids, all_, done="transcribe"):
         try:
             result = stage.run(ctx, nid, force=force)
         except NarrativesError as exc:

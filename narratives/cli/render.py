@@ -12,7 +12,12 @@ __all__ = ["register", "render"]
 
 @click.command("render")
 @click.argument("ids", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="Every narrative in the workspace.")
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Every analysed narrative (every transcribed one with --campaign).",
+)
 @click.option(
     "--format",
     "formats",
@@ -44,22 +49,26 @@ def render(ids, all_, formats, campaigns, force, as_json):
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} frames"),
+        TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
         disable=as_json,
     )
+    # Without --campaign the analysis says which campaigns a narrative is for.
+    chosen = narrative_ids(ids, all_, done="transcribe" if campaigns else "analyse")
     with progress:
         tasks: dict[str, int] = {}
+        overall = progress.add_task("narratives", total=len(chosen), unit="done")
 
         def report(nid: str, key: str, done: int, total: int) -> None:
             name = f"{nid[:12]} {key}"
             if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
+                tasks[name] = progress.add_task(name, total=total, unit="frames")
             progress.update(tasks[name], completed=done, total=total)
 
-        for nid in narrative_ids(ids, all_):
+        for i, nid in enumerate(chosen):
+            progress.update(overall, completed=i)
             try:
                 results = stage.run(
                     ctx,
@@ -93,8 +102,14 @@ def render(ids, all_, formats, campaigns, force, as_json):
                         f"{nid[:12]} {r.campaign}/{r.format}: {out['video']} "
                         f"{r.width}x{r.height} {r.duration:.1f} s{cut}{note}"
                     )
+                    if r.missing_glyphs:
+                        progress.console.print(
+                            f"  [yellow]warning:[/yellow] no font draws {r.missing_glyphs!r}: "
+                            "left out of the burned-in captions (the .vtt keeps them)"
+                        )
             if not results and not as_json:
                 progress.console.print(f"{nid[:12]}: nothing to render")
+        progress.update(overall, completed=len(chosen))
     if failed:
         raise click.exceptions.Exit(1)
 
