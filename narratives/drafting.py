@@ -146,8 +146,16 @@ def _video(ctx: Context, narrative_id: str, campaign: Campaign) -> dict[str, Any
             "aspect_ratio": aspect,
             "format": fmt,
             "kept": _kept(out),
+            "missing_glyphs": str(out.get("missing_glyphs") or ""),
         }
-    return {"video": None, "captions": None, "aspect_ratio": None, "format": None, "kept": None}
+    return {
+        "video": None,
+        "captions": None,
+        "aspect_ratio": None,
+        "format": None,
+        "kept": None,
+        "missing_glyphs": "",
+    }
 
 
 def _kept(render_output: dict[str, Any]) -> list[list[float]] | None:
@@ -287,6 +295,8 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
                 if kept
                 else None
             ),
+            # Characters the video could not draw (its captions file has them): editors check.
+            "video_missing_glyphs": media["missing_glyphs"] or None,
         }
         for channel in campaign.channel_names:
             config = getattr(campaign.channels, channel)

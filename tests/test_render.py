@@ -799,3 +799,26 @@ def test_cli_all_renders_every_ready_narrative_and_skips_the_rest(workspace, spe
     assert both.exit_code == 1
     out = [json.loads(x) for x in both.output.strip().splitlines()]
     assert out[0]["skipped"] is True and "transcript" in out[1]["error"]
+
+
+def test_characters_no_font_draws_are_shown_to_the_editor(workspace, speech, tmp_path):
+    from narratives import drafting, review
+    from tests.review_fixtures import analysis_for
+    from tests.web_client import client_for
+
+    clip, transcript = speech
+    seg = transcript.segments[0]
+    words = [Word(w.start, w.end, " 王小明") if "Zoë" in w.text else w for w in seg.words]
+    text = " ".join(w.text.strip() for w in words)
+    segments = [Segment(0, seg.start, seg.end, text, words), *transcript.segments[1:]]
+    odd = Transcript(NID, "en", transcript.duration, segments, "hand", "none")
+    ctx = Context(workspace, Settings(render=RenderSettings(fps=8, scale=0.2)))
+    _register(ctx, Path(shutil.copy(clip, tmp_path / "c.wav")), odd, analysis_for())
+    [video] = R.run(ctx, NID, formats=["vertical"])
+    assert video.missing_glyphs == "".join(sorted("王小明"))
+    assert "王小明" in video.captions.read_text(encoding="utf-8")
+    ids = drafting.run(ctx, NID)
+    bsky = next(d for d in map(lambda i: review.get_draft(ctx, i), ids) if d.channel == "bluesky")
+    assert bsky.data["video_missing_glyphs"] == video.missing_glyphs
+    page = client_for(ctx).get(f"/drafts/{bsky.id}").text
+    assert f"The video could not draw “{video.missing_glyphs}”" in page
