@@ -32,7 +32,9 @@ __all__ = [
     "STAGES",
     "ItemResult",
     "Progress",
+    "RenderOutcome",
     "process_paths",
+    "render_many",
     "transcribe_stage",
     "load_transcript",
 ]
@@ -341,40 +343,110 @@ def _crashed(result: ItemResult) -> ItemResult:
 
 
 def _run_parallel(ctx, pending, wanted, force, settings, workers, progress):
-    """Run in a pool of worker processes. A worker that dies (a native crash, the OOM killer)
-    breaks the whole pool, so the unfinished recordings are then run one at a time, each in a
-    pool of its own: the one that crashes again is reported, and every other one finishes."""
+    jobs = [(_worker_run, (result, wanted, force, is_new)) for result, is_new in pending]
+    for i, outcome in _in_workers(ctx, settings, workers, jobs):
+        result = pending[i][0]
+        progress("file", result.path)
+        if outcome is _CRASHED:
+            yield _crashed(result)
+        elif isinstance(outcome, Exception):  # e.g. a result that cannot travel back
+            yield _finish(_failed_in_worker(result, outcome))
+        else:
+            yield outcome
+
+
+#: What `_in_workers` yields for a job whose worker process died.
+_CRASHED = object()
+
+
+def _in_workers(
+    ctx: Context,
+    settings: Settings | None,
+    workers: int,
+    jobs: list[tuple[Callable[..., Any], tuple]],
+) -> Iterator[tuple[int, Any]]:
+    """Run `fn(*args)` jobs in a pool of worker processes, yielding (index, outcome) as each
+    ends: its return value, the exception it raised, or `_CRASHED`.
+
+    A worker that dies (a native crash, the OOM killer) breaks the whole pool, so the
+    unfinished jobs are then run one at a time, each in a pool of its own: the one that
+    crashes again is reported, and every other one finishes."""
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     finished: set[int] = set()
-    with _pool(ctx, settings, min(workers, len(pending)), workers) as pool:
-        futures = {
-            pool.submit(_worker_run, result, wanted, force, is_new): (i, result)
-            for i, (result, is_new) in enumerate(pending)
-        }
+    with _pool(ctx, settings, min(workers, len(jobs)), workers) as pool:
+        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
         for future in as_completed(futures):
-            i, result = futures[future]
+            i = futures[future]
             try:
-                done = future.result()
+                outcome = future.result()
             except BrokenProcessPool:
                 continue  # retried alone below
-            except Exception as exc:  # e.g. a result that cannot travel between processes
-                done = _finish(_failed_in_worker(result, exc))
+            except Exception as exc:
+                outcome = exc
             finished.add(i)
-            progress("file", result.path)
-            yield done
-    for i, (result, is_new) in enumerate(pending):
+            yield i, outcome
+    for i, (fn, args) in enumerate(jobs):
         if i in finished:
             continue
-        progress("file", result.path)
         with _pool(ctx, settings, 1, workers) as alone:
             try:
-                yield alone.submit(_worker_run, result, wanted, force, is_new).result()
+                outcome = alone.submit(fn, *args).result()
             except BrokenProcessPool:
-                yield _crashed(result)
+                outcome = _CRASHED
             except Exception as exc:
-                yield _finish(_failed_in_worker(result, exc))
+                outcome = exc
+        yield i, outcome
+
+
+@dataclass
+class RenderOutcome:
+    narrative_id: str
+    videos: list[Any] = field(default_factory=list)
+    error: str | None = None
+    hint: str | None = None
+
+
+def _worker_render(narrative_id: str, options: dict[str, Any]) -> RenderOutcome:
+    from . import render
+
+    assert _WORKER_CTX is not None
+    try:
+        videos = render.run(_WORKER_CTX, narrative_id, **options)
+    except NarrativesError as exc:
+        return RenderOutcome(narrative_id, error=str(exc), hint=exc.hint)
+    return RenderOutcome(narrative_id, videos)
+
+
+def render_many(
+    ctx: Context,
+    narrative_ids: Iterable[str],
+    *,
+    workers: int,
+    force: bool = False,
+    formats: list[str] | None = None,
+    campaigns: list[str] | None = None,
+) -> Iterator[RenderOutcome]:
+    """Render narratives `workers` at a time in spawned processes, yielding each as it ends.
+
+    One render's Python half draws frames on one core while x264 encodes; with one render
+    per core and the encoder threads shared out, both cores stay busy without oversubscribing
+    them (bench/render.py --batch). A narrative whose worker crashes is reported as failed."""
+    ids = list(narrative_ids)
+    options = {"force": force, "formats": formats, "campaigns": campaigns}
+    jobs = [(_worker_render, (nid, options)) for nid in ids]
+    for i, outcome in _in_workers(ctx, None, workers, jobs):
+        if outcome is _CRASHED:
+            yield RenderOutcome(
+                ids[i],
+                error="the worker process crashed while rendering (out of memory or a native "
+                "crash); the other narratives were not affected",
+            )
+        elif isinstance(outcome, Exception):
+            yield RenderOutcome(ids[i], error=f"worker failed: {type(outcome).__name__}: {outcome}")
+        else:
+            yield outcome
 
 
 def _failed_in_worker(result: ItemResult, exc: Exception) -> ItemResult:

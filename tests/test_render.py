@@ -558,21 +558,27 @@ def test_unreadable_layout_and_unknown_format(workspace):
 # ------------------------------------------------------------------ the stage
 
 
-def _register(ctx: Context, clip: Path, transcript: Transcript, analysis: dict | None = None):
+def _register(
+    ctx: Context,
+    clip: Path,
+    transcript: Transcript,
+    analysis: dict | None = None,
+    nid: str = NID,
+):
     now = utcnow()
     with ctx.db.begin() as conn:
         conn.execute(
             narratives.insert().values(
-                id=NID, created_at=now, updated_at=now, size_bytes=clip.stat().st_size,
+                id=nid, created_at=now, updated_at=now, size_bytes=clip.stat().st_size,
                 label=clip.name, title=None,
             )
         )  # fmt: skip
         conn.execute(
             narrative_paths.insert().values(
-                narrative_id=NID, path=str(clip), first_seen=now, last_seen=now
+                narrative_id=nid, path=str(clip), first_seen=now, last_seen=now
             )
         )
-    folder = ctx.workspace.narrative_dir(NID)
+    folder = ctx.workspace.narrative_dir(nid)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "transcript.json").write_text(json.dumps(transcript.to_dict()), encoding="utf-8")
     if analysis is not None:
@@ -822,3 +828,38 @@ def test_characters_no_font_draws_are_shown_to_the_editor(workspace, speech, tmp
     assert bsky.data["video_missing_glyphs"] == video.missing_glyphs
     page = client_for(ctx).get(f"/drafts/{bsky.id}").text
     assert f"The video could not draw “{video.missing_glyphs}”" in page
+
+
+def test_cli_renders_narratives_in_parallel_workers(workspace, speech, tmp_path):
+    """`render --workers 2`: two narratives at once in spawned processes, the same output."""
+    import click
+    from click.testing import CliRunner
+
+    from narratives.cli import render as render_cmd
+    from tests.review_fixtures import analysis_for
+
+    workspace.settings_path.write_text("[render]\nfps = 8\nscale = 0.2\n", encoding="utf-8")
+    clip, transcript = speech
+    ctx = Context(workspace)
+    other = "ef" * 32
+    for nid in (NID, other):
+        copy = Path(shutil.copy(clip, tmp_path / f"{nid[:4]}.wav"))
+        _register(ctx, copy, transcript, analysis_for(), nid=nid)
+    ctx.db.dispose()  # the workers open their own connections
+
+    @click.group()
+    def cli():
+        pass
+
+    render_cmd.register(cli)
+    args = ["render", NID[:6], other[:6], "--format", "square", "--workers", "2", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = sorted((json.loads(x) for x in result.output.strip().splitlines()),
+                   key=lambda x: x["narrative_id"])  # fmt: skip
+    assert [(x["narrative_id"], x["campaign"], x["skipped"]) for x in lines] == [
+        (NID, "emotional-equity", False), (other, "emotional-equity", False)]  # fmt: skip
+    for x in lines:
+        assert (workspace.root / x["video"]).stat().st_size > 1000
+        run = get_run(ctx.db, x["narrative_id"], "render", "emotional-equity/square")
+        assert run.status == "done" and run.output["width"] == 216

@@ -33,8 +33,16 @@ __all__ = ["register", "render"]
     help="Render for this campaign (repeatable); default: the campaigns the analysis found.",
 )
 @click.option("--force", is_flag=True, help="Render again even if the video exists.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Render this many narratives at once, in separate processes (the cores are shared "
+    "out among their encoders).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per video.")
-def render(ids, all_, formats, campaigns, force, as_json):
+def render(ids, all_, formats, campaigns, force, workers, as_json):
     """Render captioned audiogram videos (MP4, WebVTT, PNG thumbnail) for narratives.
 
     Videos go to media/work/<id>/video-<campaign>-<format>.mp4. A narrative that fails is
@@ -43,6 +51,7 @@ def render(ids, all_, formats, campaigns, force, as_json):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .. import render as stage
+    from ..pipeline import render_many
 
     ctx = get_context()
     failed = 0
@@ -55,8 +64,48 @@ def render(ids, all_, formats, campaigns, force, as_json):
         transient=True,
         disable=as_json,
     )
+    options = {
+        "force": force,
+        "formats": list(formats) or None,
+        "campaigns": list(campaigns) or None,
+    }
     # Without --campaign the analysis says which campaigns a narrative is for.
     chosen = narrative_ids(ids, all_, done="transcribe" if campaigns else "analyse")
+
+    def show(nid: str, results: list[stage.VideoResult]) -> None:
+        for r in results:
+            out = {
+                "narrative_id": nid,
+                "campaign": r.campaign,
+                "format": r.format,
+                "skipped": r.skipped,
+                **r.output(ctx.workspace),
+            }
+            if as_json:
+                echo_json(out)
+                continue
+            note = " (already rendered)" if r.skipped else ""
+            cut = " cut to fit" if r.cut else ""
+            progress.console.print(
+                f"{nid[:12]} {r.campaign}/{r.format}: {out['video']} "
+                f"{r.width}x{r.height} {r.duration:.1f} s{cut}{note}"
+            )
+            if r.missing_glyphs:
+                progress.console.print(
+                    f"  [yellow]warning:[/yellow] no font draws {r.missing_glyphs!r}: "
+                    "left out of the burned-in captions (the .vtt keeps them)"
+                )
+        if not results and not as_json:
+            progress.console.print(f"{nid[:12]}: nothing to render")
+
+    def fail(nid: str, error: str, hint: str | None) -> None:
+        nonlocal failed
+        failed += 1
+        if as_json:
+            echo_json({"narrative_id": nid, "error": error, "hint": hint})
+        else:
+            err_console.print(f"[red]{nid[:12]} failed:[/red] {error}")
+
     with progress:
         tasks: dict[str, int] = {}
         overall = progress.add_task("narratives", total=len(chosen), unit="done")
@@ -67,49 +116,28 @@ def render(ids, all_, formats, campaigns, force, as_json):
                 tasks[name] = progress.add_task(name, total=total, unit="frames")
             progress.update(tasks[name], completed=done, total=total)
 
-        for i, nid in enumerate(chosen):
-            progress.update(overall, completed=i)
-            try:
-                results = stage.run(
-                    ctx,
-                    nid,
-                    force=force,
-                    formats=list(formats) or None,
-                    campaigns=list(campaigns) or None,
-                    progress=lambda key, d, t, nid=nid: report(nid, key, d, t),
-                )
-            except NarrativesError as exc:
-                failed += 1
-                if as_json:
-                    echo_json({"narrative_id": nid, "error": str(exc), "hint": exc.hint})
+        if workers > 1 and len(chosen) > 1:
+            for outcome in render_many(ctx, chosen, workers=workers, **options):
+                if outcome.error is not None:
+                    fail(outcome.narrative_id, outcome.error, outcome.hint)
                 else:
-                    err_console.print(f"[red]{nid[:12]} failed:[/red] {exc}")
-                continue
-            for r in results:
-                out = {
-                    "narrative_id": nid,
-                    "campaign": r.campaign,
-                    "format": r.format,
-                    "skipped": r.skipped,
-                    **r.output(ctx.workspace),
-                }
-                if as_json:
-                    echo_json(out)
-                else:
-                    note = " (already rendered)" if r.skipped else ""
-                    cut = " cut to fit" if r.cut else ""
-                    progress.console.print(
-                        f"{nid[:12]} {r.campaign}/{r.format}: {out['video']} "
-                        f"{r.width}x{r.height} {r.duration:.1f} s{cut}{note}"
+                    show(outcome.narrative_id, outcome.videos)
+                progress.advance(overall)
+        else:
+            for i, nid in enumerate(chosen):
+                progress.update(overall, completed=i)
+                try:
+                    results = stage.run(
+                        ctx,
+                        nid,
+                        progress=lambda key, d, t, nid=nid: report(nid, key, d, t),
+                        **options,
                     )
-                    if r.missing_glyphs:
-                        progress.console.print(
-                            f"  [yellow]warning:[/yellow] no font draws {r.missing_glyphs!r}: "
-                            "left out of the burned-in captions (the .vtt keeps them)"
-                        )
-            if not results and not as_json:
-                progress.console.print(f"{nid[:12]}: nothing to render")
-        progress.update(overall, completed=len(chosen))
+                except NarrativesError as exc:
+                    fail(nid, str(exc), exc.hint)
+                    continue
+                show(nid, results)
+            progress.update(overall, completed=len(chosen))
     if failed:
         raise click.exceptions.Exit(1)
 
