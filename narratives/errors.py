@@ -19,6 +19,7 @@ __all__ = [
     "NotFound",
     "InvalidState",
     "ConsentError",
+    "Conflict",
     "PermissionDenied",
     "ChannelError",
     "TransientChannelError",
@@ -97,6 +98,10 @@ class InvalidState(NarrativesError):
 
     exit_code = 6
     http_status = 409
+
+
+class Conflict(InvalidState):
+    """Someone changed the record since the user read it (an edit, a regeneration)."""
 
 
 class ConsentError(InvalidState):

@@ -9,6 +9,8 @@ change, so the log can never miss or invent one.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +23,7 @@ from . import audit
 from .campaigns import get_campaign
 from .context import Context
 from .drafting import BLUESKY_LIMIT, count_graphemes, join_posts, split_posts
-from .errors import InvalidState, NotFound, UsageError
+from .errors import Conflict, InvalidState, NotFound, UsageError
 from .schema import comments, consents, drafts, narratives, tag_corrections, utcnow
 from .users import require_active
 
@@ -83,6 +85,13 @@ class Draft:
     @property
     def posts(self) -> list[str]:
         return [p.get("text", "") for p in self.content.get("posts") or []]
+
+    @property
+    def version(self) -> str:
+        """A digest of the text: forms carry it, so an approval or an edit applies only to
+        the text the editor saw (not one someone changed meanwhile)."""
+        data = json.dumps(self.content, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -230,11 +239,24 @@ def _check_consent(conn: Connection, draft: Draft) -> None:
     check_approvable(conn, draft.narrative_id, draft.channel)
 
 
-def approve(ctx: Context, draft_id: int, *, actor: str) -> Draft:
-    """The only way to `approved`: from `pending_review`, with no problems, with consent."""
+def _check_seen(draft: Draft, seen: str | None, doing: str) -> None:
+    if seen is not None and seen != draft.version:
+        raise Conflict(
+            f"draft {draft.id} changed since you opened it (someone edited it, or it was "
+            f"regenerated); it was not {doing}",
+            hint="reload it and review the text as it is now",
+        )
+
+
+def approve(ctx: Context, draft_id: int, *, actor: str, seen: str | None = None) -> Draft:
+    """The only way to `approved`: from `pending_review`, with no problems, with consent.
+
+    With `seen` (a `Draft.version`), only if the text is still the one the approver read.
+    """
     require_active(ctx, actor)
     with ctx.db.begin() as conn:
         draft = _load(conn, draft_id)
+        _check_seen(draft, seen, "approved")
         if draft.state != "pending_review":
             raise InvalidState(
                 f"draft {draft_id} is {draft.state.replace('_', ' ')}; only a draft pending "
@@ -327,14 +349,23 @@ def _merge(draft: Draft, changes: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def edit(ctx: Context, draft_id: int, changes: dict[str, Any], *, actor: str) -> Draft:
+def edit(
+    ctx: Context,
+    draft_id: int,
+    changes: dict[str, Any],
+    *,
+    actor: str,
+    seen: str | None = None,
+) -> Draft:
     """Change the draft's text; any real change sends it back to `pending_review`.
 
     An over-long post may be saved (the editor sees the warning) but cannot be approved.
+    With `seen` (a `Draft.version`), only if nobody changed the text since the editor read it.
     """
     require_active(ctx, actor)
     with ctx.db.begin() as conn:
         draft = _load(conn, draft_id)
+        _check_seen(draft, seen, "saved")
         content = _merge(draft, changes)
         if content == draft.content:
             return draft
@@ -385,9 +416,12 @@ def text_to_changes(draft: Draft, text: str) -> dict[str, Any]:
     return {"title": title, "summary": summary, "content": content}
 
 
-def edit_text(ctx: Context, draft_id: int, text: str, *, actor: str) -> Draft:
+def edit_text(
+    ctx: Context, draft_id: int, text: str, *, actor: str, seen: str | None = None
+) -> Draft:
     """`edit` from a `content_to_text` document (the CLI's $EDITOR round trip)."""
-    return edit(ctx, draft_id, text_to_changes(get_draft(ctx, draft_id), text), actor=actor)
+    changes = text_to_changes(get_draft(ctx, draft_id), text)
+    return edit(ctx, draft_id, changes, actor=actor, seen=seen)
 
 
 def comment(ctx: Context, draft_id: int, body: str, *, actor: str) -> Comment:

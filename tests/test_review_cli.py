@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from narratives import drafting, review
 from narratives.cli import cli
 from narratives.users import authenticate
-from tests.review_fixtures import PASSWORD, add_narrative, add_user
+from tests.review_fixtures import PASSWORD, add_narrative, add_user, analysis_for
 
 
 @pytest.fixture
@@ -142,3 +142,44 @@ def test_campaigns_list_show_check(runner, workspace):
     assert r.exit_code == 2
     assert "broken.toml" in r.output and "colour" in r.output
     assert "no templates/posts/rss.j2" in r.output
+
+
+def test_drafts_edit_does_not_overwrite_an_edit_made_while_the_editor_was_open(
+    runner, ctx, drafted, tmp_path
+):
+    add_user(ctx, "fay")
+    bsky = drafted["bluesky"]
+    # The editor program: while "open", Fay saves her version from another process.
+    editor = tmp_path / "editor"
+    editor.write_text(
+        f"#!{sys.executable}\nimport sys, subprocess\n"
+        f"subprocess.run([{sys.executable!r}, '-m', 'narratives', 'drafts', 'edit', "
+        f"'{bsky}', '--text', 'Fay wrote this.', '--as', 'fay'], check=True)\n"
+        "open(sys.argv[-1], 'w').write('Kai wrote this.')\n"
+    )
+    editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
+    r = runner.invoke(
+        cli, ["drafts", "edit", str(bsky), "--as", "kai"], env={"EDITOR": str(editor)}
+    )
+    assert r.exit_code == 6 and "changed since you opened it" in r.output
+    assert review.get_draft(ctx, bsky).posts == ["Fay wrote this."]
+    # --seen on approve: only the version that was read.
+    version = json.loads(runner.invoke(cli, ["drafts", "show", str(bsky), "--json"]).output)[
+        "version"
+    ]
+    r = runner.invoke(cli, ["drafts", "approve", str(bsky), "--seen", "0" * 16, "--as", "kai"])
+    assert r.exit_code == 6 and review.get_draft(ctx, bsky).state == "pending_review"
+    r = runner.invoke(cli, ["drafts", "approve", str(bsky), "--seen", version, "--as", "kai"])
+    assert r.exit_code == 0 and review.get_draft(ctx, bsky).state == "approved"
+
+
+def test_drafts_list_and_show_print_web_text_inertly(runner, ctx):
+    """A file name with Rich markup and a comment with terminal escapes print as text."""
+    add_user(ctx, "kai")
+    nid = add_narrative(ctx, analysis=analysis_for(title=""), label="[/]interview [final].wav")
+    [bsky, _] = sorted(drafting.run(ctx, nid))
+    review.comment(ctx, bsky, "fine \x1b]0;pwned\x07\x1b[2J", actor="kai")
+    r = runner.invoke(cli, ["drafts", "list"])
+    assert r.exit_code == 0 and "[/]interview" in r.output and "[final].wav" in r.output
+    r = runner.invoke(cli, ["drafts", "show", str(bsky)])
+    assert r.exit_code == 0 and "\x1b" not in r.output and "pwned" in r.output

@@ -14,6 +14,7 @@ from narratives.transcript import Segment, Word
 from narratives.users import disable_user
 from narratives.web import create_app
 from narratives.web.security import SECRET_FILE, LoginLimiter
+from tests import web_client
 from tests.review_fixtures import (
     PASSWORD,
     add_narrative,
@@ -57,8 +58,7 @@ def login(client, name="kai", password=PASSWORD):
 
 
 def _post(client, path, data=None, page=None):
-    token = _csrf(client, page or "/")
-    return client.post(path, data={**(data or {}), "csrf": token})
+    return web_client.post(client, path, data, page=page or "/")
 
 
 def routes(nid, draft_id):
@@ -293,6 +293,28 @@ def test_consent_state_is_shown(site, ctx):
     assert "Amara O." in page and "no, anonymous" in page
     assert "Consent does not cover bluesky." in page
     assert "Consent does not cover" not in client.get(f"/drafts/{ids['rss']}").text
+
+
+def test_an_approval_or_edit_applies_only_to_the_text_that_was_read(site, ctx):
+    """Kai opens the draft; Fay edits it; Kai's approve and save from the old page are
+    refused, so nobody approves or overwrites a text they never saw."""
+    client, _, ids = site
+    login(client)
+    bsky = ids["bluesky"]
+    old = web_client.VERSION.search(client.get(f"/drafts/{bsky}").text).group(1)
+    add_user(ctx, "fay")
+    review.edit(ctx, bsky, {"posts": ["Fay's version."]}, actor="fay")
+    r = _post(client, f"/drafts/{bsky}/approve", {"version": old})
+    assert r.status_code == 409 and "changed since you opened it" in r.text
+    assert review.get_draft(ctx, bsky).state == "pending_review"
+    r = _post(client, f"/drafts/{bsky}/edit", {"version": old, "text": "Kai's.", "alt": "A"})
+    assert r.status_code == 409
+    assert review.get_draft(ctx, bsky).posts == ["Fay's version."]
+    # A form without the version (not from the page) is refused the same way.
+    assert _post(client, f"/drafts/{bsky}/approve", {"version": ""}).status_code == 409
+    # From a fresh page, it goes through.
+    assert _post(client, f"/drafts/{bsky}/approve").status_code == 303
+    assert review.get_draft(ctx, bsky).state == "approved"
 
 
 def test_review_actions_follow_the_state_rules_and_are_audited(site, ctx):

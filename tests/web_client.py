@@ -10,6 +10,9 @@ from narratives.web import create_app
 from tests.review_fixtures import PASSWORD, add_user
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+VERSION = re.compile(r'name="version" value="([^"]+)"')
+#: Draft actions whose form carries the version of the text it was read from.
+VERSIONED = re.compile(r"^/drafts/(\d+)/(approve|edit)$")
 
 
 def client_for(ctx, *, user: str | None = "kai") -> TestClient:
@@ -31,8 +34,13 @@ def login(client: TestClient, name: str = "kai") -> None:
 
 
 def post(client: TestClient, path: str, data=None, *, page: str = "/"):
-    """POST a form with the session's CSRF token (read from `page`)."""
-    return client.post(path, data={**(data or {}), "csrf": csrf(client, page)})
+    """POST a form as a browser would: with the session's CSRF token (read from `page`) and,
+    for an approval or edit, the text version from the draft's page."""
+    data = {**(data or {}), "csrf": csrf(client, page)}
+    m = VERSIONED.match(path)
+    if m and "version" not in data:
+        data["version"] = VERSION.search(client.get(f"/drafts/{m.group(1)}").text).group(1)
+    return client.post(path, data=data)
 
 
 def flash(client: TestClient, path: str) -> str:

@@ -6,19 +6,30 @@ enabled user (`narrative users add`). Errors exit with the codes in `narratives.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from .. import review
 from ..drafting import BLUESKY_LIMIT, count_graphemes
 from ..errors import UsageError
 from ._common import actor_option, console, echo_json, get_context, require_actor
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _safe(text: str) -> str:
+    """Text from the web (posts, comments, file names) without terminal control characters:
+    an escape sequence in a comment must not drive another editor's terminal."""
+    return _CONTROLS.sub("\ufffd", text)
+
 
 def _json(d: review.Draft, ctx=None, *, full: bool = False) -> dict:
     data = d.to_dict()
+    data["version"] = d.version
     if not full:
         data.pop("generated")
     else:
@@ -58,7 +69,8 @@ def list_(campaign, channel, state, tag, as_json: bool) -> None:
             d.state,
             d.campaign,
             d.channel,
-            (d.title or "")[:48] + (" (edited)" if d.edited else ""),
+            # Plain Text, not markup: a file named "[/].wav" is a title, not a tag.
+            Text(_safe(d.title or "")[:48] + (" (edited)" if d.edited else "")),
             d.updated_at.strftime("%Y-%m-%d %H:%M"),
         )
     console.print(table)
@@ -74,23 +86,23 @@ def show(draft_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(_json(d, ctx, full=True))
         return
-    click.secho(f"Draft {d.id}: {d.title}", bold=True)
+    click.secho(f"Draft {d.id}: {_safe(d.title)}", bold=True)
     click.echo(
         f"{d.campaign} / {d.channel} · {d.state}{' · edited' if d.edited else ''} · "
-        f"narrative {d.narrative_id[:12]} · template {d.template}"
+        f"narrative {d.narrative_id[:12]} · template {d.template} · version {d.version}"
     )
     click.echo()
     if d.channel == "bluesky":
         if d.content.get("content_warning"):
-            click.echo(f"[content note: {d.content['content_warning']}]")
+            click.echo(f"[content note: {_safe(d.content['content_warning'])}]")
         for i, text in enumerate(d.posts, 1):
             n = count_graphemes(text)
             flag = click.style(" OVER LIMIT", fg="red") if n > BLUESKY_LIMIT else ""
             click.secho(f"── post {i}/{len(d.posts)} ({n}/{BLUESKY_LIMIT}){flag}", dim=True)
-            click.echo(text)
+            click.echo(_safe(text))
         click.secho(f"── video: {d.content.get('video') or 'none'}", dim=True)
     else:
-        click.echo(review.content_to_text(d).rstrip())
+        click.echo(_safe(review.content_to_text(d).rstrip()))
     for p in review.problems(d):
         click.secho(f"Cannot be approved: {p}", fg="red")
     comments = review.list_comments(ctx, d.id)
@@ -98,14 +110,14 @@ def show(draft_id: int, as_json: bool) -> None:
         click.echo()
         click.secho("Comments", bold=True)
         for c in comments:
-            click.echo(f"  {c.created_at:%Y-%m-%d %H:%M} {c.author}: {c.body}")
+            click.echo(f"  {c.created_at:%Y-%m-%d %H:%M} {c.author}: {_safe(c.body)}")
     click.echo()
     click.secho("History", bold=True)
     for h in review.history(ctx, d.id):
         before = (h.get("before") or {}).get("state")
         after = (h.get("after") or {}).get("state")
         change = f" {before} → {after}" if after and before != after else ""
-        detail = f" ({h['detail']})" if h.get("detail") else ""
+        detail = f" ({_safe(h['detail'])})" if h.get("detail") else ""
         click.echo(f"  {h['at']:%Y-%m-%d %H:%M} {h['actor']}: {h['action']}{change}{detail}")
 
 
@@ -118,8 +130,15 @@ def show(draft_id: int, as_json: bool) -> None:
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Read the new text from a file ('-' for standard input).",
 )
+@click.option(
+    "--seen",
+    metavar="VERSION",
+    help="Save only if the text is still this version (from `drafts show`).",
+)
 @actor_option
-def edit(draft_id: int, text: str | None, file_: Path | None, actor: str | None) -> None:
+def edit(
+    draft_id: int, text: str | None, file_: Path | None, seen: str | None, actor: str | None
+) -> None:
     """Edit the text in $EDITOR (or from --text/--file); sends the draft back to review.
 
     Bluesky drafts are their posts separated by lines of `---`; RSS drafts are title,
@@ -131,14 +150,15 @@ def edit(draft_id: int, text: str | None, file_: Path | None, actor: str | None)
         raise UsageError("give --text or --file, not both")
     if file_ is not None:
         text = click.get_text_stream("stdin").read() if str(file_) == "-" else file_.read_text()
+    before = review.get_draft(ctx, draft_id)
     if text is None:
-        draft = review.get_draft(ctx, draft_id)
-        text = click.edit(review.content_to_text(draft), extension=".txt")
+        text = click.edit(review.content_to_text(before), extension=".txt")
         if text is None:
             click.echo("No changes (the editor was closed without saving).")
             return
-    before = review.get_draft(ctx, draft_id)
-    after = review.edit_text(ctx, draft_id, text, actor=actor)
+        # Someone may have edited it while the editor was open: do not overwrite them.
+        seen = seen or before.version
+    after = review.edit_text(ctx, draft_id, text, actor=actor, seen=seen)
     if after.content == before.content:
         click.echo("No changes.")
         return
@@ -149,10 +169,15 @@ def edit(draft_id: int, text: str | None, file_: Path | None, actor: str | None)
 
 @drafts.command()
 @click.argument("draft_id", type=int)
+@click.option(
+    "--seen",
+    metavar="VERSION",
+    help="Approve only if the text is still this version (from `drafts show`).",
+)
 @actor_option
-def approve(draft_id: int, actor: str | None) -> None:
+def approve(draft_id: int, seen: str | None, actor: str | None) -> None:
     """Approve a draft pending review (it can then be scheduled)."""
-    review.approve(get_context(), draft_id, actor=require_actor(actor))
+    review.approve(get_context(), draft_id, actor=require_actor(actor), seen=seen)
     click.echo(f"Draft {draft_id} approved.")
 
 

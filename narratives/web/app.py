@@ -319,7 +319,9 @@ class _App(SchedulePages, ConsentPages):
 
     def approve(self, request: Request, form: FormData) -> Response:
         draft_id = _draft_id(request)
-        review.approve(self.ctx, draft_id, actor=current_user(request).name)
+        # The form says which text was read: approving another is refused (409).
+        seen = _text(form, "version") or "missing"
+        review.approve(self.ctx, draft_id, actor=current_user(request).name, seen=seen)
         return self._back(request, draft_id, "Approved. It can now be scheduled.")
 
     def reject(self, request: Request, form: FormData) -> Response:
@@ -351,7 +353,10 @@ class _App(SchedulePages, ConsentPages):
         else:
             changes = {k: _text(form, k) for k in ("title", "summary", "content")}
         before = draft.content
-        draft = review.edit(self.ctx, draft_id, changes, actor=current_user(request).name)
+        seen = _text(form, "version") or "missing"
+        draft = review.edit(
+            self.ctx, draft_id, changes, actor=current_user(request).name, seen=seen
+        )
         if draft.content == before:
             return self._back(request, draft_id, "Nothing changed.")
         note = " It is back in review." if draft.state == "pending_review" else ""
