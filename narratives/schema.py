@@ -203,6 +203,10 @@ tag_corrections = sa.Table(
     sa.Column("at", TS, nullable=False),
 )
 
+#: States in which a delivery holds its draft: at most one such delivery per draft.
+OPEN_DELIVERY_STATES = ("scheduled", "publishing", "published", "failed")
+OPEN_DELIVERY_WHERE = "state IN ('scheduled', 'publishing', 'published', 'failed')"
+
 deliveries = sa.Table(
     "deliveries",
     metadata,
@@ -229,7 +233,17 @@ deliveries = sa.Table(
     # when it last showed progress (a lease; see publishing.claim_is_stale).
     sa.Column("claimed_by", sa.String(128)),
     sa.Column("claimed_at", TS),
+    # The draft's content as published: what a feed shows, whatever the draft says later.
+    sa.Column("content", sa.JSON),
     sa.Index("ix_deliveries_due", "state", "scheduled_at"),
+    # One open delivery per draft, enforced by the database (two schedulers racing).
+    sa.Index(
+        "ux_deliveries_open_draft",
+        "draft_id",
+        unique=True,
+        sqlite_where=sa.text(OPEN_DELIVERY_WHERE),
+        postgresql_where=sa.text(OPEN_DELIVERY_WHERE),
+    ),
 )
 
 delivery_attempts = sa.Table(
