@@ -220,7 +220,11 @@ def test_marked_names_are_listed_and_hidden_in_the_next_drafts(ctx):
     assert r.status_code == 400
     post(client, f"/drafts/{ids['bluesky']}/unhide", {"term": "Rosalind"})
     assert anonymise.marked_terms(ctx, nid) == []
-    assert "Nothing marked yet." in client.get(f"/drafts/{ids['bluesky']}").text
+    page = client.get(f"/drafts/{ids['bluesky']}").text
+    assert "Nothing marked yet." in page and "“Rosalind” is no longer hidden." in page
+    # A term that was never marked says so, rather than claiming it was unhidden.
+    post(client, f"/drafts/{ids['bluesky']}/unhide", {"term": "Nobody"})
+    assert "“Nobody” was not marked to hide." in client.get(f"/drafts/{ids['bluesky']}").text
 
 
 def test_edited_quote_badge_appears_only_after_the_quote_changes(ctx):

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from jinja2.sandbox import SandboxedEnvironment
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -53,6 +54,25 @@ __all__ = ["create_app", "SESSION_COOKIE", "SESSION_MAX_AGE"]
 
 SESSION_COOKIE = "narratives_session"
 SESSION_MAX_AGE = 12 * 60 * 60
+
+
+class _IdConvertor(Convertor[int]):
+    """A database id in a path: digits that fit a 64-bit integer, so a longer one is a 404
+    rather than an OverflowError (a 500) in the database driver."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", _IdConvertor())
+
+#: User names are at most this long (users.py); longer input is cut before the limiter keys it.
+_MAX_NAME = 64
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 #: The only media files the app serves, by name inside `media/work/<id>/`.
 _MEDIA_KIND = re.compile(
@@ -160,7 +180,7 @@ class _App(SchedulePages, ConsentPages):
             return self.error_page(
                 request, 403, "The form expired.", "Reload the login page and try again."
             )
-        name = str(form.get("name") or "").strip().lower()
+        name = str(form.get("name") or "").strip().lower()[:_MAX_NAME]
         password = str(form.get("password") or "")
         nxt = _safe_next(str(form.get("next") or ""))
         address = request.client.host if request.client else "unknown"
@@ -608,31 +628,29 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", action(web.logout), methods=["POST"]),
         Route("/", page(web.queue), methods=["GET"]),
-        Route("/drafts/{draft_id:int}", page(web.draft_page), methods=["GET"]),
-        Route("/drafts/{draft_id:int}/approve", action(web.approve), methods=["POST"]),
-        Route("/drafts/{draft_id:int}/reject", action(web.reject), methods=["POST"]),
+        Route("/drafts/{draft_id:id}", page(web.draft_page), methods=["GET"]),
+        Route("/drafts/{draft_id:id}/approve", action(web.approve), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/reject", action(web.reject), methods=["POST"]),
         Route(
-            "/drafts/{draft_id:int}/request-changes",
+            "/drafts/{draft_id:id}/request-changes",
             action(web.request_changes),
             methods=["POST"],
         ),
-        Route("/drafts/{draft_id:int}/edit", action(web.edit), methods=["POST"]),
-        Route("/drafts/{draft_id:int}/comment", action(web.comment), methods=["POST"]),
-        Route("/drafts/{draft_id:int}/tags", action(web.correct_tag), methods=["POST"]),
-        Route("/drafts/{draft_id:int}/schedule", action(web.schedule_draft), methods=["POST"]),
-        Route("/drafts/{draft_id:int}/consent", action(web.set_consent), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/edit", action(web.edit), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/comment", action(web.comment), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/tags", action(web.correct_tag), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/schedule", action(web.schedule_draft), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/consent", action(web.set_consent), methods=["POST"]),
         Route(
-            "/drafts/{draft_id:int}/consent/withdraw",
+            "/drafts/{draft_id:id}/consent/withdraw",
             action(web.withdraw_consent),
             methods=["POST"],
         ),
-        Route("/drafts/{draft_id:int}/hide", action(web.mark_term), methods=["POST"]),
-        Route("/drafts/{draft_id:int}/unhide", action(web.unmark_term), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/hide", action(web.mark_term), methods=["POST"]),
+        Route("/drafts/{draft_id:id}/unhide", action(web.unmark_term), methods=["POST"]),
         Route("/schedule", page(web.agenda), methods=["GET"]),
-        Route(
-            "/deliveries/{delivery_id:int}/cancel", action(web.cancel_delivery), methods=["POST"]
-        ),
-        Route("/deliveries/{delivery_id:int}/move", action(web.move_delivery), methods=["POST"]),
+        Route("/deliveries/{delivery_id:id}/cancel", action(web.cancel_delivery), methods=["POST"]),
+        Route("/deliveries/{delivery_id:id}/move", action(web.move_delivery), methods=["POST"]),
         Route("/media/{narrative_id}/{kind}", page(web.media), methods=["GET"]),
         Route("/static/{name}", page(web.static), methods=["GET"]),
         # Public: feeds and their enclosures only (no login; see narratives.web_public).

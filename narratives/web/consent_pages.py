@@ -27,6 +27,8 @@ METHOD_LABELS = {"form": "Signed form", "recording": "On the recording", "in_per
 #: The kinds an editor picks from; `person` is what the analysis finds and reads the same.
 _KINDS = {"name": "Name", "place": "Place"}
 _MAX_TERM = 200
+#: A withdrawal reason is a note in the audit log, not an essay.
+_MAX_REASON = 2000
 
 
 def _field(form: FormData, key: str) -> str:
@@ -132,7 +134,7 @@ class ConsentPages:
             self.ctx,
             draft.narrative_id,
             actor=current_user(request).name,
-            reason=_field(form, "reason"),
+            reason=_field(form, "reason")[:_MAX_REASON],
         )
         return self.render(request, "withdrawn.html", draft=draft, report=report)
 
@@ -156,6 +158,11 @@ class ConsentPages:
 
     def unmark_term(self, request: Request, form: FormData) -> Response:
         draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
-        text = _field(form, "term")
-        anonymise.unmark_term(self.ctx, draft.narrative_id, text, actor=current_user(request).name)
+        text = _field(form, "term")[:_MAX_TERM]
+        before = anonymise.marked_terms(self.ctx, draft.narrative_id)
+        after = anonymise.unmark_term(
+            self.ctx, draft.narrative_id, text, actor=current_user(request).name
+        )
+        if len(after) == len(before):
+            return self._back(request, draft.id, f"“{text}” was not marked to hide.")
         return self._back(request, draft.id, f"“{text}” is no longer hidden.")

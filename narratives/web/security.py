@@ -106,6 +106,13 @@ class LoginLimiter:
             return 0.0
         return max(1.0, self.window - (self._clock() - q[0]))
 
+    def _prune(self) -> None:
+        """Forget keys whose failures are all older than the window (memory stays bounded)."""
+        now = self._clock()
+        stale = [k for k, q in self._failures.items() if not q or now - q[-1] > self.window]
+        for key in stale:
+            del self._failures[key]
+
     def acquire(self, name: str, address: str) -> float:
         """Reserve one attempt before the password is checked: 0 when allowed (the attempt
         counts as failed until `succeeded`), else the seconds to wait.
@@ -115,6 +122,8 @@ class LoginLimiter:
         """
         pair, everywhere = (name.lower(), address), (name.lower(), "*")
         with self._lock:
+            if len(self._failures) > 1000:
+                self._prune()
             now = self._clock()
             q, qn = self._recent(pair), self._recent(everywhere)
             wait = max(self._wait(q, self.limit), self._wait(qn, self.limit * 4))
@@ -213,8 +222,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in self.HEADERS if k not in present]
@@ -224,4 +237,19 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's own 500 page is sent from outside this middleware, without these
+            # headers; answer here instead, then let the error reach the server's log.
+            if not started:
+                body = b"Something went wrong on the server. The error has been logged."
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send_with_headers({"type": "http.response.body", "body": body})
+            raise
