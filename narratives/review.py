@@ -175,10 +175,41 @@ def list_comments(ctx: Context, draft_id: int) -> list[Comment]:
         return [Comment(r.id, r.draft_id, r.author, r.body, r.created_at) for r in rows]
 
 
-def history(ctx: Context, draft_id: int) -> list[dict[str, Any]]:
-    """The draft's audit log, oldest first."""
+def history(ctx: Context, draft_id: int, *, related: bool = False) -> list[dict[str, Any]]:
+    """The draft's audit log, oldest first.
+
+    With `related`, also what was done to its story (consent, hidden names, tag corrections)
+    and to its deliveries (scheduled, moved, published, withdrawn): everything an editor can
+    do from the draft's page. Each entry then says its `object_type`.
+    """
+    from .schema import audit_log, deliveries
+
     with ctx.db.connect() as conn:
-        return audit.history(conn, "draft", draft_id)
+        if not related:
+            return audit.history(conn, "draft", draft_id)
+        draft = _load(conn, draft_id)
+        delivery_ids = [
+            str(r[0])
+            for r in conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.draft_id == draft_id)
+            )
+        ]
+        c = audit_log.c
+        rows = conn.execute(
+            sa.select(audit_log)
+            .where(
+                sa.or_(
+                    sa.and_(c.object_type == "draft", c.object_id == str(draft_id)),
+                    sa.and_(
+                        c.object_type.in_(("narrative", "consent")),
+                        c.object_id == draft.narrative_id,
+                    ),
+                    sa.and_(c.object_type == "delivery", c.object_id.in_(delivery_ids)),
+                )
+            )
+            .order_by(c.id)
+        )
+        return [dict(r._mapping) for r in rows]
 
 
 def problems(draft: Draft) -> list[str]:

@@ -317,6 +317,23 @@ def test_an_approval_or_edit_applies_only_to_the_text_that_was_read(site, ctx):
     assert review.get_draft(ctx, bsky).state == "approved"
 
 
+def test_the_draft_page_audit_shows_story_and_delivery_changes_and_what_an_edit_changed(site, ctx):
+    from narratives import anonymise, scheduling
+
+    client, nid, ids = site
+    login(client)
+    bsky = ids["bluesky"]
+    anonymise.mark_term(ctx, nid, "Rosalind", kind="name", actor="kai")
+    _post(client, f"/drafts/{bsky}/edit", {"text": "First post.\n---\nSecond post.", "alt": "A"})
+    review.approve(ctx, bsky, actor="kai")
+    delivery = scheduling.schedule(ctx, bsky, next_slot=True, actor="kai")
+    audit = client.get(f"/drafts/{bsky}").text.split('id="audit"')[1].split("</table>")[0]
+    assert "story:</span> <strong>redaction.add" in audit
+    assert f"delivery {delivery.id}:</span> <strong>schedule" in audit
+    assert "<summary>what changed</summary>" in audit
+    assert "+First post." in audit and "+Second post." in audit
+
+
 def test_review_actions_follow_the_state_rules_and_are_audited(site, ctx):
     client, _, ids = site
     login(client)

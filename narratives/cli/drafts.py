@@ -113,12 +113,14 @@ def show(draft_id: int, as_json: bool) -> None:
             click.echo(f"  {c.created_at:%Y-%m-%d %H:%M} {c.author}: {_safe(c.body)}")
     click.echo()
     click.secho("History", bold=True)
-    for h in review.history(ctx, d.id):
-        before = (h.get("before") or {}).get("state")
-        after = (h.get("after") or {}).get("state")
+    for h in review.history(ctx, d.id, related=True):
+        before = (h.get("before") or {}).get("state") if isinstance(h.get("before"), dict) else None
+        after = (h.get("after") or {}).get("state") if isinstance(h.get("after"), dict) else None
         change = f" {before} → {after}" if after and before != after else ""
         detail = f" ({_safe(h['detail'])})" if h.get("detail") else ""
-        click.echo(f"  {h['at']:%Y-%m-%d %H:%M} {h['actor']}: {h['action']}{change}{detail}")
+        kind = h.get("object_type", "draft")
+        scope = "" if kind == "draft" else f"[{kind} {str(h['object_id'])[:12]}] "
+        click.echo(f"  {h['at']:%Y-%m-%d %H:%M} {h['actor']}: {scope}{h['action']}{change}{detail}")
 
 
 @drafts.command()

@@ -7,6 +7,7 @@ Pages are plain `def` functions run in the thread pool, because the database cal
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -322,7 +323,9 @@ class _App(SchedulePages, ConsentPages):
             **self.consent_context(draft, analysis),
             **self.schedule_context(draft, campaign),
             "comments": review.list_comments(ctx, draft.id),
-            "history": [_history_row(h) for h in reversed(review.history(ctx, draft.id))],
+            "history": [
+                _history_row(h) for h in reversed(review.history(ctx, draft.id, related=True))
+            ],
             "state_labels": _STATE_LABELS,
             "handle": (
                 campaign.channels.bluesky.handle
@@ -568,15 +571,35 @@ def _transcript_rows(
     return rows
 
 
+def _content_lines(content: Any) -> list[str]:
+    if not isinstance(content, dict):
+        return [str(content)]
+    if "posts" in content:
+        texts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in content["posts"]]
+        return "\n---\n".join(texts).splitlines()
+    parts = [str(content.get(k) or "") for k in ("title", "summary", "content")]
+    return "\n---\n".join(parts).splitlines()
+
+
+def _text_diff(before: Any, after: Any) -> str:
+    """What an edit changed, as unified-diff lines (- removed, + added)."""
+    lines = difflib.unified_diff(
+        _content_lines(before), _content_lines(after), "before", "after", n=1, lineterm=""
+    )
+    return "\n".join(list(lines)[2:])
+
+
 def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
     before, after = entry.get("before") or {}, entry.get("after") or {}
     changes = []
+    diff = ""
     if isinstance(before, dict) and isinstance(after, dict):
         if "state" in after and before.get("state") != after.get("state"):
             old = _STATE_LABELS.get(before.get("state"), before.get("state") or "new")
             changes.append(f"{old} → {_STATE_LABELS.get(after['state'], after['state'])}")
         if "content" in before and "content" in after and before["content"] != after["content"]:
             changes.append("text changed")
+            diff = _text_diff(before["content"], after["content"])
         if "body" in after:
             changes.append(f"“{after['body'][:120]}”")
     labels = {
@@ -588,11 +611,15 @@ def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
         "draft.request_changes": "requested changes",
         "draft.comment": "commented",
     }
+    kind = entry.get("object_type", "draft")
+    scope = {"delivery": f"delivery {entry.get('object_id')}", "narrative": "story"}
     return {
         "at": entry["at"],
         "actor": entry["actor"],
         "action": labels.get(entry["action"], entry["action"]),
+        "scope": scope.get(kind, kind if kind != "draft" else ""),
         "changes": changes,
+        "diff": diff,
         "detail": entry.get("detail"),
     }
 
