@@ -1,7 +1,9 @@
 """RSS 2.0 and Atom feeds per campaign (feedgen), and partner feeds pulled in (feedparser).
 
 Our feeds are rebuilt from the database whenever an RSS delivery publishes: the items are the
-campaign's RSS deliveries in state `published` (a withdrawn one has another state and drops out).
+campaign's RSS deliveries in state `published` (a withdrawn one has another state and drops out),
+each showing the content it was published with (`deliveries.content`), so editing a published
+draft changes nothing public until the edit is reviewed and published again.
 Each build writes `media/feeds/<slug>.xml`, `<slug>.atom` and `<slug>.media.json` (the public
 media manifest: opaque name → workspace path) with temp file + `os.replace`, so a reader sees
 the old file or the new one, never half of one. A build is deterministic (dates come from the
@@ -17,14 +19,18 @@ an item keeps its GUID across rebuilds, edits and re-publication.
 from __future__ import annotations
 
 import hashlib
+import html
+import ipaddress
 import json
 import logging
 import mimetypes
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,11 +165,15 @@ def media_name(relpath: str) -> str:
 
 
 def _published_items(ctx: Context, slug: str) -> list[_Item]:
+    """Each item shows what was published, not the draft as it is now: an edit sends the draft
+    back to review and must not go live. Deliveries published before `deliveries.content`
+    existed have NULL there and fall back to the draft."""
     with ctx.db.connect() as conn:
         rows = conn.execute(
             sa.select(
                 deliveries.c.id,
                 deliveries.c.published_at,
+                deliveries.c.content.label("published_content"),
                 drafts.c.narrative_id,
                 drafts.c.content,
             )
@@ -176,8 +186,31 @@ def _published_items(ctx: Context, slug: str) -> list[_Item]:
             .order_by(deliveries.c.published_at.desc(), deliveries.c.id.desc())
         ).all()
     return [
-        _Item(r.id, r.narrative_id, r.published_at or _EPOCH, dict(r.content or {})) for r in rows
+        _Item(
+            r.id,
+            r.narrative_id,
+            r.published_at or _EPOCH,
+            dict((r.content if r.published_content is None else r.published_content) or {}),
+        )
+        for r in rows
     ]
+
+
+#: What XML 1.0 allows (tab, newline, carriage return and these ranges); lxml refuses the rest.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _text(value: Any) -> str:
+    """`value` as text XML can carry: one control character pasted into a title would otherwise
+    make lxml refuse the whole feed, and every other item with it."""
+    return _NOT_XML.sub("", str(value or ""))
+
+
+def _html(text: str) -> str:
+    """Plain text as the HTML that readers expect in content:encoded: escaped, one <p> per
+    paragraph (paragraphs are separated by blank lines)."""
+    paragraphs = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip())
+    return "".join(f"<p>{html.escape(p.strip(), quote=False)}</p>" for p in paragraphs if p.strip())
 
 
 def _file(ws: Workspace, relpath: str | None) -> Path | None:
@@ -221,23 +254,23 @@ def render_feeds(
     fg.load_extension("podcast")
     fg.register_extension("podcastindex", _PodcastIndexFeed, _PodcastIndexEntry, atom=False)
     fg.id(item_guid(campaign, "feed"))
-    fg.title(cfg.title)
-    fg.description(cfg.description)
-    fg.author({"name": cfg.author})
+    fg.title(_text(cfg.title))
+    fg.description(_text(cfg.description))
+    fg.author({"name": _text(cfg.author)})
     fg.link(href=f"{base}/feeds/{campaign.slug}.xml", rel="self", type="application/rss+xml")
-    fg.link(href=cfg.link, rel="alternate")
-    fg.language(cfg.language)
+    fg.link(href=_text(cfg.link), rel="alternate")
+    fg.language(_text(cfg.language))
     fg.generator("narratives")
     fg.lastBuildDate(updated)
     fg.pubDate(updated)
     fg.updated(updated)
-    fg.podcast.itunes_author(cfg.author)
-    fg.podcast.itunes_summary(cfg.description)
+    fg.podcast.itunes_author(_text(cfg.author))
+    fg.podcast.itunes_summary(_text(cfg.description))
     fg.podcast.itunes_explicit("no")
     image = _file(ws, cfg.image)
     if image is not None:
         url = public(image)
-        fg.image(url=url, title=cfg.title, link=cfg.link)
+        fg.image(url=url, title=_text(cfg.title), link=_text(cfg.link))
         fg.logo(url)
         if image.suffix.lower() in (".png", ".jpg", ".jpeg"):
             fg.podcast.itunes_image(url)
@@ -245,23 +278,28 @@ def render_feeds(
     # feedgen 1.0 drops rel/type/length from Atom entry links (a shadowed variable), so the
     # Atom links are written here, after the fact, by `_atom_links`.
     atom_links: dict[str, list[dict[str, str]]] = {}
+    # content:encoded is HTML to every reader, Atom content can say it is text: the entries
+    # get the HTML for the RSS document and their plain text back for the Atom one.
+    texts: list[tuple[Any, str]] = []
     for it in items:
         c = it.content
         guid = item_guid(campaign, it.narrative_id)
-        link = c.get("link") or campaign.link
+        link = _text(c.get("link") or campaign.link)
         links = atom_links.setdefault(guid, [{"rel": "alternate", "href": link}])
+        summary = _text(c.get("summary"))
         fe = fg.add_entry(order="append")
         fe.guid(guid, permalink=False)
-        fe.title(c.get("title") or "Untitled story")
-        fe.description(c.get("summary") or "")
-        fe.summary(c.get("summary") or "")
-        if c.get("content"):
-            fe.content(c["content"], type="CDATA")
+        fe.title(_text(c.get("title")) or "Untitled story")
+        fe.description(summary)
+        fe.summary(summary)
+        if content := _text(c.get("content")).strip():
+            fe.content(_html(content), type="CDATA")
+            texts.append((fe, content))
         fe.link(href=link)
-        fe.author({"name": cfg.author})
+        fe.author({"name": _text(cfg.author)})
         fe.published(it.published_at)
         fe.updated(it.published_at)
-        fe.podcast.itunes_summary(c.get("summary") or "")
+        fe.podcast.itunes_summary(summary)
         video = _file(ws, c.get("enclosure"))
         if video is not None:
             url, size, kind = public(video), str(video.stat().st_size), _mime(video, "video/mp4")
@@ -273,6 +311,8 @@ def render_feeds(
             fe.podcastindex.transcript(vtt, "text/vtt", cfg.language)
             links.append({"rel": "related", "href": vtt, "type": "text/vtt"})
     rss = fg.rss_str(pretty=True)
+    for fe, content in texts:
+        fe.content(content, type="text")
     fg.link(
         [
             {"href": f"{base}/feeds/{campaign.slug}.atom", "rel": "self"},
@@ -285,7 +325,7 @@ def render_feeds(
 
 
 def _atom_links(atom: bytes, links: dict[str, list[dict[str, str]]]) -> bytes:
-    """Rewrite each Atom entry's links with their rel/type/length, and mark content as text."""
+    """Rewrite each Atom entry's links with their rel/type/length."""
     from lxml import etree
 
     ns = "{http://www.w3.org/2005/Atom}"
@@ -293,9 +333,6 @@ def _atom_links(atom: bytes, links: dict[str, list[dict[str, str]]]) -> bytes:
     for entry in root.iter(f"{ns}entry"):
         for old in entry.findall(f"{ns}link"):
             entry.remove(old)
-        content = entry.find(f"{ns}content")
-        if content is not None:
-            content.set("type", "text")
         for attrs in links.get(entry.findtext(f"{ns}id") or "", []):
             etree.SubElement(entry, f"{ns}link", attrs)
     etree.indent(root, space="  ")
@@ -363,31 +400,57 @@ def resolve_media(workspace: Workspace, name: str) -> Path | None:
     return path
 
 
+def _same_content(src: Path, dst: Path) -> bool:
+    """Whether `dst` already holds `src`'s bytes. Hashed every time: `files.file_sha256`
+    trusts size and mtime, and a same-size rewrite within one timestamp tick would slip by."""
+    if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+        return False
+    digests = []
+    for path in (src, dst):
+        with open(path, "rb") as fh:
+            digests.append(hashlib.file_digest(fh, "sha256").digest())
+    return digests[0] == digests[1]
+
+
 def build_static(
     ctx: Context, out_dir: Path, *, base_url: str, campaigns: list[str] | None = None
 ) -> list[Path]:
     """A static copy for hosting elsewhere: `out_dir/feeds/<slug>.xml|.atom` and the media
-    they enclose in `out_dir/feeds/media/`, with every link under `base_url`."""
+    they enclose in `out_dir/feeds/media/`, with every link under `base_url`.
+
+    A file is copied when its content differs (a re-anonymised caption file can keep its size),
+    and media that no current feed encloses are deleted, so a withdrawn item's video leaves the
+    export too. Campaigns left out by `campaigns` still count: their media stay.
+    """
     feeds_out = out_dir / "feeds"
     media_out = feeds_out / "media"
     media_out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    public: set[str] = set()
     for c in load_campaigns(ctx.workspace):
-        if c.channels.rss is None or (campaigns and c.slug not in campaigns):
+        if c.channels.rss is None:
+            continue
+        if campaigns and c.slug not in campaigns:
+            public.update(render_feeds(ctx, c, base_url)[2])
             continue
         files = write_campaign_feeds(ctx, c, out_dir=feeds_out, base_url=base_url)
         written += [files.rss, files.atom]
         manifest = json.loads(files.manifest.read_text(encoding="utf-8"))
         files.manifest.unlink()
+        public.update(manifest)
         for name, rel in sorted(manifest.items()):
             src = ctx.workspace.root / rel
             dst = media_out / name
-            if dst.exists() and dst.stat().st_size == src.stat().st_size:
+            if _same_content(src, dst):
                 continue
             tmp = dst.with_name(f".{name}.tmp")
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
             written.append(dst)
+    for old in media_out.iterdir():
+        if old.name not in public and old.is_file():
+            log.info("removing %s: no feed encloses it any more", old)
+            old.unlink()
     for lock in feeds_out.glob(".*.lock"):
         lock.unlink(missing_ok=True)
     return written
@@ -425,15 +488,74 @@ def _inbox(ws: Workspace) -> Path:
     return ws.media_dir / "inbox"
 
 
-def _fetch_feed(client: Any, url: str) -> bytes:
+def _refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> bool:
+    """Link-local (cloud metadata), multicast, unspecified and reserved addresses are never
+    fetched; private and loopback ones only when allowed (a partner on this network, tests)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+        return True
+    if allow_private and (ip.is_loopback or (ip.is_private and not ip.is_reserved)):
+        return False
+    return not ip.is_global or ip.is_reserved
+
+
+def _guard(allow_private: bool) -> dict[str, list[Any]]:
+    """httpx event hooks that refuse, on every hop including redirects, a scheme other than
+    http(s) and a host that resolves to an address `_refused` names. The response hook checks
+    the address actually connected to as well, in case the name resolved differently then."""
+
+    def refuse(url: Any, addr: str) -> PermanentChannelError:
+        return PermanentChannelError(
+            f"refused to fetch {url}: {addr} is a private, loopback, link-local or reserved "
+            "address",
+            hint="for a partner on this network, pull with --allow-private",
+        )
+
+    def check_request(request: Any) -> None:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise PermanentChannelError(f"refused to fetch {url}: only http and https")
+        try:
+            infos = socket.getaddrinfo(url.host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return  # unresolvable: httpx reports the connection error itself
+        for info in infos:
+            addr = str(info[4][0]).split("%", 1)[0]
+            if _refused(ipaddress.ip_address(addr), allow_private):
+                raise refuse(url, addr)
+
+    def check_response(response: Any) -> None:
+        stream = response.extensions.get("network_stream")
+        peer = stream.get_extra_info("server_addr") if stream is not None else None
+        if peer:
+            addr = str(peer[0]).split("%", 1)[0]
+            if _refused(ipaddress.ip_address(addr), allow_private):
+                raise refuse(response.request.url, addr)
+
+    return {"request": [check_request], "response": [check_response]}
+
+
+def _chunks(resp: Any, url: str, deadline: float, timeout: float) -> Iterator[bytes]:
+    """The body, given up on at `deadline`: httpx's timeout bounds each read, not the whole,
+    so a server sending one byte a second would otherwise hold the pull as long as it likes.
+    (A read that stalls just before the deadline still ends by httpx's read timeout.)"""
+    for chunk in resp.iter_bytes():
+        if time.monotonic() > deadline:
+            raise TransientChannelError(f"{url} took longer than {timeout:g} s")
+        yield chunk
+
+
+def _fetch_feed(client: Any, url: str, timeout: float) -> bytes:
     import httpx
 
+    deadline = time.monotonic() + timeout
     try:
         with client.stream("GET", url) as resp:
             if resp.status_code != 200:
                 raise PermanentChannelError(f"cannot read the feed {url}: HTTP {resp.status_code}")
             data = bytearray()
-            for chunk in resp.iter_bytes():
+            for chunk in _chunks(resp, url, deadline, timeout):
                 data += chunk
                 if len(data) > _MAX_FEED_BYTES:
                     raise PermanentChannelError(f"the feed {url} is larger than 10 MB")
@@ -488,9 +610,12 @@ def _target_name(feed_url: str, guid: str, enclosure_url: str, content_type: str
     return f"{tag}-{stem}{suffix}"
 
 
-def _download(client: Any, url: str, inbox: Path, name: str, max_bytes: int) -> Path:
+def _download(
+    client: Any, url: str, inbox: Path, name: str, max_bytes: int, timeout: float
+) -> Path:
     import httpx
 
+    deadline = time.monotonic() + timeout
     try:
         with client.stream("GET", url) as resp:
             if resp.status_code != 200:
@@ -506,7 +631,7 @@ def _download(client: Any, url: str, inbox: Path, name: str, max_bytes: int) -> 
             try:
                 size = 0
                 with os.fdopen(fd, "wb") as fh:
-                    for chunk in resp.iter_bytes():
+                    for chunk in _chunks(resp, url, deadline, timeout):
                         size += len(chunk)
                         if size > max_bytes:
                             raise PermanentChannelError(f"over the {max_bytes}-byte limit")
@@ -541,16 +666,22 @@ def pull(
     ctx: Context,
     url: str,
     *,
-    timeout: float = 30.0,
+    timeout: float = 300.0,
     max_bytes: int = 500 * 1024 * 1024,
     max_redirects: int = 5,
+    allow_private: bool = False,
     transport: Any = None,
 ) -> PullReport:
     """Download the new audio/video enclosures of a partner's RSS/Atom/podcast feed into
     `media/inbox/` (each atomically) and remember every item, so a second pull adds nothing.
 
+    `timeout` is the time allowed for the feed and for each enclosure, in total. The feed names
+    the addresses we fetch, so private and loopback addresses are refused unless
+    `allow_private` (link-local, multicast and reserved ones always are), on every redirect too.
+
     A malformed feed raises PermanentChannelError; an item whose enclosure fails (404, wrong
-    type, too large) is recorded as failed and retried on the next pull, the others go on.
+    type, too large, too slow) is recorded as failed and retried on the next pull, the others
+    go on.
     """
     import httpx
 
@@ -562,8 +693,9 @@ def pull(
         max_redirects=max_redirects,
         transport=transport,
         headers={"user-agent": "narratives feed pull"},
+        event_hooks=_guard(allow_private),
     ) as client:
-        parsed = _parse(url, _fetch_feed(client, url))
+        parsed = _parse(url, _fetch_feed(client, url, timeout))
         report.title = parsed.feed.get("title", "")
         with ctx.db.connect() as conn:
             done = {
@@ -585,7 +717,7 @@ def pull(
             enclosure_url = httpx.URL(url).join(found[0])
             name = _target_name(url, guid, str(enclosure_url), found[1])
             try:
-                path = _download(client, str(enclosure_url), inbox, name, max_bytes)
+                path = _download(client, str(enclosure_url), inbox, name, max_bytes, timeout)
             except NarrativesError as exc:
                 _remember(ctx, url, guid, str(enclosure_url), "failed", str(exc))
                 report.failed.append((guid, str(exc)))

@@ -97,7 +97,9 @@ def test_rss_and_atom_parse_cleanly_and_round_trip(ctx, workspace, published):
         e = parsed.entries[1]
         assert e.id == guid1
         assert e.summary == "A dreamer waits in the line for people who cannot pay."
-        assert e.content[0].value == "Full transcript: two lines, one rope."
+        # RSS content:encoded is HTML, Atom content is marked as text.
+        text = "Full transcript: two lines, one rope."
+        assert e.content[0].value == (f"<p>{text}</p>" if version == "rss20" else text)
         enclosure = next(link for link in e.links if link.rel == "enclosure")
         assert int(enclosure.length) == size and enclosure.type == "video/mp4"
         assert e.published_parsed[:5] == (2026, 11, 2, 17, 0)
@@ -274,7 +276,7 @@ def partner(tmp_path):
 
 def test_pull_downloads_new_enclosures_once(ctx, workspace, partner):
     base, wav = partner
-    report = feeds.pull(ctx, f"{base}/feed.xml", timeout=10)
+    report = feeds.pull(ctx, f"{base}/feed.xml", timeout=10, allow_private=True)
     assert report.title == "Partner stories"
     names = sorted(p.name.split("-", 1)[1] for p in report.downloaded)
     assert names == ["first-story.wav", "second.mp3"]
@@ -290,7 +292,7 @@ def test_pull_downloads_new_enclosures_once(ctx, workspace, partner):
         rows = {r.guid: r.status for r in conn.execute(sa.select(feed_items))}
     assert rows == {"p-1": "downloaded", "p-2": "downloaded", "p-3": "failed", "p-4": "failed"}
 
-    second = feeds.pull(ctx, f"{base}/feed.xml", timeout=10)
+    second = feeds.pull(ctx, f"{base}/feed.xml", timeout=10, allow_private=True)
     assert second.downloaded == [] and sorted(second.skipped) == ["p-1", "p-2"]
     assert len(list((workspace.media_dir / "inbox").iterdir())) == 2
     with ctx.db.connect() as conn:
@@ -300,15 +302,15 @@ def test_pull_downloads_new_enclosures_once(ctx, workspace, partner):
 def test_pull_malformed_feed_is_a_clear_error(ctx, workspace, partner):
     base, _ = partner
     with pytest.raises(PermanentChannelError, match="not a well-formed RSS or Atom feed"):
-        feeds.pull(ctx, f"{base}/broken.xml", timeout=10)
+        feeds.pull(ctx, f"{base}/broken.xml", timeout=10, allow_private=True)
     with pytest.raises(PermanentChannelError, match="HTTP 404"):
-        feeds.pull(ctx, f"{base}/missing.xml", timeout=10)
+        feeds.pull(ctx, f"{base}/missing.xml", timeout=10, allow_private=True)
     assert not (workspace.media_dir / "inbox").exists()
 
 
 def test_pull_enforces_the_size_limit(ctx, workspace, partner):
     base, _ = partner
-    report = feeds.pull(ctx, f"{base}/feed.xml", timeout=10, max_bytes=800)
+    report = feeds.pull(ctx, f"{base}/feed.xml", timeout=10, max_bytes=800, allow_private=True)
     failed = dict(report.failed)
     assert "limit" in failed["p-1"]
     assert [p.name.endswith("second.mp3") for p in report.downloaded] == [True]
@@ -322,7 +324,9 @@ def test_cli_pull_without_processing(ctx, workspace, partner):
     from narratives.cli import cli
 
     base, _ = partner
-    res = CliRunner().invoke(cli, ["feeds", "pull", f"{base}/feed.xml", "--no-process", "--json"])
+    res = CliRunner().invoke(
+        cli, ["feeds", "pull", f"{base}/feed.xml", "--no-process", "--allow-private", "--json"]
+    )
     assert res.exit_code == 1  # two items failed
     out = json.loads(res.output)
     assert len(out["downloaded"]) == 2 and {f["guid"] for f in out["failed"]} == {"p-3", "p-4"}

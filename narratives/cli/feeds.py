@@ -55,23 +55,38 @@ def build_cmd(directory, base_url, campaigns, as_json):
 
 @feeds_group.command("pull")
 @click.argument("url")
-@click.option("--campaign", metavar="SLUG", help="The campaign the recordings are meant for.")
 @click.option("--no-process", is_flag=True, help="Only download; do not run the pipeline.")
 @click.option("--max-mb", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds allowed for the feed and for each file, in total.",
+)
+@click.option(
+    "--allow-private",
+    is_flag=True,
+    help="Also fetch from private and loopback addresses (a partner on this network).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def pull_cmd(url, campaign, no_process, max_mb, timeout, as_json):
+def pull_cmd(url, no_process, max_mb, timeout, allow_private, as_json):
     """Download new audio/video enclosures of a partner feed into media/inbox/ and process them.
 
-    Items pulled before are skipped; an enclosure that fails (404, not audio/video, too large)
-    is reported and retried next time. Exit status 1 if any item failed.
+    Items pulled before are skipped; an enclosure that fails (404, not audio/video, too large,
+    too slow) is reported and retried next time. Exit status 1 if any item failed. Addresses
+    that are private, loopback, link-local or reserved are refused, redirects included.
     """
-    from ..campaigns import get_campaign
-
+    # No --campaign: the analysis decides which campaigns a pulled story is for, as it does
+    # for any recording.
     ctx = get_context()
-    if campaign:
-        get_campaign(ctx.workspace, campaign)  # a typo should fail before any download
-    report = feeds.pull(ctx, url, timeout=timeout, max_bytes=max_mb * 1024 * 1024)
+    report = feeds.pull(
+        ctx,
+        url,
+        timeout=timeout,
+        max_bytes=max_mb * 1024 * 1024,
+        allow_private=allow_private,
+    )
     processed = []
     if report.downloaded and not no_process:
         from ..pipeline import process_paths
@@ -80,7 +95,7 @@ def pull_cmd(url, campaign, no_process, max_mb, timeout, as_json):
             r.to_json(with_transcript=False) for r in process_paths(ctx, report.downloaded)
         ]
     if as_json:
-        echo_json({**report.to_dict(), "campaign": campaign, "processed": processed})
+        echo_json({**report.to_dict(), "processed": processed})
     else:
         console.print(
             f"{report.title or url}: {len(report.downloaded)} new, "
