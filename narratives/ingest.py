@@ -6,8 +6,10 @@ narrative (both paths remembered) and re-running on the same files finds work al
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +45,14 @@ class Found:
     error: str | None = None
 
 
-def find_recordings(paths: Iterable[Path]) -> Iterator[Found]:
+def find_recordings(paths: Iterable[Path], *, skip: Iterable[Path] = ()) -> Iterator[Found]:
     """Files named directly are always tried; folders are walked for recording extensions.
 
-    Hidden files and folders are skipped, and so is the workspace's own `media/work` output.
+    Hidden files and folders are skipped, and so are the folders in `skip` (the workspace's
+    own `media/work` output). Anything that is not a regular file (a FIFO or a device would
+    block the read forever) or is a symlink loop comes back as a `Found` with an error.
     """
+    skipped = {os.path.realpath(p) for p in skip}
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser()
@@ -56,36 +61,65 @@ def find_recordings(paths: Iterable[Path]) -> Iterator[Found]:
             continue
         if path.is_dir():
             for root, dirs, files in os.walk(path, onerror=None):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "work")
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if not d.startswith(".") and os.path.realpath(Path(root) / d) not in skipped
+                )
                 for name in sorted(files):
                     child = Path(root) / name
                     if name.startswith(".") or child.suffix.lower() not in RECORDING_EXTENSIONS:
                         continue
-                    key = child.resolve()
-                    if key not in seen:
-                        seen.add(key)
-                        yield Found(child)
+                    yield from _found(child, seen)
         else:
-            key = path.resolve()
-            if key not in seen:
-                seen.add(key)
-                yield Found(path)
+            yield from _found(path, seen)
+
+
+def _found(path: Path, seen: set[Path]) -> Iterator[Found]:
+    """`path` once per real file it names, or why it cannot be read."""
+    try:
+        st = path.stat()
+        key = path.resolve()
+    except RuntimeError:  # Python < 3.13: resolve() on a symlink loop
+        yield Found(path, "symlink loop")
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            why = "symlink loop"
+        elif isinstance(exc, FileNotFoundError) and path.is_symlink():
+            why = "broken symlink"
+        else:
+            why = f"cannot read it ({exc.strerror or exc})"
+        yield Found(path, why)
+        return
+    if not stat.S_ISREG(st.st_mode):
+        yield Found(path, "not a regular file")
+    elif key not in seen:
+        seen.add(key)
+        yield Found(path)
 
 
 def hash_file(path: Path) -> tuple[str, int]:
-    """(SHA-256 hex, size in bytes); unreadable or empty files are BadRecording."""
+    """(SHA-256 hex, size in bytes); unreadable, empty or non-regular files are BadRecording."""
     digest = hashlib.sha256()
     size = 0
     try:
-        with open(path, "rb") as f:
+        # Non-blocking, so opening a FIFO returns at once and fstat can refuse it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise BadRecording(f"{path.name}: is a folder, not a recording")
+            if not stat.S_ISREG(mode):
+                raise BadRecording(f"{path.name}: not a regular file")
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-    except IsADirectoryError as exc:
-        raise BadRecording(f"{path.name}: is a folder, not a recording") from exc
     except PermissionError as exc:
         raise BadRecording(f"{path.name}: cannot read the file (permission denied)") from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadRecording(f"{path.name}: symlink loop") from exc
         raise BadRecording(f"{path.name}: cannot read the file ({exc.strerror})") from exc
     if size == 0:
         raise BadRecording(f"{path.name}: the file is empty")

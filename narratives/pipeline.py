@@ -24,7 +24,7 @@ from .context import Context
 from .errors import NarrativesError
 from .files import write_files_atomically
 from .ingest import find_recordings, register, source_path
-from .schema import narratives, utcnow
+from .schema import narratives, stage_runs, utcnow
 from .stages import get_run, stage_run
 from .transcript import Transcript
 
@@ -93,28 +93,34 @@ def transcribe_stage(
     settings: Settings | None = None,
     progress: Progress = _no_progress,
 ) -> tuple[Transcript, bool]:
-    """Transcribe one narrative; returns (transcript, whether work was done)."""
+    """Transcribe one narrative; returns (transcript, whether work was done).
+
+    A `done` run is skipped when engine, model and language are the ones asked for. The model
+    and language are checked before anything is touched, and the new files replace the old
+    ones only once written, so a failed run keeps the previous transcript. When the new
+    transcript differs from the one it replaces, the rows of the later stages are removed:
+    they were made from the old text, and a stage with no row is redone on the next run.
+    """
     from . import captions, transcribe
 
     settings = settings or ctx.settings
     opts = settings.transcribe
     run = get_run(ctx.db, narrative_id, "transcribe")
     out_dir = ctx.workspace.narrative_dir(narrative_id)
-    same_request = bool(
-        run and run.output and run.output.get("requested") == [opts.engine, opts.model]
-    )
+    requested = _request(opts.engine, opts.model, opts.language)
+    previous = run.output.get("requested") if run and isinstance(run.output, dict) else None
     if (
         run
         and run.status == "done"
-        and same_request
+        and previous
+        and _request(*previous) == requested
         and not force
         and (out_dir / "transcript.json").exists()
     ):
         return load_transcript(ctx, narrative_id), False
 
+    opts = transcribe.check_settings(opts)
     path = path or source_path(ctx.db, narrative_id)
-    for stale in ("transcript.json", "transcript.txt", "transcript.srt", "transcript.vtt"):
-        (out_dir / stale).unlink(missing_ok=True)
     with stage_run(ctx.db, narrative_id, "transcribe") as handle:
         handle.engine, handle.model = opts.engine, opts.model
         transcript = transcribe.transcribe_file(
@@ -124,6 +130,7 @@ def transcribe_stage(
             progress=lambda done, total: progress("fraction", done / total if total else 1.0),
         )
         handle.model, handle.version = transcript.model, transcript.engine_version
+        changed = _content(transcript.to_dict()) != _stored_content(out_dir / "transcript.json")
         write_files_atomically(
             out_dir,
             {
@@ -134,7 +141,7 @@ def transcribe_stage(
             },
         )
         handle.output = {
-            "requested": [opts.engine, opts.model],
+            "requested": requested,
             "language": transcript.language,
             "duration": transcript.duration,
             "segments": len(transcript.segments),
@@ -149,8 +156,34 @@ def transcribe_stage(
                     duration=transcript.duration, language=transcript.language, updated_at=utcnow()
                 )
             )
+            if changed:
+                conn.execute(
+                    stage_runs.delete().where(
+                        stage_runs.c.narrative_id == narrative_id,
+                        stage_runs.c.stage.in_(STAGES[1:]),
+                    )
+                )
     progress("fraction", 1.0)
     return transcript, True
+
+
+def _request(engine: str, model: str, language: str = "") -> list[str]:
+    """What a transcription was asked for; rows from before languages counted say detect."""
+    from .transcribe import request_language
+
+    return [engine, model, request_language(language, model)]
+
+
+def _content(data: dict[str, Any]) -> dict[str, Any]:
+    """A transcript's content: everything but how long it took."""
+    return {k: v for k, v in data.items() if k != "seconds"}
+
+
+def _stored_content(path: Path) -> dict[str, Any] | None:
+    try:
+        return _content(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
 
 
 def _later_stage(name: str) -> Callable[..., Any] | None:
@@ -284,7 +317,7 @@ def process_paths(
     wanted = [s for s in STAGES if s in set(stages)]
     seen: dict[str, Path] = {}
     pending: list[tuple[ItemResult, bool]] = []
-    for found in find_recordings(paths):
+    for found in find_recordings(paths, skip=[ctx.workspace.work_dir]):
         result = ItemResult(path=found.path)
         if found.error:
             result.status, result.error = "failed", f"{found.path}: {found.error}"
@@ -306,19 +339,39 @@ def process_paths(
         seen[result.id] = found.path
         if workers <= 1:
             progress("file", found.path)
-            yield _run_stages(
-                ctx,
-                result,
-                wanted,
-                force=force,
-                is_new=is_new,
-                settings=settings,
-                progress=progress,
-            )
+            try:
+                done = _run_stages(
+                    ctx,
+                    result,
+                    wanted,
+                    force=force,
+                    is_new=is_new,
+                    settings=settings,
+                    progress=progress,
+                )
+            except KeyboardInterrupt:
+                _mark_interrupted(ctx, result.id)
+                raise
+            yield done
         else:
             pending.append((result, is_new))
     if pending:
         yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
+
+
+def _mark_interrupted(ctx: Context, narrative_id: str | None) -> None:
+    """Ctrl-C is not a failure of the recording: `stage_run` wrote `failed` with the
+    exception's name, so say `interrupted` instead (redone next time, like any not-done row)."""
+    with ctx.db.begin() as conn:
+        conn.execute(
+            stage_runs.update()
+            .where(
+                stage_runs.c.narrative_id == narrative_id,
+                stage_runs.c.status == "failed",
+                stage_runs.c.error == "KeyboardInterrupt",
+            )
+            .values(status="interrupted", error=None)
+        )
 
 
 def _pool(ctx: Context, settings: Settings | None, size: int, workers: int):

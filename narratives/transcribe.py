@@ -22,7 +22,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, decode
 from .config import TranscribeSettings
-from .errors import ModelNotAvailable
+from .errors import ModelNotAvailable, UsageError
 from .transcript import Segment, Transcript, Word
 from .whisper_models import ModelRef, default_cache_dir, resolve_model
 
@@ -34,6 +34,9 @@ __all__ = [
     "get_engine",
     "clear_engines",
     "transcribe_file",
+    "check_settings",
+    "normalise_language",
+    "request_language",
     "is_hallucination",
     "ENGINES",
 ]
@@ -124,6 +127,41 @@ def _language(language: str | None, model_name: str) -> str | None:
     if language is None and model_name.endswith(".en"):
         return "en"
     return language
+
+
+def normalise_language(code: str | None, *, what: str = "transcribe.language") -> str:
+    """A Whisper language code in lower case, "" for detect; UsageError for unknown codes."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # the codes Whisper knows
+
+    code = (code or "").strip().lower()
+    if code and code not in _LANGUAGE_CODES:
+        raise UsageError(
+            f"{what}: unknown language code {code!r}",
+            hint="use a Whisper language code such as en, de, fr or es, or none to detect",
+        )
+    return code
+
+
+def request_language(language: str | None, model_name: str) -> str:
+    """The language a transcription is asked for, as its stage row records it ("" = detect)."""
+    return _language(normalise_language(language), model_name) or ""
+
+
+def check_settings(
+    settings: TranscribeSettings, *, cache_dir: Path | None = None
+) -> TranscribeSettings:
+    """The settings with the language normalised, once the model is known to be here.
+
+    Call before any work, so a bad model or language fails the command, not every file.
+    """
+    language = normalise_language(settings.language)
+    resolve_model(settings.model, cache_dir=cache_dir)
+    if language not in ("", "en") and settings.model.strip().endswith(".en"):
+        raise ModelNotAvailable(
+            f"{settings.model} is English-only; cannot transcribe language {language!r}",
+            hint="use a multilingual model such as `base`",
+        )
+    return settings.model_copy(update={"language": language})
 
 
 class FasterWhisperEngine:

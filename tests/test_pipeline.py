@@ -119,8 +119,9 @@ def test_batch_reports_each_bad_file_and_finishes_the_rest(tmp_path, speech_clip
 def test_directory_named_directly_fails_cleanly(tmp_path):
     (tmp_path / "x.wav").mkdir()
     result = _run("transcribe", str(tmp_path / "x.wav"), "--json")
-    # Named directly, a folder is walked (and holds nothing): nothing fails, nothing done.
-    assert result.exit_code == 0 and _json_lines(result.output) == []
+    # Named directly, a folder is walked; it holds nothing, which the user is told.
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "no recordings found under" in result.stderr and "x.wav" in result.stderr
 
 
 def test_json_contract_and_caption_files(speech_clip, workspace):
@@ -189,9 +190,98 @@ def test_usage_errors_exit_2(speech_clip):
 
 def test_missing_model_is_a_clear_error(speech_clip):
     result = _run("transcribe", str(speech_clip), "--model", "/no/such/model", "--json")
+    assert result.exit_code == 4 and result.stdout == ""
+    assert "/no/such/model" in result.stderr and "Hint:" in result.stderr
+
+
+def test_a_bad_model_keeps_the_transcript_already_made(speech_clip, workspace):
+    from narratives.errors import ModelNotAvailable
+    from narratives.pipeline import transcribe_stage
+
+    item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
+    folder = workspace.narrative_dir(item["id"])
+    before = {p.name: p.read_bytes() for p in folder.glob("transcript.*")}
+    assert len(before) == 4
+
+    result = _run("transcribe", str(speech_clip), "--model", "nonsense")
+    assert result.exit_code == 4 and "unknown Whisper model 'nonsense'" in result.stderr
+    ctx = Context(workspace)
+    settings = ctx.settings.model_copy(
+        update={"transcribe": ctx.settings.transcribe.model_copy(update={"model": "nonsense"})}
+    )
+    with pytest.raises(ModelNotAvailable):  # callers other than the CLI are checked too
+        transcribe_stage(ctx, item["id"], force=True, settings=settings)
+
+    assert {p.name: p.read_bytes() for p in folder.glob("transcript.*")} == before
+    (run,) = [r for r in list_runs(ctx.db, item["id"]) if r.stage == "transcribe"]
+    assert run.status == "done"
+
+
+def test_unknown_language_codes_are_usage_errors(speech_clip, workspace):
+    result = _run("transcribe", str(speech_clip), "--language", "xx")
+    assert result.exit_code == 2 and "unknown language code 'xx'" in result.stderr
+    # English-only weights asked for German fail the command before any file is touched.
+    result = _run("transcribe", str(speech_clip), "--language", "DE")
+    assert result.exit_code == 4 and "English-only" in result.stderr
+    toml = workspace.settings_path
+    toml.write_text(toml.read_text().replace('language = ""', 'language = "klingon"'))
+    result = _run("process", str(speech_clip), "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "transcribe.language" in result.stderr
+    assert not list(workspace.work_dir.iterdir())
+
+
+def test_a_new_request_redoes_the_transcript_and_a_new_transcript_resets_later_stages(
+    speech_clip, workspace
+):
+    """Uses only the shipped tiny.en weights (base is an optional extra, not in CI)."""
+    from narratives.stages import stage_run
+
+    def runs(stage):
+        return [r for r in list_runs(ctx.db, nid) if r.stage == stage]
+
+    ctx = Context(workspace)
+    nid = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]["id"]
+    with stage_run(ctx.db, nid, "analyse"):  # stands in for an analysis of this transcript
+        pass
+    # The same request with the same result: later stages stay done.
+    assert _json_lines(_run("transcribe", str(speech_clip), "--force", "--json").output)
+    assert [r.status for r in runs("analyse")] == ["done"]
+
+    # " EN " is English, which the English-only model always transcribes: the same request.
+    same = _run("transcribe", str(speech_clip), "--language", " EN ", "--json")
+    assert _json_lines(same.output)[0]["status"] == "skipped"
+    # Another engine is another request: redone, not skipped; then skipped when repeated.
+    other = _run("transcribe", str(speech_clip), "--engine", "openai-whisper", "--json")
+    assert _json_lines(other.output)[0]["status"] == "ok"
+    assert runs("transcribe")[0].output["requested"] == ["openai-whisper", "tiny.en", "en"]
+    again = _run("transcribe", str(speech_clip), "--engine", "openai-whisper", "--json")
+    assert _json_lines(again.output)[0]["status"] == "skipped"
+
+    # A transcript that comes out different (the stored one is changed on disk here, standing
+    # in for one made by another model) leaves the analysis of the old one not done.
+    path = workspace.narrative_dir(nid) / "transcript.json"
+    old = json.loads(path.read_text(encoding="utf-8"))
+    old["segments"][0]["text"] = "Something else was said."
+    path.write_text(json.dumps(old), encoding="utf-8")
+    with stage_run(ctx.db, nid, "analyse"):  # an analysis of that stored transcript
+        pass
+    assert [r.status for r in runs("analyse")] == ["done"]
+    redo = _run("transcribe", str(speech_clip), "--force", "--json")
+    assert _json_lines(redo.output)[0]["status"] == "ok"
+    assert runs("analyse") == []
+    assert _json_lines(_run("status", "--json").output)[0]["stages"]["analyse"] == "pending"
+
+
+def test_names_with_markup_characters_are_shown_as_they_are(tmp_path, speech_clip):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    shutil.copy(speech_clip, rec / "[draft] story.wav")
+    result = _run("transcribe", str(rec), "nope/[/b]")
     assert result.exit_code == 1
-    (item,) = _json_lines(result.output)
-    assert item["status"] == "failed" and "model" in item["error"].lower()
+    assert "[draft] story.wav" in result.stdout and "nope/[/b]" in result.stdout
+    status = _run("status")
+    assert status.exit_code == 0 and "[draft]" in status.stdout
 
 
 def test_help_on_every_command():
@@ -292,3 +382,56 @@ def test_a_stage_killed_midway_shows_as_interrupted_and_is_redone(speech_clip, w
     again = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
     assert again["status"] == "ok" and "quiet room" in again["text"].lower()
     assert _json_lines(_run("status", "--json").output)[0]["stages"]["transcribe"] == "done"
+
+
+# A fault injector: the transcription stage waits, so Ctrl-C lands while it works.
+_SLOW_TRANSCRIPTION = """
+import signal
+import time
+
+import narratives.transcribe as _t
+
+# Background jobs may inherit SIGINT ignored; Ctrl-C must raise KeyboardInterrupt here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _wait(*args, **kwargs):
+    time.sleep(60)
+
+
+_t.transcribe_file = _wait
+"""
+
+
+def test_ctrl_c_exits_130_and_the_stage_shows_as_interrupted(tmp_path, speech_clip, workspace):
+    import os
+    import signal
+    import sys
+    import time
+
+    injector = tmp_path / "injector"
+    injector.mkdir()
+    (injector / "sitecustomize.py").write_text(_SLOW_TRANSCRIPTION)
+    env = {**os.environ, "PYTHONPATH": str(injector), "NARRATIVES_HOME": str(workspace.root)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "narratives", "transcribe", str(speech_clip)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ctx = Context(workspace)
+        deadline = time.monotonic() + 60
+        while not any(r.status == "running" for r in list_runs(ctx.db)):
+            assert child.poll() is None and time.monotonic() < deadline, "never started"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130, stderr
+    assert "Interrupted." in stderr and "Aborted!" not in stderr
+    (run,) = list_runs(ctx.db)
+    assert run.status == "interrupted" and run.error is None
+    assert _json_lines(_run("status", "--json").output)[0]["stages"]["transcribe"] == "interrupted"

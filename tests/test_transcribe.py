@@ -257,3 +257,23 @@ def test_a_local_folder_is_used_as_given(model_cache):
     shipped = whisper_models.resolve_model("tiny.en", cache_dir=model_cache)
     ref = whisper_models.resolve_model(str(shipped.path), cache_dir=model_cache)
     assert ref.source == "local" and ref.path == shipped.path and ref.sha256 == shipped.sha256
+
+
+def test_language_codes_are_normalised_and_checked(model_cache):
+    from narratives.errors import UsageError
+
+    assert transcribe.normalise_language(" DE ") == "de"
+    assert transcribe.normalise_language(None) == "" and transcribe.normalise_language("") == ""
+    with pytest.raises(UsageError, match="--language: unknown language code 'german'"):
+        transcribe.normalise_language("German", what="--language")
+    # What a run is asked for: English-only weights always transcribe English.
+    assert transcribe.request_language("", "tiny.en") == "en"
+    assert transcribe.request_language("", "base") == ""
+    checked = transcribe.check_settings(
+        TranscribeSettings(model="tiny.en", language="EN"), cache_dir=model_cache
+    )
+    assert checked.language == "en"
+    with pytest.raises(ModelNotAvailable, match="English-only"):
+        transcribe.check_settings(
+            TranscribeSettings(model="tiny.en", language="fr"), cache_dir=model_cache
+        )

@@ -41,12 +41,20 @@ _COMMAND_MODULES = [
 ]
 
 
+#: Ctrl-C, as shells report a process ended by SIGINT (128 + 2); not "some inputs failed".
+EXIT_INTERRUPTED = 130
+
+
 class NarrativeGroup(click.Group):
-    """Turns NarrativesError into a message and an exit code."""
+    """Turns NarrativesError into a message and an exit code, and Ctrl-C into 130."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Caught here because Click's own handler would print "Aborted!" and exit 1.
+            click.echo("\nInterrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except NarrativesError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -78,4 +86,4 @@ def main() -> None:
         cli(prog_name="narrative")
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

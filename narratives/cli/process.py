@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,14 +17,33 @@ from rich.progress import (
 from rich.table import Table
 
 from ..errors import EXIT_FAILED_ITEMS, EXIT_OK
-from ..ingest import find_recordings
+from ..ingest import RECORDING_EXTENSIONS, find_recordings
 from ..pipeline import STAGES, ItemResult, process_paths
 from ._common import console, echo_json, err_console, get_context
 
 
 def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript, workers=1):
+    from .. import transcribe as transcribe_mod  # numpy and PyAV: only when needed
+
     ctx = get_context()
-    total = sum(1 for _ in find_recordings(paths))
+    settings = settings or ctx.settings
+    # A bad model or language fails the command before any file is touched.
+    settings = settings.model_copy(
+        update={"transcribe": transcribe_mod.check_settings(settings.transcribe)}
+    )
+    total = sum(1 for _ in find_recordings(paths, skip=[ctx.workspace.work_dir]))
+    if not total:
+        click.secho(
+            "Error: no recordings found under " + ", ".join(str(p) for p in paths),
+            fg="red",
+            err=True,
+        )
+        click.echo(
+            "Hint: recordings end in " + " ".join(sorted(RECORDING_EXTENSIONS)) + "; hidden "
+            "files and folders are skipped",
+            err=True,
+        )
+        click.get_current_context().exit(EXIT_FAILED_ITEMS)
     results: list[ItemResult] = []
     progress = Progress(
         SpinnerColumn(),
@@ -41,7 +61,7 @@ def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript,
 
         def on_event(event, detail):
             if event == "file":
-                state["file"] = Path(detail).name
+                state["file"] = escape(Path(detail).name)
                 progress.update(current, description=state["file"], completed=0, visible=True)
             elif event == "stage":
                 progress.update(current, description=f"{state['file']}: {detail}", completed=0)
@@ -80,7 +100,13 @@ def _summary(results: list[ItemResult]) -> None:
     colour = {"ok": "green", "skipped": "cyan", "failed": "red"}
     for r in results:
         detail = r.error if r.status == "failed" else _stages_text(r.stages)
-        table.add_row(r.path.name, (r.id or "-")[:12], f"[{colour[r.status]}]{r.status}[/]", detail)
+        # File names and errors are the user's text, not markup: `[draft] story.wav`.
+        table.add_row(
+            escape(r.path.name),
+            (r.id or "-")[:12],
+            f"[{colour[r.status]}]{r.status}[/]",
+            escape(detail or ""),
+        )
     console.print(table)
     counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "failed")}
     console.print(
@@ -132,7 +158,7 @@ def process(paths: tuple[Path, ...], force: bool, until: str, workers: int, as_j
     """Run every stage on the recordings in PATHS (files or folders, recursive).
 
     Exit code 0 when all succeeded, 1 when any recording failed (the rest are still
-    processed), 2 for usage errors.
+    processed) or none was found, 2 for usage errors, 4 when the model is not available.
     """
     stages = STAGES[: STAGES.index(until) + 1]
     results = _run_batch(
@@ -158,9 +184,14 @@ def transcribe(paths, engine, model, language, force, as_json) -> None:
     """Transcribe the recordings in PATHS into timed transcripts and captions.
 
     Writes transcript.json, .txt, .srt and .vtt per narrative under media/work/<id>/.
-    Exit code 0 when all succeeded, 1 when any failed, 2 for usage errors.
+    Exit code 0 when all succeeded, 1 when any failed or none was found, 2 for usage errors
+    (such as an unknown language code), 4 when the model is not available.
     """
+    from ..transcribe import normalise_language
+
     ctx = get_context()
+    if language:
+        language = normalise_language(language, what="--language")
     update = {k: v for k, v in (("engine", engine), ("model", model), ("language", language)) if v}
     settings = ctx.settings.model_copy(
         update={"transcribe": ctx.settings.transcribe.model_copy(update=update)}

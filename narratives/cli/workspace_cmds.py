@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import sqlalchemy as sa
+from rich.markup import escape
 from rich.table import Table
 
 from ..schema import narrative_paths, narratives
@@ -44,7 +45,7 @@ def _status_rows(ctx) -> list[dict]:
             elif any(r.status == "failed" for r in rs):
                 stages[stage] = "failed"
                 errors += [f"{stage}: {r.error}" for r in rs if r.error]
-            elif any(is_interrupted(r) for r in rs):
+            elif any(r.status == "interrupted" or is_interrupted(r) for r in rs):
                 stages[stage] = "interrupted"
             elif any(r.status == "running" for r in rs):
                 stages[stage] = "running"
@@ -100,14 +101,14 @@ def status(as_json: bool) -> None:
         length = f"{row['duration']:.1f}s" if row["duration"] else "-"
         table.add_row(
             row["id"][:12],
-            row["label"],
+            escape(row["label"] or ""),
             length,
             *(f"[{style[row['stages'][s]]}]{row['stages'][s]}[/]" for s in STAGE_ORDER),
         )
     console.print(table)
     for row in rows:
         for err in row["errors"]:
-            console.print(f"[red]{row['id'][:12]} {err}[/]", highlight=False)
+            console.print(f"[red]{row['id'][:12]} {escape(err)}[/]", highlight=False)
 
 
 @click.command()
@@ -154,47 +155,49 @@ def show(narrative_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    console.print(f"[bold]{data['label']}[/]  {nid}")
+    # Labels, paths, errors and transcript text are the user's, never markup.
+    console.print(f"[bold]{escape(data['label'] or '')}[/]  {nid}")
     console.print(f"length {n.duration or 0:.1f}s, language {n.language or '-'}")
     for p in paths:
-        console.print(f"  recording: {p}", highlight=False)
+        console.print(f"  recording: {escape(p)}", highlight=False)
     for s in data["stages"]:
         extra = (
             f" ({s['engine']} {s['model'] or ''}, {s['seconds'] or 0:.1f}s)" if s["engine"] else ""
         )
-        key = f"[{s['key']}]" if s["key"] else ""
+        key = escape(f"[{s['key']}]") if s["key"] else ""
         console.print(f"  {s['stage']}{key}: {s['status']}{extra}", highlight=False)
         if s["error"]:
-            console.print(f"    [red]{s['error']}[/]", highlight=False)
+            console.print(f"    [red]{escape(s['error'])}[/]", highlight=False)
     analysis = data.get("analysis")
     if analysis and analysis.get("empty"):
-        console.print(f"\n{analysis.get('reason') or 'nothing to analyse'}", highlight=False)
+        reason = analysis.get("reason") or "nothing to analyse"
+        console.print(f"\n{escape(reason)}", highlight=False)
     elif analysis:
         _print_analysis(analysis)
     if "transcript" in data:
         text = " ".join(s["text"].strip() for s in data["transcript"]["segments"])
-        console.print(f"\n[bold]Transcript:[/] {text or '(no speech)'}", highlight=False)
+        console.print(f"\n[bold]Transcript:[/] {escape(text or '(no speech)')}", highlight=False)
 
 
 def _print_analysis(analysis: dict) -> None:
     say = lambda text: console.print(text, highlight=False)  # noqa: E731
-    say(f"\n[bold]Title:[/] {analysis.get('title') or ''}")
-    say(f"[bold]Summary:[/] {analysis.get('summary_text') or ''}")
+    say(f"\n[bold]Title:[/] {escape(analysis.get('title') or '')}")
+    say(f"[bold]Summary:[/] {escape(analysis.get('summary_text') or '')}")
     quote = analysis.get("quote") or {}
     if quote.get("text"):
-        say(f"[bold]Quote:[/] “{quote['text']}” ({quote['start']:.1f}–{quote['end']:.1f}s)")
+        say(f"[bold]Quote:[/] “{escape(quote['text'])}” ({quote['start']:.1f}–{quote['end']:.1f}s)")
     for slug, fit in sorted((analysis.get("campaigns") or {}).items()):
-        tags = ", ".join(f"{t['name']} {t['score']:.2f}" for t in fit.get("tags", [])[:3])
+        tags = escape(", ".join(f"{t['name']} {t['score']:.2f}" for t in fit.get("tags", [])[:3]))
         verdict = "on-topic" if fit.get("on_topic") else "off-topic"
-        say(f"[bold]{slug}:[/] {verdict}; {tags}")
+        say(f"[bold]{escape(slug)}:[/] {verdict}; {tags}")
     notes = [n["name"] for n in analysis.get("content_notes") or [] if n.get("flagged")]
     if notes:
-        say(f"[bold]Content notes:[/] {', '.join(notes)}")
+        say(f"[bold]Content notes:[/] {escape(', '.join(notes))}")
     entities = analysis.get("entities") or []
     if entities:
         say(
             "[bold]Names and places:[/] "
-            + ", ".join(f"{e['text']} ({e['kind']})" for e in entities)
+            + escape(", ".join(f"{e['text']} ({e['kind']})" for e in entities))
         )
 
 
