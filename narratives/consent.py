@@ -20,6 +20,13 @@ Design choices that are not obvious:
 - **Expiry does the same, lazily.** `expire_due` finds narratives whose consent no longer
   allows publishing (expired, or withdrawn with a takedown left unfinished) that still have
   live deliveries, and takes those down. No extra state: "live deliveries remain" is the state.
+- **Narrowing consent takes down what it no longer covers.** A new consent that drops a channel
+  cancels or takes down that channel's deliveries; one that asks for anonymity where the
+  narrator was named takes down all of them (their videos carry the voice and the names, which
+  no text check can see). `expire_due` catches what such a takedown left unfinished.
+- **A feed item is gone before its delivery is `withdrawn`.** An RSS delivery stays
+  `withdrawing` until its campaign's feeds are rebuilt without it; if the rebuild fails for any
+  reason it stays so, and the next `withdraw` or `expire_due` tries again.
 - **A sidecar cannot resurrect consent.** Once withdrawn, a consent can only be replaced by
   one given after the withdrawal, so re-processing a folder whose `story.consent.toml` still
   says yes changes nothing. Importing on ingest never overwrites a recorded consent.
@@ -31,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -68,6 +75,7 @@ __all__ = [
     "withdraw",
     "take_down",
     "take_down_delivery",
+    "take_down_uncovered",
     "expire_due",
 ]
 
@@ -320,7 +328,10 @@ def set_consent(
         f"consent for {narrative_id[:12]}",
     )
     with ctx.db.begin() as conn:
-        return _save(conn, narrative_id, given, actor=actor, action="consent.set")
+        before = load_consent(conn, narrative_id)
+        after = _save(conn, narrative_id, given, actor=actor, action="consent.set")
+    take_down_uncovered(ctx, narrative_id, before, after, actor=actor)
+    return after
 
 
 # ----------------------------------------------------------------------------- sidecar files
@@ -379,9 +390,11 @@ def import_sidecar(
                 narrative_id[:12],
             )
             return current
-        return _save(
+        after = _save(
             conn, narrative_id, given, actor=actor, action="consent.import", detail=str(path)
         )
+    take_down_uncovered(ctx, narrative_id, current, after, actor=actor)
+    return after
 
 
 def _same(c: Consent, given: ConsentInput) -> bool:
@@ -493,7 +506,7 @@ class WithdrawalReport:
     narrative_id: str
     reason: str
     at: datetime
-    #: withdraw | expire
+    #: withdraw | expire | narrow (a new consent covers less)
     action: str
     deliveries: list[TakenDown] = field(default_factory=list)
     #: Campaign slugs whose feeds were rebuilt without the narrative's items.
@@ -760,10 +773,13 @@ def take_down_delivery(
     reason: str,
     channels: dict[str, Any] | None = None,
     owner: str | None = None,
+    finish_rss: bool = True,
 ) -> TakenDown:
     """Stop or take down one delivery: cancel it if it never went out; otherwise mark it
     `withdrawing`, delete every post it may have on Bluesky (stored URIs, and a lookup of
-    every other record key), then mark it `withdrawn`. The feed is not rebuilt here.
+    every other record key), then mark it `withdrawn`. The feed is not rebuilt here: with
+    `finish_rss=False` an RSS delivery is left `withdrawing` for the caller to finish once
+    the feed no longer lists it (`take_down`).
 
     A publisher that finds, after posting, that its delivery was withdrawn meanwhile calls this
     with its claim as `owner` (its conditional update matched no row).
@@ -772,7 +788,7 @@ def take_down_delivery(
         first = _load_row(conn, delivery_id)
     row = _start_withdrawing(ctx, delivery_id, actor=actor, reason=reason)
     info = TakenDown(row.id, row.draft_id, row.campaign, row.channel, first.state, row.state)
-    if row.state != "withdrawing":
+    if row.state != "withdrawing" or (info.channel == "rss" and not finish_rss):
         return info
     posts = list(row.posts or [])
 
@@ -798,9 +814,20 @@ def take_down_delivery(
 
 
 def take_down(
-    ctx: Context, narrative_id: str, *, actor: str, reason: str, action: str = "withdraw"
+    ctx: Context,
+    narrative_id: str,
+    *,
+    actor: str,
+    reason: str,
+    action: str = "withdraw",
+    only: Collection[int] | None = None,
 ) -> WithdrawalReport:
-    """Cancel, delete and unlist every delivery of the narrative's drafts; rebuild feeds."""
+    """Cancel, delete and unlist every delivery of the narrative's drafts (or only those in
+    `only`); rebuild feeds.
+
+    Always ends with its audit record, whatever failed: a failure is reported in `errors`, and
+    what it left undone stays live (`withdrawing`) for a later run to finish.
+    """
     report = WithdrawalReport(narrative_id, reason, utcnow(), action)
     with ctx.db.connect() as conn:
         rows = conn.execute(
@@ -809,30 +836,31 @@ def take_down(
             .where(drafts.c.narrative_id == narrative_id, _live_clause())
             .order_by(deliveries.c.id)
         ).all()
+    if only is not None:
+        rows = [r for r in rows if r.id in only]
     channels: dict[str, Any] = {}
-    feeds: set[str] = set()
+    unlist: dict[str, list[TakenDown]] = {}
     try:
         for r in rows:
             try:
-                taken = take_down_delivery(ctx, r.id, actor=actor, reason=reason, channels=channels)
-            except NarrativesError as exc:
+                taken = take_down_delivery(
+                    ctx, r.id, actor=actor, reason=reason, channels=channels, finish_rss=False
+                )
+            except Exception as exc:  # reported; the delivery stays live for a later run
+                if not isinstance(exc, NarrativesError):
+                    log.exception("taking down delivery %s failed", r.id)
                 report.errors.append(f"delivery {r.id}: {exc}")
                 continue
             report.deliveries.append(taken)
             if taken.error:
                 report.errors.append(f"delivery {r.id} ({taken.channel}): {taken.error}")
-            if taken.channel == "rss" and taken.after == "withdrawn":
-                feeds.add(taken.campaign)
+            elif taken.channel == "rss" and taken.after == "withdrawing":
+                unlist.setdefault(taken.campaign, []).append(taken)
     finally:
         for ch in channels.values():
             ch.close()
-    for slug in sorted(feeds):
-        from .feeds import write_campaign_feeds
-
-        try:
-            write_campaign_feeds(ctx, slug)
-        except NarrativesError as exc:
-            report.errors.append(f"feeds of {slug}: {exc}")
+    for slug, items in sorted(unlist.items()):
+        if not _unlist(ctx, slug, items, actor=actor, reason=reason, report=report):
             continue
         report.feeds_rebuilt.append(slug)
     if rows or report.errors:
@@ -855,23 +883,107 @@ def take_down(
     return report
 
 
+def _unlist(
+    ctx: Context,
+    slug: str,
+    items: list[TakenDown],
+    *,
+    actor: str,
+    reason: str,
+    report: WithdrawalReport,
+) -> bool:
+    """Rebuild the campaign's feeds without `items` (already `withdrawing`, which no feed
+    lists), then mark them `withdrawn`. On any failure they stay `withdrawing`: the old feed
+    file may still list them, so the takedown is not done until a rebuild succeeds."""
+    from .feeds import write_campaign_feeds
+
+    try:
+        write_campaign_feeds(ctx, slug)
+        for info in items:
+            _finish_withdrawing(ctx, info, [], owner=None, actor=actor, reason=reason)
+    except Exception as exc:  # any failure leaves the items to a later run
+        if not isinstance(exc, NarrativesError):
+            log.exception("rebuilding the feeds of %s after a takedown failed", slug)
+        for info in items:
+            if info.after == "withdrawing":
+                info.error = f"feeds of {slug} not rebuilt: {exc}"
+        report.errors.append(f"feeds of {slug}: {exc}")
+        return False
+    return True
+
+
+def _uncovered(
+    conn: Connection, narrative_id: str, consent: Consent, *, newly_anonymous: bool
+) -> list[int]:
+    """The narrative's live deliveries that `consent` does not cover: on a channel it does not
+    name (or all of them, when it no longer allows publishing, or when the narrator must now
+    stay anonymous), and any takedown left unfinished (`withdrawing`)."""
+    rows = conn.execute(
+        sa.select(deliveries.c.id, deliveries.c.channel, deliveries.c.state)
+        .join(drafts, drafts.c.id == deliveries.c.draft_id)
+        .where(drafts.c.narrative_id == narrative_id, _live_clause())
+        .order_by(deliveries.c.id)
+    ).all()
+    return [
+        r.id
+        for r in rows
+        if newly_anonymous
+        or r.state == "withdrawing"
+        or consent_problem(consent, r.channel) is not None
+    ]
+
+
+def take_down_uncovered(
+    ctx: Context, narrative_id: str, before: Consent | None, after: Consent, *, actor: str
+) -> WithdrawalReport | None:
+    """After a consent is replaced: cancel or take down what the new one no longer covers.
+
+    Dropping a channel affects that channel's deliveries. Asking for anonymity where the
+    narrator was named affects all of them: their videos carry the undisguised voice and
+    names that no text check can see. None when nothing was affected; a takedown left
+    unfinished (server down) is logged and finished by `expire_due`.
+    """
+    newly_anonymous = before is not None and not before.anonymous and after.anonymous
+    with ctx.db.connect() as conn:
+        ids = _uncovered(conn, narrative_id, after, newly_anonymous=newly_anonymous)
+    if not ids:
+        return None
+    if newly_anonymous:
+        reason = "new consent: the narrator must now stay anonymous"
+    else:
+        allowed = ", ".join(after.channels) or "none"
+        reason = f"new consent covers less (only: {allowed})"
+    report = take_down(ctx, narrative_id, actor=actor, reason=reason, action="narrow", only=ids)
+    if report.errors:
+        log.warning(
+            "narrative %s: takedown after the consent change is unfinished (retried by the "
+            "scheduler): %s",
+            narrative_id[:12],
+            "; ".join(report.errors),
+        )
+    return report
+
+
 def expire_due(
     ctx: Context, now: datetime | None = None, *, actor: str = "scheduler"
 ) -> list[WithdrawalReport]:
     """Take down narratives whose consent no longer allows publishing but that still have
     live deliveries: expired consents, and withdrawals whose takedown was left unfinished.
+    Under a consent still in force, take down the deliveries on channels it does not name
+    (a narrowed consent whose takedown did not finish) and any other unfinished takedown.
 
-    Cheap when there is nothing to do (one query); the scheduler runs it periodically.
+    Cheap when there is nothing to do (two queries); the scheduler runs it periodically.
     """
     now = now or utcnow()
+    in_force = sa.and_(
+        consents.c.withdrawn_at.is_(None),
+        sa.or_(consents.c.expires_at.is_(None), consents.c.expires_at > now),
+    )
     with ctx.db.connect() as conn:
         rows = conn.execute(
             sa.select(consents.c.narrative_id, consents.c.withdrawn_at, consents.c.expires_at)
             .where(
-                sa.or_(
-                    consents.c.withdrawn_at.is_not(None),
-                    sa.and_(consents.c.expires_at.is_not(None), consents.c.expires_at <= now),
-                ),
+                sa.not_(in_force),
                 sa.exists(
                     sa.select(deliveries.c.id)
                     .join(drafts, drafts.c.id == deliveries.c.draft_id)
@@ -883,6 +995,24 @@ def expire_due(
             )
             .order_by(consents.c.narrative_id)
         ).all()
+        # JSON membership is not portable SQL, so the channels are compared here.
+        live = conn.execute(
+            sa.select(
+                consents.c.narrative_id,
+                consents.c.channels,
+                deliveries.c.id,
+                deliveries.c.channel,
+                deliveries.c.state,
+            )
+            .join(drafts, drafts.c.narrative_id == consents.c.narrative_id)
+            .join(deliveries, deliveries.c.draft_id == drafts.c.id)
+            .where(in_force, _live_clause())
+            .order_by(consents.c.narrative_id, deliveries.c.id)
+        ).all()
+    narrowed: dict[str, list[int]] = {}
+    for d in live:
+        if d.state == "withdrawing" or d.channel not in (d.channels or ()):
+            narrowed.setdefault(d.narrative_id, []).append(d.id)
     reports = []
     for r in rows:
         if r.withdrawn_at is not None:
@@ -890,4 +1020,9 @@ def expire_due(
         else:
             action, reason = "expire", f"consent expired on {r.expires_at:%Y-%m-%d %H:%M} UTC"
         reports.append(take_down(ctx, r.narrative_id, actor=actor, reason=reason, action=action))
+    for narrative_id, ids in narrowed.items():
+        reason = "finishing the takedown of what the consent no longer covers"
+        reports.append(
+            take_down(ctx, narrative_id, actor=actor, reason=reason, action="narrow", only=ids)
+        )
     return reports

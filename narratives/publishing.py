@@ -15,6 +15,8 @@ manual post takes the same path as a scheduled one. Its steps:
 4. **Record** the outcome: every attempt is a `delivery_attempts` row; transient errors back off
    (exponential, jittered, never sooner than the server's `retry_after`) up to
    `settings.scheduler.max_attempts`; permanent errors stop with the reason in `last_error`.
+   A published delivery keeps the content that went out (`deliveries.content`), set in the
+   same UPDATE, so feeds never show an edit made after publishing.
 5. After the commit, the publisher's `after_commit` runs (RSS rebuilds the campaign's feeds).
 
 **A lost claim.** When a conditional write matches nothing, the claim was lost: the row is
@@ -58,7 +60,7 @@ from .errors import (
     TransientChannelError,
 )
 from .scheduling import Delivery, get_delivery
-from .schema import deliveries, delivery_attempts, drafts, utcnow
+from .schema import OPEN_DELIVERY_STATES, deliveries, delivery_attempts, drafts, utcnow
 
 __all__ = [
     "Backoff",
@@ -405,6 +407,9 @@ def publish_delivery(
     with ctx.db.begin() as conn:
         values: dict[str, Any] = {
             "state": "published",
+            # What went out, kept apart from the draft: an edit after publishing sends the
+            # draft back to review and must not reach a feed built from this delivery.
+            "content": item.content,
             "published_at": done,
             "retry_at": None,
             "last_error": None,
@@ -595,14 +600,14 @@ def publish_draft_now(
 
     now = utcnow()
     with ctx.db.connect() as conn:
-        open_ = scheduling.list_deliveries(
-            conn, draft_id=draft_id, states=("scheduled", "failed", "publishing", "published")
-        )
+        open_ = scheduling.list_deliveries(conn, draft_id=draft_id, states=OPEN_DELIVERY_STATES)
     if open_ and open_[0].state in ("published", "publishing"):
         raise InvalidState(f"draft {draft_id} is already {open_[0].state} (delivery {open_[0].id})")
     if open_:
         d = scheduling.move(ctx, open_[0].id, at=now, actor=actor, now=now)
     else:
+        # Raises InvalidState if another process schedules the draft first (the database
+        # allows one open delivery per draft), so the draft is never posted twice.
         d = scheduling.schedule(ctx, draft_id, at=now, actor=actor, now=now)
     publishers = publishers if publishers is not None else default_publishers(ctx)
     return publish_delivery(ctx, d.id, publishers, actor=actor, check_missed=False)

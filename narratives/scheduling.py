@@ -31,10 +31,11 @@ from . import audit
 from .campaigns import Campaign, get_campaign
 from .context import Context
 from .errors import InvalidState, NotFound, UsageError
-from .schema import deliveries, delivery_attempts, drafts, utcnow
+from .schema import OPEN_DELIVERY_STATES, deliveries, delivery_attempts, drafts, utcnow
 
 __all__ = [
     "Delivery",
+    "FillResult",
     "SLOT_STATES",
     "WAITING_STATES",
     "resolve_local",
@@ -54,8 +55,6 @@ __all__ = [
 SLOT_STATES = ("scheduled", "publishing", "published", "failed")
 #: States from which a delivery may still be cancelled or moved.
 WAITING_STATES = ("scheduled", "failed")
-#: States meaning "this draft already has a delivery"; a draft is scheduled at most once.
-_OPEN_STATES = ("scheduled", "publishing", "published", "failed")
 
 #: How far ahead a free slot is searched for before giving up.
 _SLOT_HORIZON_DAYS = 366 * 2
@@ -290,16 +289,35 @@ def _require_schedulable(conn: Connection, draft: Any, campaign: Campaign) -> No
     from . import consent  # issue 7: no consent for the channel, no scheduling
 
     consent.check_publishable(conn, draft.id, draft.channel)
+    _require_unscheduled(conn, draft.id)
+
+
+def _require_unscheduled(conn: Connection, draft_id: int) -> None:
+    """A draft is scheduled at most once (a second delivery would post it twice)."""
     existing = conn.execute(
         sa.select(deliveries.c.id, deliveries.c.state).where(
-            deliveries.c.draft_id == draft.id, deliveries.c.state.in_(_OPEN_STATES)
+            deliveries.c.draft_id == draft_id, deliveries.c.state.in_(OPEN_DELIVERY_STATES)
         )
     ).first()
     if existing is not None:
         raise InvalidState(
-            f"draft {draft.id} already has delivery {existing.id} ({existing.state})",
+            f"draft {draft_id} already has delivery {existing.id} ({existing.state})",
             hint=f"use `narrative schedule move {existing.id} ...` to change its time",
         )
+
+
+def _lost_race(ctx: Context, draft_id: int, exc: sa.exc.IntegrityError) -> InvalidState:
+    """The InvalidState for an INSERT that the one-open-delivery index refused.
+
+    Another process scheduled the same draft between our check and our INSERT; the index
+    (migration 0004) stops the second delivery. Any other integrity error is re-raised.
+    """
+    with ctx.db.connect() as conn:
+        try:
+            _require_unscheduled(conn, draft_id)
+        except InvalidState as lost:
+            return lost
+    raise exc
 
 
 def _when(
@@ -402,30 +420,45 @@ def schedule(
     """Schedule an approved draft at `at` (wall-clock in `tz`, default the campaign's zone)
     or, with `next_slot`, in its campaign's next free slot for the draft's channel."""
     now = now or utcnow()
-    with ctx.db.begin() as conn:
-        draft = _load_draft(conn, draft_id)
-        campaign = get_campaign(ctx.workspace, draft.campaign)
-        _require_schedulable(conn, draft, campaign)
-        when = _when(campaign, conn, draft.channel, at=at, tz=tz, next_slot=next_slot, now=now)
-        return _insert(conn, draft, when, actor=actor, now=now)
+    try:
+        with ctx.db.begin() as conn:
+            draft = _load_draft(conn, draft_id)
+            campaign = get_campaign(ctx.workspace, draft.campaign)
+            _require_schedulable(conn, draft, campaign)
+            when = _when(campaign, conn, draft.channel, at=at, tz=tz, next_slot=next_slot, now=now)
+            return _insert(conn, draft, when, actor=actor, now=now)
+    except sa.exc.IntegrityError as exc:
+        raise _lost_race(ctx, draft_id, exc) from None
+
+
+@dataclass(frozen=True)
+class FillResult:
+    """What `fill` queued, and the drafts it left out with the reason for each."""
+
+    deliveries: list[Delivery]
+    #: (draft id, why): consent does not cover it, or another process scheduled it meanwhile.
+    skipped: list[tuple[int, str]]
 
 
 def fill(
     ctx: Context, campaign_slug: str, *, actor: str, now: datetime | None = None
-) -> list[Delivery]:
+) -> FillResult:
     """Queue every approved, unscheduled draft of the campaign into free slots (oldest first).
 
-    Drafts of one narrative for different channels land in the same slot when both are free.
+    Each draft passes the same checks as `schedule` (consent above all) and is queued in a
+    transaction of its own, so a draft that fails them, or that another process schedules
+    first (a refused INSERT aborts a PostgreSQL transaction), is skipped and reported instead
+    of stopping the others. Drafts of one narrative for different channels land in the same
+    slot when both are free.
     """
     now = now or utcnow()
     campaign = get_campaign(ctx.workspace, campaign_slug)
     if not campaign.slots.weekly:
         raise InvalidState(f"campaign {campaign.slug} has no weekly posting slots")
-    scheduled = sa.select(deliveries.c.draft_id).where(deliveries.c.state.in_(_OPEN_STATES))
-    out: list[Delivery] = []
-    with ctx.db.begin() as conn:
-        rows = conn.execute(
-            sa.select(drafts)
+    scheduled = sa.select(deliveries.c.draft_id).where(deliveries.c.state.in_(OPEN_DELIVERY_STATES))
+    with ctx.db.connect() as conn:
+        ids = conn.scalars(
+            sa.select(drafts.c.id)
             .where(
                 drafts.c.campaign == campaign.slug,
                 drafts.c.state == "approved",
@@ -434,12 +467,18 @@ def fill(
             )
             .order_by(drafts.c.updated_at, drafts.c.id)
         ).all()
-        taken: dict[str, set[datetime]] = {}
-        for draft in rows:
-            mine = taken.setdefault(draft.channel, set())
-            when = next_free_slot(conn, campaign, draft.channel, after=now, taken=mine)
-            mine.add(when)
-            out.append(_insert(conn, draft, when, actor=actor, now=now))
+    out = FillResult([], [])
+    for draft_id in ids:
+        try:
+            with ctx.db.begin() as conn:
+                draft = _load_draft(conn, draft_id)
+                _require_schedulable(conn, draft, campaign)
+                when = next_free_slot(conn, campaign, draft.channel, after=now)
+                out.deliveries.append(_insert(conn, draft, when, actor=actor, now=now))
+        except sa.exc.IntegrityError as exc:
+            out.skipped.append((draft_id, str(_lost_race(ctx, draft_id, exc))))
+        except (InvalidState, NotFound) as exc:
+            out.skipped.append((draft_id, str(exc)))
     return out
 
 

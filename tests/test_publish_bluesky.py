@@ -16,11 +16,12 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from narratives import scheduling
 from narratives.publishing import Backoff
 from narratives.scheduler import SchedulerService
-from narratives.schema import utcnow
+from narratives.schema import deliveries, utcnow
 from tests.delivery_fixtures import add_draft, bluesky_content
 
 pytestmark = pytest.mark.pds
@@ -123,6 +124,12 @@ def test_text_thread_and_video_through_the_scheduler(ctx, sky, workspace):
         assert rec["value"]["reply"]["root"]["uri"] == records[0]["uri"]
     stored = delivery(ctx, thread.id).posts
     assert [p["uri"] for p in stored] == [r["uri"] for r in records]
+    # The delivery keeps what went out (feeds and takedowns read it, not the draft).
+    with ctx.db.connect() as conn:
+        sent = conn.execute(
+            sa.select(deliveries.c.content).where(deliveries.c.id == thread.id)
+        ).scalar_one()
+    assert [p["text"] for p in sent["posts"]] == ["Part one of a dream.", "Part two.", "The end."]
 
     embed = sky.pds.get_post(sky.did, video.rkey)["value"]["embed"]
     assert embed["$type"] == "app.bsky.embed.video"

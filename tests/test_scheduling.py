@@ -197,14 +197,16 @@ def test_fill_queues_approved_unscheduled_drafts_into_free_slots(ctx):
     other_campaign = add_draft(ctx, "emotional-equity")
     taken = scheduling.schedule(ctx, approved[0], next_slot=True, actor="fayez", now=NOW)
 
-    filled = scheduling.fill(ctx, "neural-mandate", actor="fayez", now=NOW)
+    result = scheduling.fill(ctx, "neural-mandate", actor="fayez", now=NOW)
+    filled = result.deliveries
+    assert result.skipped == []
     assert sorted(d.draft_id for d in filled) == approved[1:]
     assert [d.scheduled_at for d in filled] == [utc(2026, 11, 24, 19, 0), utc(2026, 11, 26, 19, 0)]
     assert taken.scheduled_at == utc(2026, 11, 21, 11, 0)
     with ctx.db.connect() as conn:
         ids = {d.draft_id for d in scheduling.list_deliveries(conn)}
     assert pending not in ids and other_campaign not in ids
-    assert scheduling.fill(ctx, "neural-mandate", actor="fayez", now=NOW) == []
+    assert scheduling.fill(ctx, "neural-mandate", actor="fayez", now=NOW).deliveries == []
 
 
 def test_cancel_frees_the_slot_and_is_audited(ctx):

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from .. import scheduling
-from ._common import actor_option, console, echo_json, get_context, require_actor
+from ._common import actor_option, console, echo_json, err_console, get_context, require_actor
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 _at_option = click.option(
@@ -97,8 +97,15 @@ def add_cmd(draft_id, at, tz, next_slot, actor, as_json):
 @actor_option
 @_json_option
 def fill_cmd(campaign, actor, as_json):
-    """Queue every approved, unscheduled draft of a campaign into its free slots."""
-    _show(scheduling.fill(get_context(), campaign, actor=require_actor(actor)), as_json)
+    """Queue every approved, unscheduled draft of a campaign into its free slots.
+
+    Drafts that cannot be scheduled (no consent for the channel, scheduled meanwhile by
+    someone else) are skipped; each is named on stderr with the reason.
+    """
+    result = scheduling.fill(get_context(), campaign, actor=require_actor(actor))
+    _show(result.deliveries, as_json)
+    for draft_id, why in result.skipped:
+        err_console.print(f"[yellow]draft {draft_id} skipped:[/yellow] {why}", highlight=False)
 
 
 @schedule_group.command("list")
