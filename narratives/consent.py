@@ -50,7 +50,14 @@ from sqlalchemy.engine import Connection
 
 from . import audit
 from .context import Context
-from .errors import ConfigError, ConsentError, NarrativesError, NotFound, UsageError
+from .errors import (
+    ConfigError,
+    ConsentError,
+    NarrativesError,
+    NotFound,
+    PermissionDenied,
+    UsageError,
+)
 from .schema import consents, deliveries, drafts, narratives, utcnow
 
 __all__ = [
@@ -329,9 +336,53 @@ def set_consent(
     )
     with ctx.db.begin() as conn:
         before = load_consent(conn, narrative_id)
+        widened = _widens(before, given)
+        if widened:
+            _require_admin(conn, actor, narrative_id, widened)
         after = _save(conn, narrative_id, given, actor=actor, action="consent.set")
     take_down_uncovered(ctx, narrative_id, before, after, actor=actor)
     return after
+
+
+def _widens(before: Consent | None, given: ConsentInput) -> str | None:
+    """How a new consent allows more than the recorded one (None when it does not).
+
+    Roles: any editor records a narrator's first consent, narrows it or withdraws it; only an
+    admin may make a recorded consent allow more (a channel, the name, a later end, consent
+    again after a withdrawal), because that is what lets a story reach further."""
+    if before is None:
+        return None
+    if before.withdrawn_at is not None:
+        return "it was withdrawn"
+    added = sorted(set(given.channels) - set(before.channels))
+    if added:
+        return f"it adds {', '.join(added)}"
+    if before.anonymous and not given.anonymous:
+        return "it names the narrator"
+    new_end = given.expires_at
+    old_end = before.expires_at
+    if old_end is not None and (new_end is None or _aware(new_end) > _aware(old_end)):
+        return "it ends later"
+    return None
+
+
+def _aware(value: datetime | date) -> datetime:
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.min)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _require_admin(conn: Connection, actor: str, narrative_id: str, why: str) -> None:
+    from .schema import users
+
+    role = conn.execute(sa.select(users.c.role).where(users.c.name == actor)).scalar()
+    if role != "admin":
+        raise PermissionDenied(
+            f"only an admin can change consent for {narrative_id[:12]} so that it allows "
+            f"more ({why}); {actor} is {'an ' + role if role else 'not a user'}",
+            hint="ask an admin (`narrative users add NAME --role admin`), or record consent "
+            "that allows no more than before",
+        )
 
 
 # ----------------------------------------------------------------------------- sidecar files

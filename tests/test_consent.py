@@ -25,10 +25,12 @@ from narratives.errors import (
     InvalidState,
     NotFound,
     PermanentChannelError,
+    PermissionDenied,
     UsageError,
 )
 from narratives.feeds import item_guid, write_campaign_feeds
 from narratives.schema import deliveries, drafts, narratives, utcnow
+from tests.review_fixtures import add_user
 
 _n = itertools.count(1)
 
@@ -88,6 +90,13 @@ def feed_item(title: str) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def kai_is_an_admin(ctx):
+    """The actor of these tests; an admin, since some of them widen a consent (the rule
+    itself is tested in test_only_an_admin_widens_a_consent)."""
+    add_user(ctx, "kai", role="admin")
+
+
 def give(ctx, nid, channels=("bluesky", "rss"), **kw):
     kw.setdefault("given_by", "Ana Example")
     kw.setdefault("method", "form")
@@ -102,6 +111,39 @@ def delivery_state(ctx, delivery_id: int) -> str:
 
 
 # ----------------------------------------------------------------------------- ledger
+
+
+def test_only_an_admin_widens_a_consent(ctx):
+    """Editors record a first consent, narrow it and withdraw it; allowing more (a channel,
+    the name, a later end, consent again after a withdrawal) takes an admin."""
+    add_user(ctx, "ed")  # an editor
+    nid = add_narrative(ctx)
+
+    def by(actor, **kw):
+        kw.setdefault("given_by", "Ana Example")
+        kw.setdefault("method", "form")
+        kw.setdefault("channels", ["rss"])
+        return consent.set_consent(ctx, nid, actor=actor, **kw)
+
+    by("ed", expires_at=date(2030, 1, 1))
+    for wider, why in [
+        ({"channels": ["rss", "bluesky"]}, "adds bluesky"),
+        ({"anonymous": False, "expires_at": date(2030, 1, 1)}, "names the narrator"),
+        ({"expires_at": date(2031, 1, 1)}, "ends later"),
+        ({}, "ends later"),  # no end at all
+    ]:
+        with pytest.raises(PermissionDenied, match=why):
+            by("ed", **wider)
+        with pytest.raises(PermissionDenied, match="not a user"):
+            by("mallory", **wider)
+    assert consent.get_consent(ctx, nid).channels == ("rss",)
+    by("ed", expires_at=date(2029, 6, 1), notes="narrower: an editor may")
+    by("kai", channels=["rss", "bluesky"], anonymous=False)  # kai is an admin here
+    consent.withdraw(ctx, nid, actor="ed", reason="asked")
+    later = utcnow() + timedelta(seconds=1)
+    with pytest.raises(PermissionDenied, match="withdrawn"):
+        by("ed", given_at=later)
+    assert by("kai", given_at=later).status() == "active"
 
 
 def test_set_get_and_every_change_audited(ctx):

@@ -207,7 +207,6 @@ def test_fill_queues_only_drafts_whose_consent_covers_their_channel(ctx):
 
 
 def test_published_content_is_kept_when_the_draft_is_edited_later(ctx):
-    users.add_user(ctx, "kai", "a-long-password-123", actor="admin")
     draft = add_draft(ctx, content=rss_content(title="Approved title"))
     out = publishing.publish_draft_now(ctx, draft, actor="kai")
     assert out.status == "published"
@@ -221,6 +220,12 @@ def test_published_content_is_kept_when_the_draft_is_edited_later(ctx):
 
 
 # ----------------------------------------------------------------------------- narrowed consent
+
+
+@pytest.fixture(autouse=True)
+def kai_is_an_admin(ctx):
+    """The actor of these tests; an admin, since some of them widen a consent."""
+    users.add_user(ctx, "kai", "a-long-password-123", role="admin", actor="test")
 
 
 def give(ctx, nid, channels=("bluesky", "rss"), **kw):

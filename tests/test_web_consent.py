@@ -70,13 +70,15 @@ def test_consent_form_records_consent_with_an_audit_row(ctx):
     bsky = client.get(f"/drafts/{ids['bluesky']}").text
     assert "Consent does not cover bluesky." in bsky
 
-    # Update: both channels, named; the same date given keeps the recorded time of day.
+    # Update: both channels, named. That allows more: an editor may not, an admin may. The
+    # same date given keeps the recorded time of day.
     given = c.given_at
-    post(
-        client,
-        f"/drafts/{ids['rss']}/consent",
-        _form(channels=["bluesky", "rss"], named="1", given_at=f"{given:%Y-%m-%d}"),
-    )
+    wider = _form(channels=["bluesky", "rss"], named="1", given_at=f"{given:%Y-%m-%d}")
+    r = post(client, f"/drafts/{ids['rss']}/consent", wider)
+    assert r.status_code == 403 and "only an admin" in r.text
+    assert consent.get_consent(ctx, nid).channels == ("rss",)
+    client = client_for(ctx, user="ada", role="admin")
+    post(client, f"/drafts/{ids['rss']}/consent", wider)
     c = consent.get_consent(ctx, nid)
     assert c.channels == ("bluesky", "rss") and not c.anonymous and c.given_at == given
     assert "follow the change" in flash(client, f"/drafts/{ids['rss']}")
@@ -159,7 +161,11 @@ def test_withdraw_needs_the_confirm_box_then_takes_everything_down(ctx):
     # Nothing can be scheduled again without a new consent.
     r = post(client, f"/drafts/{ids['bluesky']}/schedule", {"mode": "next"})
     assert r.status_code == 403 and "was withdrawn" in r.text
-    # A new consent must be given after the withdrawal: the form defaults to today.
+    # A new consent must be given after the withdrawal (by an admin: it allows more than the
+    # withdrawn one); the form defaults to today.
+    r = post(client, f"/drafts/{ids['bluesky']}/consent", _form(channels=["bluesky"]))
+    assert r.status_code == 403
+    client = client_for(ctx, user="ada", role="admin")
     post(client, f"/drafts/{ids['bluesky']}/consent", _form(channels=["bluesky"]))
     assert consent.get_consent(ctx, nid).status() == "active"
 

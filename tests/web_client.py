@@ -15,11 +15,11 @@ VERSION = re.compile(r'name="version" value="([^"]+)"')
 VERSIONED = re.compile(r"^/drafts/(\d+)/(approve|edit)$")
 
 
-def client_for(ctx, *, user: str | None = "kai") -> TestClient:
-    """A client for a fresh app; logged in as `user` (added as an editor) unless None."""
+def client_for(ctx, *, user: str | None = "kai", role: str = "editor") -> TestClient:
+    """A client for a fresh app; logged in as `user` (added with `role`) unless None."""
     client = TestClient(create_app(ctx), follow_redirects=False)
     if user is not None:
-        add_user(ctx, user)
+        add_user(ctx, user, role=role)
         login(client, user)
     return client
 
