@@ -187,11 +187,19 @@ def _vtt_escape(line: str) -> str:
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _srt_text(line: str) -> str:
+    """SRT has no escaping: players read `<b>`/`{\\an8}` as styling and a line with `-->` as
+    a timing line, so those spoken characters become look-alikes that are plain text."""
+    line = line.replace("-->", "→").replace("<", "‹").replace(">", "›")
+    return line.replace("{", "(").replace("}", ")")
+
+
 def to_srt(transcript: Transcript, **options: float) -> str:
     blocks = []
     for i, cue in enumerate(make_cues(transcript, **options), 1):  # type: ignore[arg-type]
         span = f"{format_timestamp(cue.start)} --> {format_timestamp(cue.end)}"
-        blocks.append(f"{i}\n{span}\n{cue.text}\n")
+        text = "\n".join(_srt_text(x) for x in cue.lines)
+        blocks.append(f"{i}\n{span}\n{text}\n")
     return "\n".join(blocks)
 
 

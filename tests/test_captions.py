@@ -76,8 +76,20 @@ def test_srt_format(timed):
         re.fullmatch(r"\d\d:[0-5]\d:[0-5]\d,\d{3}", x) for span in spans for x in span
     )
     cues = captions.parse_srt(srt)
-    assert [c.lines for c in cues] == [c.lines for c in captions.make_cues(timed)]
-    assert "& we walked in <together>" in " ".join(" ".join(c.lines) for c in cues)
+    assert len(cues) == len(captions.make_cues(timed))
+    # SRT cannot escape: markup-like text is written as plain look-alikes (players would
+    # read <together> as a tag and drop it).
+    assert "& we walked in ‹together›" in " ".join(" ".join(c.lines) for c in cues)
+
+
+def test_srt_text_cannot_pass_for_timing_or_styling():
+    spoken = "She said --> go {\\an8} now <b>loud</b>."
+    t = _transcript(Segment(0, 1.0, 4.0, " " + spoken, _words(spoken, 1.0)))
+    srt = captions.to_srt(t)
+    text_lines = [ln for ln in srt.splitlines() if ln and not re.match(r"^\d+$|^\S+ --> \S+$", ln)]
+    assert text_lines and not any("-->" in ln or "<" in ln or "{" in ln for ln in text_lines)
+    [cue] = captions.parse_srt(srt)
+    assert " ".join(cue.lines) == "She said → go (\\an8) now ‹b›loud‹/b›."
 
 
 def test_webvtt_format(timed):
