@@ -317,6 +317,7 @@ def process_paths(
     wanted = [s for s in STAGES if s in set(stages)]
     seen: dict[str, Path] = {}
     pending: list[tuple[ItemResult, bool]] = []
+    duplicates: list[ItemResult] = []
     for found in find_recordings(paths, skip=[ctx.workspace.work_dir]):
         result = ItemResult(path=found.path)
         if found.error:
@@ -334,7 +335,7 @@ def process_paths(
         if result.id in seen:
             result.status = "skipped"
             result.stages = {"ingest": f"same recording as {seen[result.id].name}"}
-            yield result
+            duplicates.append(result)  # reported last, with the transcript made meanwhile
             continue
         seen[result.id] = found.path
         if workers <= 1:
@@ -357,6 +358,13 @@ def process_paths(
             pending.append((result, is_new))
     if pending:
         yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
+    for result in duplicates:
+        if (
+            result.id is not None
+            and (ctx.workspace.narrative_dir(result.id) / "transcript.json").exists()
+        ):
+            result.transcript = load_transcript(ctx, result.id)
+        yield result
 
 
 def _mark_interrupted(ctx: Context, narrative_id: str | None) -> None:

@@ -312,6 +312,10 @@ def test_parallel_workers_and_duplicates_in_one_batch(tmp_path, speech_clip):
     assert items["a.wav"]["status"] == "ok" and items["c.wav"]["status"] == "ok"
     assert items["b-same-audio.wav"]["status"] == "skipped"
     assert items["b-same-audio.wav"]["id"] == items["a.wav"]["id"]
+    # Each input's line describes its transcript, the duplicate's too (not nulls).
+    dup, first = items["b-same-audio.wav"], items["a.wav"]
+    assert (dup["language"], dup["duration"]) == (first["language"], first["duration"])
+    assert dup["language"] == "en"
     assert items["d.wav"]["status"] == "failed" and "d.wav" in items["d.wav"]["error"]
     status = {s["id"]: s for s in _json_lines(_run("status", "--json").output)}
     assert status[items["c.wav"]["id"]]["stages"]["transcribe"] == "done"
