@@ -340,20 +340,15 @@ def process_paths(
         seen[result.id] = found.path
         if workers <= 1:
             progress("file", found.path)
-            try:
-                done = _run_stages(
-                    ctx,
-                    result,
-                    wanted,
-                    force=force,
-                    is_new=is_new,
-                    settings=settings,
-                    progress=progress,
-                )
-            except KeyboardInterrupt:
-                _mark_interrupted(ctx, result.id)
-                raise
-            yield done
+            yield _run_stages(
+                ctx,
+                result,
+                wanted,
+                force=force,
+                is_new=is_new,
+                settings=settings,
+                progress=progress,
+            )
         else:
             pending.append((result, is_new))
     if pending:
@@ -365,21 +360,6 @@ def process_paths(
         ):
             result.transcript = load_transcript(ctx, result.id)
         yield result
-
-
-def _mark_interrupted(ctx: Context, narrative_id: str | None) -> None:
-    """Ctrl-C is not a failure of the recording: `stage_run` wrote `failed` with the
-    exception's name, so say `interrupted` instead (redone next time, like any not-done row)."""
-    with ctx.db.begin() as conn:
-        conn.execute(
-            stage_runs.update()
-            .where(
-                stage_runs.c.narrative_id == narrative_id,
-                stage_runs.c.status == "failed",
-                stage_runs.c.error == "KeyboardInterrupt",
-            )
-            .values(status="interrupted", error=None)
-        )
 
 
 def _pool(ctx: Context, settings: Settings | None, size: int, workers: int):

@@ -130,6 +130,7 @@ def stage_run(db: Engine, narrative_id: str, stage: str, key: str = "") -> Itera
 
     The stage writes its files before leaving the block, so a `done` row always has its
     artifacts; on an exception the row says `failed` with the message and the error propagates.
+    Ctrl-C (or a worker's SIGINT) is not the recording's fault: the row says `interrupted`.
     """
     started = utcnow()
     t0 = time.perf_counter()
@@ -155,16 +156,17 @@ def stage_run(db: Engine, narrative_id: str, stage: str, key: str = "") -> Itera
     try:
         yield handle
     except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
         _upsert(
             db,
             narrative_id,
             stage,
             key,
             {
-                "status": "failed",
+                "status": "interrupted" if interrupted else "failed",
                 "finished_at": utcnow(),
                 "seconds": round(time.perf_counter() - t0, 3),
-                "error": str(exc) or type(exc).__name__,
+                "error": None if interrupted else (str(exc) or type(exc).__name__),
                 "engine": handle.engine,
                 "model": handle.model,
                 "version": handle.version,
