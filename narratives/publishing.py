@@ -59,7 +59,7 @@ from .errors import (
     PermanentChannelError,
     TransientChannelError,
 )
-from .scheduling import Delivery, get_delivery
+from .scheduling import Delivery, get_delivery, was_attempted
 from .schema import OPEN_DELIVERY_STATES, deliveries, delivery_attempts, drafts, utcnow
 
 __all__ = [
@@ -276,7 +276,8 @@ def _mark_missed(ctx: Context, d: Delivery, now: datetime, actor: str) -> Delive
             .where(
                 deliveries.c.id == d.id,
                 deliveries.c.state == "scheduled",
-                deliveries.c.attempts == 0,
+                # Only one never tried: a tried one may have posts out and must be finished.
+                ~was_attempted(),
             )
             .values(state="missed", last_error=reason, updated_at=now)
         )
@@ -371,11 +372,12 @@ def publish_delivery(
     if (
         check_missed
         and d.state == "scheduled"
-        and d.attempts == 0
         and d.scheduled_at <= now
         and now - d.scheduled_at > missed_limit(ctx, d.campaign)
     ):
-        return Outcome("missed", _mark_missed(ctx, d, now, actor), d.last_error)
+        marked = _mark_missed(ctx, d, now, actor)  # None when it was tried: publish it
+        if marked is not None:
+            return Outcome("missed", marked, d.last_error)
     owner = new_claim_owner()
     with ctx.db.begin() as conn:
         if not claim(conn, delivery_id, now, owner):

@@ -55,7 +55,7 @@ from .publishing import (
     publish_delivery,
     recover_interrupted,
 )
-from .scheduling import Delivery
+from .scheduling import Delivery, was_attempted
 from .schema import deliveries, utcnow
 
 __all__ = ["SchedulerService", "ReconcileReport", "JOBS_TABLE"]
@@ -298,7 +298,9 @@ class SchedulerService:
         rows = self._query(
             sa.select(deliveries).where(
                 deliveries.c.state == "scheduled",
-                deliveries.c.attempts == 0,
+                # Never tried: `attempts` restarts at a move, but a tried one may have posts
+                # out (a thread half posted) and must be finished, not marked missed.
+                ~was_attempted(),
                 deliveries.c.scheduled_at <= now,
             )
         )
@@ -318,7 +320,11 @@ class SchedulerService:
                 )
                 res = conn.execute(
                     deliveries.update()
-                    .where(deliveries.c.id == d.id, deliveries.c.state == "scheduled")
+                    .where(
+                        deliveries.c.id == d.id,
+                        deliveries.c.state == "scheduled",
+                        ~was_attempted(),
+                    )
                     .values(state="missed", last_error=reason, updated_at=now)
                 )
                 if res.rowcount:

@@ -361,7 +361,8 @@ def _earlier_attempted_keys(conn: Connection, draft_id: int) -> list[dict[str, A
         .where(
             deliveries.c.draft_id == draft_id,
             deliveries.c.channel == "bluesky",
-            deliveries.c.state == "cancelled",
+            # Not open any more; a missed one from before missed required "never tried".
+            deliveries.c.state.in_(("cancelled", "missed")),
             was_attempted(),
         )
         .order_by(deliveries.c.id.desc())

@@ -226,3 +226,76 @@ def test_sigkill_during_a_batch_then_restart_posts_each_exactly_once(ctx, sky, w
     assert set(texts) == {f"Story {i:02d} of the batch." for i in range(50)}
     rkeys = {r["uri"].rsplit("/", 1)[1] for r in records}
     assert rkeys == {d.rkey for d in batch}
+
+
+def test_a_half_posted_thread_past_the_missed_limit_is_finished_not_missed(ctx, sky, monkeypatch):
+    """Post 1 of 3 lands, then an error; the editor moves it (attempts restart at 0) and the
+    scheduler is down past the campaign's missed limit. It must finish the thread on restart,
+    not mark it missed (which would leave it half posted, and a re-send would post twice)."""
+    from narratives import publishing
+    from narratives.channels import bluesky as bs
+    from narratives.errors import TransientChannelError
+
+    d = sky.schedule(ctx, bluesky_content("Part one.", "Part two.", "Part three."))
+    real = bs.BlueskyChannel._publish_one
+    calls = [0]
+
+    def second_fails(self, post, rkey, reply):  # fault injection: the PDS hiccups once
+        calls[0] += 1
+        if calls[0] == 2:
+            raise TransientChannelError("PDS hiccup")
+        return real(self, post, rkey, reply)
+
+    monkeypatch.setattr(bs.BlueskyChannel, "_publish_one", second_fails)
+    out = publishing.publish_delivery(ctx, d.id, publishing.default_publishers(ctx), actor="t")
+    assert out.status == "retry" and len(sky.pds.list_posts(sky.did)) == 1
+    monkeypatch.setattr(bs.BlueskyChannel, "_publish_one", real)
+    scheduling.move(ctx, d.id, at=utcnow() + timedelta(minutes=5), actor="kai")
+    with ctx.db.begin() as conn:  # the scheduler was down for 13 h (the limit is 12 h)
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == d.id)
+            .values(scheduled_at=utcnow() - timedelta(hours=13))
+        )
+
+    service = SchedulerService(ctx, sync_interval=0.5)
+    report = service.start()
+    try:
+        assert d.id not in report.missed
+        wait_for(lambda: delivery(ctx, d.id).state == "published", "the thread to finish", 60)
+    finally:
+        service.stop()
+    texts = Counter(r["value"]["text"] for r in sky.pds.list_posts(sky.did))
+    assert texts == {"Part one.": 1, "Part two.": 1, "Part three.": 1}
+
+
+def test_a_revoked_session_is_replaced_by_a_login_in_a_long_running_publisher(
+    ctx, sky, monkeypatch
+):
+    """The same publishers (as in a scheduler that has run for hours): after the server
+    revokes the session, the next post logs in again instead of failing for good."""
+    from datetime import UTC, datetime
+
+    from atproto import Client
+
+    from narratives import publishing
+
+    publishers = publishing.default_publishers(ctx)
+    first = sky.schedule(ctx, bluesky_content("First."))
+    assert publishing.publish_delivery(ctx, first.id, publishers, actor="t").status == "published"
+    channel = next(iter(publishers["bluesky"]._channels.values()))
+    refresh_jwt = channel.session_path.read_text().split(":::")[3]
+    revoked = sky.pds.xrpc(
+        "POST",
+        "com.atproto.server.deleteSession",
+        headers={"Authorization": f"Bearer {refresh_jwt}"},
+    )
+    assert revoked.status_code == 200
+    later = datetime.now(UTC) + timedelta(hours=3)  # the access token has expired too
+    monkeypatch.setattr(Client, "get_current_time", lambda self: later)
+    for text in ("Second.", "Third."):
+        d = sky.schedule(ctx, bluesky_content(text))
+        out = publishing.publish_delivery(ctx, d.id, publishers, actor="t")
+        assert out.status == "published", delivery(ctx, d.id).last_error
+    texts = sorted(r["value"]["text"] for r in sky.pds.list_posts(sky.did))
+    assert texts == ["First.", "Second.", "Third."]

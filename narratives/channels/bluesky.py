@@ -539,7 +539,6 @@ class BlueskyChannel:
         self._timeout = timeout
         self._client: Client | None = None
         self._did: str | None = None
-        self._session_from_file = False
         self._handles: dict[str, str | None] = {}
 
     # -- public ---------------------------------------------------------------------------
@@ -731,9 +730,14 @@ class BlueskyChannel:
             try:
                 return fn(client)
             except (RequestErrorBase, httpx.TransportError) as exc:
-                if not (_session_rejected(exc) and self._session_from_file):
+                # Whether it came from the file or from a login in this process: a session
+                # the server revoked or let expire is replaced by one new login, or a
+                # long-running scheduler would fail every post until restarted.
+                if not _session_rejected(exc):
                     raise
-                log.info("stored Bluesky session for %s expired; logging in", self.account.handle)
+                log.info(
+                    "Bluesky session for %s no longer accepted; logging in", self.account.handle
+                )
                 self._forget_session()
                 self._login(client)
                 return fn(client)
@@ -748,7 +752,6 @@ class BlueskyChannel:
                 # Importing a session makes no request; the first call refreshes it if needed.
                 client.login(session_string=saved, fetch_bsky_profile=False)
                 self._did = Session.decode(saved).did
-                self._session_from_file = True
             else:
                 try:
                     self._login(client)
@@ -762,14 +765,12 @@ class BlueskyChannel:
             client = Client(self.account.service_url, request=request)
             client.on_session_change(self._on_session_change)
             self._client = client
-            self._session_from_file = False
         return self._client
 
     def _login(self, client: Client) -> None:
         password = self._password()
         client.login(self.account.handle, password, fetch_bsky_profile=False)
         self._did = Session.decode(client.export_session_string()).did
-        self._session_from_file = False
         log.info("logged in to Bluesky as %s", self.account.handle)
 
     def _password(self) -> str:
@@ -803,7 +804,6 @@ class BlueskyChannel:
 
     def _forget_session(self) -> None:
         self.session_path.unlink(missing_ok=True)
-        self._session_from_file = False
 
 
 def _keyring_password(handle: str) -> str | None:
