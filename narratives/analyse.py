@@ -21,6 +21,7 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -629,6 +630,20 @@ def find_entities(
     return _entities(text, words, public_terms)
 
 
+@lru_cache(maxsize=8192)
+def _rare_in_lowercase(word: str) -> bool:
+    """Whether `word` is rare written in lower case, judged by GPT-2's byte-pair vocabulary
+    (Whisper's, shipped with openai-whisper): common lowercase words are single tokens
+    (" sleep", " clinic", " everyone") while most names are split (" rosa", " zoë", " mary").
+    So a word that only ever opens sentences and is rare in lower case is taken for a name.
+    Common names that are single tokens (" john") are missed; editors can mark them."""
+    from whisper.tokenizer import get_encoding
+
+    if not re.fullmatch(r"[^\W\d_]+", word):
+        return False
+    return len(get_encoding("gpt2").encode(" " + word.lower())) > 1
+
+
 def _entities(text: str, words: list[_Word], public_terms) -> list[Entity]:
     def initial(i: int) -> bool:
         if i == 0:
@@ -646,8 +661,16 @@ def _entities(text: str, words: list[_Word], public_terms) -> list[Entity]:
         name = capitalised(w.text) and norm not in public_terms and norm not in _TITLES
         flags.append(name and not initial(i))
     names = {_norm(words[i].text) for i, f in enumerate(flags) if f}
+    lowercase = set(re.findall(r"\b[^\W\d_][\w'’-]*\b", text)) - {""}
     for i, w in enumerate(words):
-        if not flags[i] and initial(i) and capitalised(w.text) and _norm(w.text) in names:
+        if flags[i] or not initial(i) or not capitalised(w.text):
+            continue
+        norm = _norm(w.text)
+        if norm in public_terms or norm in _TITLES:
+            continue
+        # Seen as a name elsewhere, or (only ever opening sentences) not an ordinary word.
+        base = re.sub(r"['’]s$", "", norm)  # "Zoë's" is Zoë
+        if norm in names or (base not in lowercase and _rare_in_lowercase(base)):
             flags[i] = True
     entities: list[Entity] = []
     i = 0
@@ -668,6 +691,8 @@ def _entities(text: str, words: list[_Word], public_terms) -> list[Entity]:
         span_end = last.char_end
         while span_end > span_start and not (text[span_end - 1].isalnum()):
             span_end -= 1
+        if text[span_start:span_end].endswith(("'s", "’s")):  # "Rosa's laugh": the name is Rosa
+            span_end -= 2
         prev = _norm(words[i - 1].text) if i > 0 else ""
         if prev in _KIN or prev in _TITLES:
             kind = "person"

@@ -244,6 +244,20 @@ def test_entities_heuristic():
     assert jonas.start == pytest.approx(1.2) and jonas.end == pytest.approx(1.9)
 
 
+def test_a_name_that_only_opens_sentences_is_still_a_name():
+    """No mid-sentence mention to learn it from: a capitalised word that only opens sentences
+    and is rare in lower case is a name; ordinary words opening sentences are not."""
+
+    def names(text):
+        return [e.text for e in find_entities(_transcript(text))]
+
+    assert names("Zoë was my best friend. Zoë died last year and I miss her.") == ["Zoë", "Zoë"]
+    assert names("Rosa's laugh filled the clinic.") == ["Rosa"]  # not "Rosa's"
+    assert names("Sleep was hard. Sleep never came. Everyone waited. Sanctuary closed.") == []
+    # The same word written in lower case elsewhere is an ordinary word.
+    assert names("Dreamers met. We were dreamers all along.") == []
+
+
 def test_campaign_terms_are_not_private_names():
     t = _transcript("At the Dreamscape Assembly I met Rosa.")
     names = [e.text for e in find_entities(t, public_terms={"dreamscape", "assembly"})]
