@@ -106,6 +106,8 @@ class DraftTarget:
     template_hash: str
     content: dict[str, Any]
     data: dict[str, Any]
+    #: What must stay hidden (anonymous narrator): applied to an editor's text too.
+    hidden: tuple[Any, ...] = ()
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -326,7 +328,15 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
             if pub is not None and pub.anonymous:
                 content = redact_draft(content, pub.terms)
             targets.append(
-                DraftTarget(campaign.slug, channel, config.template, digest, content, data)
+                DraftTarget(
+                    campaign.slug,
+                    channel,
+                    config.template,
+                    digest,
+                    content,
+                    data,
+                    tuple(pub.terms) if pub is not None and pub.anonymous else (),
+                )
             )
     return targets
 
@@ -369,6 +379,18 @@ def _fingerprint(ctx: Context, narrative_id: str) -> str:
 
 def _snapshot(row) -> dict[str, Any]:
     return {"state": row.state, "content": row.content, "template_hash": row.template_hash}
+
+
+def _keep_editor_text(current: dict[str, Any], target: DraftTarget) -> dict[str, Any]:
+    """An edited draft keeps the editor's text, but what the pipeline owns (content labels,
+    video, captions, languages...) follows the new generation, and names now hidden are
+    hidden in the editor's text too: an edit must not freeze a missing label or a name."""
+    from .review import EDITABLE
+
+    editable = EDITABLE.get(target.channel, ())
+    merged = {k: v for k, v in target.content.items() if k not in editable}
+    merged.update({k: current[k] for k in editable if k in current})
+    return redact_draft(merged, target.hidden) if target.hidden else merged
 
 
 def _store(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, str]:
@@ -425,8 +447,9 @@ def _store(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, s
             "updated_at": now,
         }
         detail = "regenerated; the editor's text is kept" if row.edited else "regenerated"
-        if not row.edited and row.content != target.content:
-            values["content"] = target.content
+        content = target.content if not row.edited else _keep_editor_text(row.content, target)
+        if row.content != content:
+            values["content"] = content
             if row.state in ("approved", "changes_requested"):
                 # What was approved is no longer what would go out.
                 values["state"] = "pending_review"

@@ -208,6 +208,33 @@ def test_template_change_updates_unedited_drafts_and_keeps_edits(ctx, workspace)
     assert regen[-1]["after"]["state"] == "pending_review"
 
 
+def test_an_edited_draft_still_follows_labels_and_hidden_names(ctx, workspace):
+    """The editor's words stay; what the pipeline owns (a content label) follows the campaign,
+    and a name hidden after the edit is hidden in the editor's words too."""
+    from narratives import anonymise
+
+    add_user(ctx, "kai")
+    nid = add_narrative(ctx, consent=False)  # no consent: the narrator stays anonymous
+    bsky = _drafts(ctx, drafting.run(ctx, nid))["emotional-equity", "bluesky"]
+    assert bsky.content["labels"] == []
+    review.edit(ctx, bsky.id, {"posts": ["Rosalind told me this.", "Second."]}, actor="kai")
+    # The campaign now labels grief (which this story scores high on) as graphic media.
+    path = workspace.campaigns_dir / "emotional-equity.toml"
+    text = path.read_text(encoding="utf-8")
+    assert 'labels = { self-harm = "graphic-media"' in text
+    path.write_text(
+        text.replace('labels = { self-harm = "graphic-media"',
+                     'labels = { grief = "graphic-media", self-harm = "graphic-media"'),
+        encoding="utf-8",
+    )  # fmt: skip
+    anonymise.mark_term(ctx, nid, "Rosalind", kind="name", actor="kai")
+    drafting.run(ctx, nid)
+    d = review.get_draft(ctx, bsky.id)
+    assert d.content["labels"] == ["graphic-media"]
+    assert d.posts == ["[name] told me this.", "Second."]
+    assert d.edited and d.state == "pending_review"
+
+
 def test_analysis_change_is_picked_up_without_force(ctx, workspace):
     nid = add_narrative(ctx)
     ids = drafting.run(ctx, nid)
