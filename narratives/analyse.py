@@ -370,17 +370,52 @@ def _segment_spans(transcript: Transcript) -> list[tuple[int, int, float, float]
     return spans
 
 
+#: A "sentence" longer than this (an unpunctuated transcript) is cut at Whisper's segment ends,
+#: then into pieces of about `_PIECE_WORDS`, so a summary stays a summary.
+_MAX_SENTENCE_WORDS = 45
+_PIECE_WORDS = 30
+
+
+def _pieces(text: str, start: int, end: int, segments: list[tuple]) -> list[tuple[int, int]]:
+    """(start, end) spans of text[start:end]: itself, or cut if it is too long to be one."""
+    if len(text[start:end].split()) <= _MAX_SENTENCE_WORDS:
+        return [(start, end)]
+    cuts = [s[1] for s in segments if start < s[1] < end]
+    spans, a = [], start
+    for b in [*cuts, end]:
+        spans.append((a, b))
+        a = b
+    out = []
+    for a, b in spans:
+        bounds = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[a:b])]
+        if len(bounds) <= _MAX_SENTENCE_WORDS:
+            out.append((a, b))
+            continue
+        n = -(-len(bounds) // _PIECE_WORDS)
+        size = -(-len(bounds) // n)
+        for k in range(0, len(bounds), size):
+            chunk = bounds[k : k + size]
+            out.append((a + chunk[0][0], a + chunk[-1][1]))
+    return out
+
+
 def _split_sentences(text: str, words: list[_Word], transcript: Transcript) -> list[_Sentence]:
     import pysbd
 
     segmenter = pysbd.Segmenter(language="en", clean=False, char_span=True)
     segments = _segment_spans(transcript)
     sentences: list[_Sentence] = []
+    spans = []
     for span in segmenter.segment(text):
         raw = span.sent.strip()
+        if raw:
+            first = text.find(raw, span.start)
+            spans += _pieces(text, first, first + len(raw), segments)
+    for start, end in spans:
+        raw = text[start:end].strip()
         if not raw:
             continue
-        start = text.find(raw, span.start)
+        start = text.find(raw, start)
         end = start + len(raw)
         idx = [i for i, w in enumerate(words) if w.char_start < end and w.char_end > start]
         trimmed = trim_fillers(raw)

@@ -144,6 +144,22 @@ def test_summary_and_quote_are_the_narrators_words_with_times(
     assert -1 <= result.sentiment.compound <= 1
 
 
+def test_an_unpunctuated_transcript_still_gets_a_short_summary(sample_transcripts, embedder):
+    """Without punctuation the sentence splitter sees one sentence: it is cut at Whisper's
+    segment ends and into pieces, so the summary is a few of them, not the whole story."""
+    import re as _re
+
+    words = " ".join(t.text for t in sample_transcripts.values())
+    flat = _re.sub(r"[^\w\s'’-]", "", words).lower()
+    result = analyse_transcript(_transcript(flat), campaigns=[], embedder=embedder)
+    assert not result.empty and len(flat.split()) > 300
+    assert 1 <= len(result.summary) <= 3
+    assert all(len(s.raw.split()) <= 45 for s in result.summary)
+    assert len(result.summary_text) < 1200
+    for s in result.summary:
+        assert flat[s.char_start : s.char_end] == s.raw
+
+
 def test_summary_does_not_open_with_filler(sample_analyses, sample_transcripts):
     # Whisper wrote "So, I work nights..." for this sample.
     result = sample_analyses["tomas-night-shift"]
