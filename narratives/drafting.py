@@ -210,14 +210,70 @@ def _render(env: jinja2.Environment, name: str, campaign: Campaign) -> tuple[jin
         raise ConfigError(f"templates/{name}:{exc.lineno}: {exc.message}") from exc
 
 
+def _template_line(exc: BaseException, name: str) -> str:
+    """':12' for the template line the error came from (Jinja2 puts template frames in the
+    traceback under the template's file name), or ''."""
+    tb, line = exc.__traceback__, ""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = f":{tb.tb_lineno}"
+        tb = tb.tb_next
+    return line
+
+
 def _call(campaign: Campaign, name: str, fn, *args):
+    """Render, turning any template failure into a ConfigError naming the template and line:
+    an undefined or misspelt variable, a missing include, a sandbox refusal, `title + 1`."""
     try:
         return fn(*args)
-    except jinja2.UndefinedError as exc:
+    except ConfigError:
+        raise
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         raise ConfigError(
-            f"templates/{name} (campaign {campaign.slug}): {exc.message}",
-            hint="see narratives/drafting.py for the variables a post template gets",
+            f"templates/{name}{_template_line(exc, name)} (campaign {campaign.slug}): {message}",
+            hint="see `narrative campaigns check` and the variables listed in templates/posts/",
         ) from exc
+
+
+def sample_variables(campaign: Campaign) -> dict[str, Any]:
+    """Variables like a real narrative's, for checking a campaign's templates before use."""
+    return {
+        "narrative_id": "0" * 64,
+        "title": "A sample title",
+        "quote": "A sample quote.",
+        "summary": "A sample summary.",
+        "transcript": "A sample transcript.\n\nIn two paragraphs.",
+        "language": campaign.language,
+        "hashtags": [f"#{h}" for h in campaign.hashtags],
+        "tags": [t.name for t in campaign.tags[:1]],
+        "link": _item_link(campaign, "0" * 64),
+        "content_warning": "grief",
+        "ai_disclosure": campaign.ai_disclosure,
+        "campaign": {
+            "slug": campaign.slug,
+            "name": campaign.name,
+            "owner": campaign.owner,
+            "link": campaign.link,
+        },
+        "has_video": True,
+        "video_cut": True,
+        "video_length": "0:45",
+        "recording_length": "3:10",
+    }
+
+
+def check_template(env: jinja2.Environment, campaign: Campaign, channel: str) -> None:
+    """Load and render a campaign's template for `channel` with sample variables, so a
+    misspelt variable or a broken expression shows before any narrative is drafted."""
+    name = getattr(campaign.channels, channel).template
+    template, _ = _render(env, name, campaign)
+    variables = sample_variables(campaign)
+    if channel == "bluesky":
+        _call(campaign, name, template.render, variables)
+    else:
+        for key in ("title", "summary", "content"):
+            _call(campaign, name, _block, template, key, variables)
 
 
 def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:

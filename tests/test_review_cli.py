@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from narratives import drafting, review
 from narratives.cli import cli
+from narratives.errors import ConfigError
 from narratives.users import authenticate
 from tests.review_fixtures import PASSWORD, add_narrative, add_user, analysis_for
 
@@ -142,6 +143,27 @@ def test_campaigns_list_show_check(runner, workspace):
     assert r.exit_code == 2
     assert "broken.toml" in r.output and "colour" in r.output
     assert "no templates/posts/rss.j2" in r.output
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("{{ titel }}\n", "'titel' is undefined"),
+        ("Line one\n{{ title + 1 }}\n", "bluesky.j2:2"),
+        ("{{ title.__class__ }}\n", "unsafe"),
+        ("{% include 'posts/nope.j2' %}\n", "nope.j2"),
+    ],
+)
+def test_campaigns_check_renders_templates_and_names_the_line(runner, ctx, workspace, body, said):
+    """Compiling is not enough: these compile, and used to fail only when drafting, some as
+    an 'unexpected error' without the template's name."""
+    (workspace.templates_dir / "posts" / "bluesky.j2").write_text(body, encoding="utf-8")
+    r = runner.invoke(cli, ["campaigns", "check"])
+    assert r.exit_code == 2 and "templates/posts/bluesky.j2" in r.output and said in r.output
+    # Drafting a narrative says the same, as a configuration error (exit 2), not a crash.
+    nid = add_narrative(ctx)
+    with pytest.raises(ConfigError, match=r"templates/posts/bluesky\.j2"):
+        drafting.run(ctx, nid)
 
 
 def test_drafts_edit_does_not_overwrite_an_edit_made_while_the_editor_was_open(

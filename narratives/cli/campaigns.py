@@ -7,7 +7,7 @@ import jinja2
 from rich.table import Table
 
 from ..campaigns import Campaign, get_campaign, load_campaign_file
-from ..drafting import post_environment
+from ..drafting import check_template, post_environment
 from ..errors import EXIT_USAGE, ConfigError
 from ._common import console, echo_json, get_context
 
@@ -83,11 +83,17 @@ def check() -> None:
         for channel in c.channel_names:
             name = getattr(c.channels, channel).template
             try:
-                env.get_template(name)
-            except jinja2.TemplateNotFound:
-                errors.append(f"{c.path}: channels.{channel}.template: no templates/{name}")
-            except jinja2.TemplateSyntaxError as exc:
-                errors.append(f"templates/{name}:{exc.lineno}: {exc.message}")
+                # Rendered with sample variables, not only compiled: a misspelt variable
+                # or a bad expression is found here rather than when drafting.
+                check_template(env, c, channel)
+            except ConfigError as exc:
+                missing = isinstance(exc.__cause__, jinja2.TemplateNotFound) and (
+                    exc.__cause__.name == name
+                )
+                if missing:
+                    errors.append(f"{c.path}: channels.{channel}.template: no templates/{name}")
+                else:
+                    errors.append(str(exc))
     slugs = [c.slug for c in found]
     for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
         errors.append(f"campaign slug {slug!r} is used twice")
