@@ -123,6 +123,13 @@ def test_split_thread_long_sentence_at_words_and_long_word_inside():
     assert split_thread(giant) == ["x" * 300, "x" * 300, "x" * 100]
 
 
+def test_split_thread_never_cuts_inside_a_link():
+    url = "https://example.org/" + "a" * 400
+    posts = split_thread(f"See this. {url} Thanks.")
+    assert url in posts  # whole, in a post of its own (too long: an editor must shorten it)
+    assert not any(p != url and "example.org" in p for p in posts)
+
+
 def test_split_thread_counts_graphemes_not_code_points():
     text = " ".join([FAMILY] * 200)  # 399 graphemes, 5199 bytes
     posts = split_thread(text)

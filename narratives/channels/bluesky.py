@@ -224,10 +224,12 @@ def _sentences(text: str) -> list[str]:
 
 
 def _words(text: str, limit: int) -> list[str]:
-    """Words of `text` with their trailing whitespace; a word longer than a post is cut."""
+    """Words of `text` with their trailing whitespace; a word longer than a post is cut,
+    except a link: half a URL is a broken link, so it stays whole and its post too long,
+    which stops approval until an editor shortens it."""
     out: list[str] = []
     for word in re.findall(r"\S+\s*", text):
-        if _fits(word.strip(), limit):
+        if _fits(word.strip(), limit) or re.match(r"(?i)https?://", word):
             out.append(word)
             continue
         piece = ""
