@@ -34,6 +34,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,11 +135,18 @@ _POSSESSIVE = re.compile(r"['’]s$|(?<=s)['’]$", re.IGNORECASE)
 _ENDING = re.compile(r"(['’]s|(?<=s)['’])?([^\w'’]*)$", re.IGNORECASE)
 
 
+def _fold(text: str) -> str:
+    """Casefolded, without accents, in one Unicode form: "Zoë", "ZOE", "Zoe" and a "Zoë"
+    typed with a combining diaeresis are the same name."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 def _norm(token: str) -> str:
-    """Casefolded word without edge punctuation or a possessive ending."""
-    t = _EDGE.sub("", token.strip())
+    """Folded word (see `_fold`) without edge punctuation or a possessive ending."""
+    t = _EDGE.sub("", unicodedata.normalize("NFC", token.strip()))
     t = _POSSESSIVE.sub("", t)
-    return _EDGE.sub("", t).casefold()
+    return _fold(_EDGE.sub("", t))
 
 
 def _term_words(text: str) -> list[str]:
@@ -191,12 +199,24 @@ def redact_text(text: str, terms: Iterable[Term | str]) -> str:
     if compiled is None:
         return text
     pattern, table = compiled
-
-    def sub(m: re.Match[str]) -> str:
+    # Match on the folded text (no case, no accents), replace in the original: `index` maps
+    # each folded character back to the original one it came from.
+    folded_parts, index = [], []
+    for i, ch in enumerate(text):
+        f = _fold(ch)
+        folded_parts.append(f)
+        index.extend([i] * len(f))
+    folded = "".join(folded_parts)
+    index.append(len(text))
+    out, last = [], 0
+    for m in pattern.finditer(folded):
+        start, end = index[m.start()], index[m.end()]
         key = " ".join(_term_words(m.group("term")))
-        return table.get(key, "[name]") + (m.group("poss") or "")
-
-    return pattern.sub(sub, text)
+        poss = text[index[m.start("poss")] : end] if m.group("poss") else ""
+        out += [text[last:start], table.get(key, "[name]"), poss]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def redact_data(obj: Any, terms: Iterable[Term | str], *, skip: Iterable[str] = ()) -> Any:

@@ -364,3 +364,18 @@ def test_published_video_is_bleeped_with_captions_redacted(ctx, spoken_name, tmp
     vtt = done.captions.read_text(encoding="utf-8")
     assert "[name]" in vtt and "rosalind" not in vtt.lower()
     assert not {"title", "artist", "comment"} & set(tags(done.video))
+
+
+def test_a_name_is_hidden_whatever_its_accents_case_or_unicode_form():
+    """Whisper may write "Zoe" for "Zoë", and a Mac types a decomposed "Zoë" (e + U+0308):
+    all are the same name to hide; other words that merely contain it are not."""
+    import unicodedata
+
+    from narratives.anonymise import Term, redact_text
+
+    marked = [Term("Zoë", "person")]
+    for text in ["Zoe came", "ZOË came", unicodedata.normalize("NFD", "Zoë came")]:
+        assert anonymise.redact_text(text, marked) == "[name] came", text
+    decomposed = [Term(unicodedata.normalize("NFD", "Zoë"), "person")]
+    assert redact_text("Zoë's dog.", decomposed) == "[name]'s dog."
+    assert redact_text("Zoey and Straße stay.", marked) == "Zoey and Straße stay."
