@@ -43,6 +43,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
 
 from .context import Context
@@ -90,6 +91,20 @@ class _DeliveryJobStore(SQLAlchemyJobStore):
             pass
 
 
+class _Scheduler(BackgroundScheduler):
+    """APScheduler's scheduler, quiet about a date job it cannot remove once stopped: it
+    removes a job after running it, and if `stop()` came in between, its own `remove_job`
+    only looks at pending jobs and raises in its thread. Nothing is lost: delivery rows are
+    the truth, and the next start syncs the jobs to them."""
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
+        try:
+            super().remove_job(job_id, jobstore)
+        except JobLookupError:
+            if self.state != STATE_STOPPED:
+                raise
+
+
 @dataclass
 class ReconcileReport:
     recovered: list[int] = field(default_factory=list)
@@ -133,7 +148,7 @@ class SchedulerService:
         self._stopped = threading.Event()
         self._lock_file: BinaryIO | None = None
         self._jobstore = _DeliveryJobStore(engine=ctx.db, tablename=JOBS_TABLE)
-        self._aps = BackgroundScheduler(
+        self._aps = _Scheduler(
             jobstores={"default": self._jobstore, "internal": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(workers)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
