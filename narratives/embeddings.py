@@ -169,7 +169,11 @@ class Embedder:
         batch_size = batch_size or self.batch_size
         tok = self.tokenizer
         inner = self.max_tokens - 2  # room for [CLS] and [SEP]
-        ids = tok(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        # Whole texts on purpose (windows of 256 are cut below); verbose=False stops the
+        # tokenizer warning that they are longer than the model takes.
+        ids = tok(list(texts), add_special_tokens=False, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         # Windows of at most `inner` tokens; each text owns one or more windows.
         windows: list[list[int]] = []
         owner: list[int] = []
