@@ -589,8 +589,25 @@ def _cut(s: _Sentence, words: list[_Word]) -> Excerpt:
     return Excerpt(text, raw, kept[0].start, kept[-1].end, s.char_start, s.char_start + len(raw))
 
 
+#: Phrases embedded to choose a title from (each costs a little model time).
+_MAX_TITLE_CANDIDATES = 200
+
+
 def _title(sentences: list[_Sentence], summary_vec: np.ndarray, embedder) -> str:
     """The phrase of the narrator's own words closest in meaning to the summary."""
+    phrases = _title_candidates(sentences)
+    if not phrases:
+        first = sentences[0].text.split()[:6] if sentences else []
+        return _capitalise(" ".join(first).rstrip(",.;:"))
+    vecs = embedder.encode(phrases)
+    scores = vecs @ summary_vec
+    # Prefer a few words over two: a title says something.
+    bonus = np.array([0.015 * min(len(p.split()), 5) for p in phrases])
+    return _capitalise(phrases[int(np.argmax(scores + bonus))])
+
+
+def _title_candidates(sentences: list[_Sentence]) -> list[str]:
+    """Phrases of 2-5 words that neither start nor end on a stop word, from the whole story."""
     candidates: dict[str, None] = {}
     for s in sentences:
         for clause in re.split(r"[,;:.!?\"]+", s.text):
@@ -604,15 +621,12 @@ def _title(sentences: list[_Sentence], summary_vec: np.ndarray, embedder) -> str
                     phrase = " ".join(toks[i:j])
                     if len(phrase) <= 60:
                         candidates[phrase] = None
-    phrases = list(candidates)[:200]
-    if not phrases:
-        first = sentences[0].text.split()[:6] if sentences else []
-        return _capitalise(" ".join(first).rstrip(",.;:"))
-    vecs = embedder.encode(phrases)
-    scores = vecs @ summary_vec
-    # Prefer a few words over two: a title says something.
-    bonus = np.array([0.015 * min(len(p.split()), 5) for p in phrases])
-    return _capitalise(phrases[int(np.argmax(scores + bonus))])
+    phrases = list(candidates)
+    if len(phrases) > _MAX_TITLE_CANDIDATES:
+        # Spread over the whole story: the first 200 would all come from its opening minutes.
+        picks = np.linspace(0, len(phrases) - 1, _MAX_TITLE_CANDIDATES).round().astype(int)
+        phrases = [phrases[i] for i in dict.fromkeys(picks.tolist())]
+    return phrases
 
 
 def _capitalise(text: str) -> str:

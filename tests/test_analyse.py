@@ -160,6 +160,19 @@ def test_an_unpunctuated_transcript_still_gets_a_short_summary(sample_transcript
         assert flat[s.char_start : s.char_end] == s.raw
 
 
+def test_title_candidates_come_from_the_whole_story():
+    from narratives import analyse as A
+
+    said = [f"On day {i} the number {i * 7} bus came late again." for i in range(80)]
+    said.append("My grandmother said rest should not be bought.")
+    t = _transcript(" ".join(said))
+    sentences = A._split_sentences(t.text, A._align_words(t, t.text), t)
+    phrases = A._title_candidates(sentences)
+    assert len(phrases) == A._MAX_TITLE_CANDIDATES
+    assert any(p in said[-1] for p in phrases)  # the last sentence is in the running
+    assert any(p in said[0] for p in phrases)
+
+
 def test_summary_does_not_open_with_filler(sample_analyses, sample_transcripts):
     # Whisper wrote "So, I work nights..." for this sample.
     result = sample_analyses["tomas-night-shift"]
