@@ -191,6 +191,10 @@ def _pattern(terms: Sequence[Term]) -> tuple[re.Pattern[str], dict[str, str]] | 
     return re.compile(rf"(?<!\w)(?P<term>{body})(?P<poss>['’]s|(?<=s)['’])?(?!\w)", re.I), table
 
 
+#: The rest of a hyphenated name after a hidden part ("-Marie", "-Marie's").
+_BARREL = re.compile(r"(?:[-‐][^\W\d_][^\W_]*)+(?P<poss>['’]s\b)?(?=\W|$)")
+
+
 def redact_text(text: str, terms: Iterable[Term | str]) -> str:
     """Replace every term in `text` with its placeholder ("[name]", "[place]")."""
     if not text:
@@ -211,8 +215,16 @@ def redact_text(text: str, terms: Iterable[Term | str]) -> str:
     out, last = [], 0
     for m in pattern.finditer(folded):
         start, end = index[m.start()], index[m.end()]
+        if start < last:
+            continue  # inside a double-barrelled name already replaced
         key = " ".join(_term_words(m.group("term")))
         poss = text[index[m.start("poss")] : end] if m.group("poss") else ""
+        if not poss:
+            # "Zoë-Marie": the rest of a double-barrelled name identifies as much.
+            rest = _BARREL.match(text, end)
+            if rest:
+                end = rest.end()
+                poss = rest.group("poss") or ""
         out += [text[last:start], table.get(key, "[name]"), poss]
         last = end
     out.append(text[last:])

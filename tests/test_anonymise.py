@@ -379,3 +379,8 @@ def test_a_name_is_hidden_whatever_its_accents_case_or_unicode_form():
     decomposed = [Term(unicodedata.normalize("NFD", "Zoë"), "person")]
     assert redact_text("Zoë's dog.", decomposed) == "[name]'s dog."
     assert redact_text("Zoey and Straße stay.", marked) == "Zoey and Straße stay."
+    # A double-barrelled name is hidden whole, not "[name]-Marie".
+    assert (
+        redact_text("Zoë-Marie's dog, and Zoë - twice.", marked)
+        == "[name]'s dog, and [name] - twice."
+    )
