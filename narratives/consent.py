@@ -36,6 +36,7 @@ Design choices that are not obvious:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tomllib
 from collections.abc import Collection, Iterable, Sequence
@@ -177,6 +178,9 @@ class Consent:
     withdrawn_at: datetime | None = None
     notes: str | None = None
     updated_at: datetime | None = None
+    #: Set by `set_consent` when the new consent covered less and posts were cancelled or
+    #: taken down (not stored: the takedown has its own audit rows).
+    takedown: WithdrawalReport | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> Consent:
@@ -340,8 +344,8 @@ def set_consent(
         if widened:
             _require_admin(conn, actor, narrative_id, widened)
         after = _save(conn, narrative_id, given, actor=actor, action="consent.set")
-    take_down_uncovered(ctx, narrative_id, before, after, actor=actor)
-    return after
+    report = take_down_uncovered(ctx, narrative_id, before, after, actor=actor)
+    return dataclasses.replace(after, takedown=report) if report else after
 
 
 def _widens(before: Consent | None, given: ConsentInput) -> str | None:

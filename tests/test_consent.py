@@ -649,3 +649,14 @@ def test_cli_set_show_import_withdraw(ctx, tmp_path):
     # Re-importing the old sidecar is a consent error (exit code 6), not a silent revival.
     again = run("consent", "import", nid[:10], str(sidecar))
     assert again.exit_code == 6 and "withdrawn" in again.output
+
+
+def test_cli_says_what_a_narrower_consent_took_down(ctx):
+    nid = add_narrative(ctx)
+    give(ctx, nid, channels=["bluesky", "rss"])
+    rss = add_draft(ctx, nid, "rss", feed_item("Mine"))
+    out = publishing.publish_draft_now(ctx, rss, actor="kai")
+    assert out.status == "published"
+    r = run("consent", "set", nid[:10], "--by", "Ana", "--method", "form", "--channels", "bluesky")
+    assert r.exit_code == 0, r.output
+    assert "It covers less: taken down 1 published, cancelled 0 scheduled" in r.output

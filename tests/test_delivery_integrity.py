@@ -251,8 +251,11 @@ def test_dropping_a_channel_takes_down_and_cancels_only_that_channel(ctx):
     )
     assert sorted(feed_titles(ctx)) == ["Mine", "Theirs"]
 
-    give(ctx, nid, channels=["bluesky"])
+    narrower = give(ctx, nid, channels=["bluesky"])
 
+    # The one who saved it is told what it took back (the CLI and the page show this).
+    assert narrower.takedown.withdrawn == [published.delivery.id]
+    assert narrower.takedown.cancelled == [waiting_rss.id]
     assert state_of(ctx, published.delivery.id) == "withdrawn"
     assert state_of(ctx, waiting_rss.id) == "cancelled"
     assert state_of(ctx, waiting_sky.id) == "scheduled"  # still covered

@@ -67,6 +67,17 @@ def _print(c: ledger.Consent | None, narrative_id: str, terms: list[anonymise.Te
     if c.anonymous and terms:
         table.add_row("hidden", ", ".join(sorted({t.text for t in terms})))
     console.print(table)
+    report = c.takedown
+    if report is not None:
+        console.print(
+            f"It covers less: taken down {len(report.withdrawn)} published, cancelled "
+            f"{len(report.cancelled)} scheduled"
+            + (
+                f"; [yellow]unfinished, retried by the scheduler:[/] {len(report.errors)}"
+                if report.errors
+                else ""
+            )
+        )
 
 
 @click.group()

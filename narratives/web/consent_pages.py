@@ -120,6 +120,8 @@ class ConsentPages:
         note = ""
         if before is not None and before.anonymous != after.anonymous:
             note = " Drafts and videos follow the change the next time `narrative process` runs."
+        if after.takedown is not None:
+            note += " " + _takedown_sentence(after.takedown)
         return self._back(request, draft.id, "Consent saved." + note)
 
     def withdraw_consent(self, request: Request, form: FormData) -> HTMLResponse:
@@ -166,3 +168,16 @@ class ConsentPages:
         if len(after) == len(before):
             return self._back(request, draft.id, f"“{text}” was not marked to hide.")
         return self._back(request, draft.id, f"“{text}” is no longer hidden.")
+
+
+def _takedown_sentence(report: consent.WithdrawalReport) -> str:
+    """What a narrower consent took back, for the editor who saved it."""
+    parts = []
+    if report.withdrawn:
+        parts.append(f"{len(report.withdrawn)} published post(s) taken down")
+    if report.cancelled:
+        parts.append(f"{len(report.cancelled)} scheduled post(s) cancelled")
+    text = ("It covers less: " + " and ".join(parts) + ".") if parts else ""
+    if report.errors:
+        text += " Some could not be taken down yet; the scheduler retries them."
+    return text.strip()
