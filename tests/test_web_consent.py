@@ -300,3 +300,22 @@ def test_dates_are_read_as_dates(ctx):
     post(client, f"/drafts/{ids['rss']}/consent", _form(given_at=given.isoformat()))
     c = consent.get_consent(ctx, nid)
     assert c.given_at == datetime.combine(given, datetime.min.time(), tzinfo=UTC)
+
+
+def test_a_narrower_consent_from_the_form_says_what_it_took_down(ctx):
+    client = client_for(ctx)
+    nid = add_narrative(ctx, consent=False)
+    add_render(ctx, nid, "emotional-equity")
+    ids = _drafts(ctx, nid)
+    post(client, f"/drafts/{ids['rss']}/consent", _form(channels=["bluesky", "rss"]))
+    review.approve(ctx, ids["rss"], actor="kai")
+    out = scheduling.schedule(ctx, ids["rss"], at="2030-03-04 09:00", actor="kai")
+    assert publish_delivery(ctx, out.id, default_publishers(ctx), now=out.scheduled_at).status == (
+        "published"
+    )
+    # Narrowing is an editor's to do: to Bluesky only, which takes the feed item down.
+    r = post(client, f"/drafts/{ids['rss']}/consent", _form(channels=["bluesky"]))
+    assert r.status_code == 303
+    assert "It covers less: 1 published post(s) taken down." in flash(
+        client, f"/drafts/{ids['rss']}"
+    )
