@@ -284,6 +284,16 @@ def test_names_with_markup_characters_are_shown_as_they_are(tmp_path, speech_cli
     assert status.exit_code == 0 and "[draft]" in status.stdout
 
 
+def test_a_newline_in_a_file_name_stays_on_its_row(tmp_path, speech_clip):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    shutil.copy(speech_clip, rec / "two\nlines.wav")
+    result = _run("transcribe", str(rec))
+    assert result.exit_code == 0, result.output
+    assert "two⏎lines.wav" in result.stdout
+    assert not any(line.strip().startswith("lines.wav") for line in result.stdout.splitlines())
+
+
 def test_help_on_every_command():
     def walk(group, prefix):
         for name, cmd in group.commands.items():

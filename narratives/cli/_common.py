@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "err_console",
     "resolve_narrative_id",
     "narrative_ids",
+    "shown_name",
     "actor_option",
     "require_actor",
 ]
@@ -111,3 +113,14 @@ def narrative_ids(ids: tuple[str, ...], all_: bool, *, done: str | None = None) 
         else:
             q = sa.select(narratives.c.id)
         return sorted(r[0] for r in conn.execute(q))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown_name(name: str) -> str:
+    """A file name as one line of Rich text: markup escaped, and a newline or other control
+    character (legal in Unix names) shown as ⏎/� instead of breaking the table row."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub(lambda m: "⏎" if m.group() == "\n" else "\ufffd", name))

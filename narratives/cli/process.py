@@ -19,7 +19,7 @@ from rich.table import Table
 from ..errors import EXIT_FAILED_ITEMS, EXIT_OK
 from ..ingest import RECORDING_EXTENSIONS, find_recordings
 from ..pipeline import STAGES, ItemResult, process_paths
-from ._common import console, echo_json, err_console, get_context
+from ._common import console, echo_json, err_console, get_context, shown_name
 
 
 def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript, workers=1):
@@ -61,7 +61,7 @@ def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript,
 
         def on_event(event, detail):
             if event == "file":
-                state["file"] = escape(Path(detail).name)
+                state["file"] = shown_name(Path(detail).name)
                 progress.update(current, description=state["file"], completed=0, visible=True)
             elif event == "stage":
                 progress.update(current, description=f"{state['file']}: {detail}", completed=0)
@@ -102,7 +102,7 @@ def _summary(results: list[ItemResult]) -> None:
         detail = r.error if r.status == "failed" else _stages_text(r.stages)
         # File names and errors are the user's text, not markup: `[draft] story.wav`.
         table.add_row(
-            escape(r.path.name),
+            shown_name(r.path.name),
             (r.id or "-")[:12],
             f"[{colour[r.status]}]{r.status}[/]",
             escape(detail or ""),

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..schema import narrative_paths, narratives
 from ..stages import is_interrupted, list_runs
 from ..workspace import init_workspace
-from ._common import console, echo_json, get_context, resolve_narrative_id
+from ._common import console, echo_json, get_context, resolve_narrative_id, shown_name
 
 STAGE_ORDER = ("transcribe", "analyse", "render", "draft")
 
@@ -101,7 +101,7 @@ def status(as_json: bool) -> None:
         length = f"{row['duration']:.1f}s" if row["duration"] else "-"
         table.add_row(
             row["id"][:12],
-            escape(row["label"] or ""),
+            shown_name(row["label"] or ""),
             length,
             *(f"[{style[row['stages'][s]]}]{row['stages'][s]}[/]" for s in STAGE_ORDER),
         )
@@ -156,10 +156,10 @@ def show(narrative_id: str, as_json: bool) -> None:
         echo_json(data)
         return
     # Labels, paths, errors and transcript text are the user's, never markup.
-    console.print(f"[bold]{escape(data['label'] or '')}[/]  {nid}")
+    console.print(f"[bold]{shown_name(data['label'] or '')}[/]  {nid}")
     console.print(f"length {n.duration or 0:.1f}s, language {n.language or '-'}")
     for p in paths:
-        console.print(f"  recording: {escape(p)}", highlight=False)
+        console.print(f"  recording: {shown_name(p)}", highlight=False)
     for s in data["stages"]:
         extra = (
             f" ({s['engine']} {s['model'] or ''}, {s['seconds'] or 0:.1f}s)" if s["engine"] else ""
