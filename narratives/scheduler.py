@@ -312,10 +312,13 @@ class SchedulerService:
 
         rows = self._query(
             sa.select(deliveries).where(
-                deliveries.c.state == "scheduled",
-                # Never tried: `attempts` restarts at a move, but a tried one may have posts
-                # out (a thread half posted) and must be finished, not marked missed.
-                ~was_attempted(),
+                sa.or_(
+                    # Never tried: `attempts` restarts at a move, but a tried one may have
+                    # posts out (a thread half posted) and must be finished, not missed.
+                    sa.and_(deliveries.c.state == "scheduled", ~was_attempted()),
+                    # A retry still pending: stale too, unless part of it is already out.
+                    sa.and_(deliveries.c.state == "failed", deliveries.c.retry_at.is_not(None)),
+                ),
                 deliveries.c.scheduled_at <= now,
             )
         )
@@ -323,6 +326,8 @@ class SchedulerService:
         late = []
         for r in rows:
             d = Delivery.from_row(r)
+            if d.state == "failed" and d.landed_posts:
+                continue
             limit = limits.setdefault(d.campaign, missed_limit(self.ctx, d.campaign))
             if now - d.scheduled_at > limit:
                 late.append(d)
@@ -333,14 +338,15 @@ class SchedulerService:
                     f"missed: due {d.scheduled_at.isoformat()}, and the scheduler was not "
                     f"running until {now.isoformat(timespec='seconds')}"
                 )
+                still = (
+                    sa.and_(deliveries.c.state == "scheduled", ~was_attempted())
+                    if d.state == "scheduled"
+                    else sa.and_(deliveries.c.state == "failed", deliveries.c.retry_at.is_not(None))
+                )
                 res = conn.execute(
                     deliveries.update()
-                    .where(
-                        deliveries.c.id == d.id,
-                        deliveries.c.state == "scheduled",
-                        ~was_attempted(),
-                    )
-                    .values(state="missed", last_error=reason, updated_at=now)
+                    .where(deliveries.c.id == d.id, still)
+                    .values(state="missed", retry_at=None, last_error=reason, updated_at=now)
                 )
                 if res.rowcount:
                     missed.append(d.id)
@@ -350,7 +356,7 @@ class SchedulerService:
                         action="missed",
                         object_type="delivery",
                         object_id=d.id,
-                        before={"state": "scheduled"},
+                        before={"state": d.state},
                         after={"state": "missed"},
                         detail=reason,
                     )

@@ -528,3 +528,32 @@ def test_stopping_while_a_job_finishes_raises_nothing(ctx, services):
     service.start()
     service.stop()
     service._aps.remove_job("delivery-999999")  # what its thread does after a run
+
+
+def test_a_retry_pending_past_the_missed_limit_is_missed_unless_part_is_out(ctx, services):
+    """Issue 6: every due, unpublished delivery older than the campaign's limit is missed on
+    start, a failed one waiting for its retry too; one with a post already out is finished."""
+    week_ago = utcnow() - timedelta(days=7)
+    stale = schedule_at(ctx, timedelta(days=-7), title="Old news")
+    half = schedule_at(ctx, timedelta(days=-7), title="Half out")
+    recent = schedule_at(ctx, timedelta(hours=-1), title="Retry soon")
+    with ctx.db.begin() as conn:
+        for d in (stale, half, recent):
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == d)
+                .values(state="failed", attempts=1, retry_at=week_ago + timedelta(minutes=1))
+            )
+        # Stands in for a thread whose first post landed before the error.
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == half)
+            .values(posts=[{"rkey": "3abc", "uri": "at://did:plc:x/app.bsky.feed.post/3abc"}])
+        )
+    service = services(ctx)
+    report = service.start()
+    assert report.missed == [stale]
+    wait_for(lambda: state(ctx, recent) == "published", "the recent retry to publish")
+    assert state(ctx, stale) == "missed" and state(ctx, half) != "missed"
+    with ctx.db.connect() as conn:
+        assert scheduling.get_delivery(conn, stale).retry_at is None
