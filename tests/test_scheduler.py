@@ -291,8 +291,14 @@ def test_rss_end_to_end_through_the_job_store(ctx, services):
     with ctx.db.connect() as conn:
         published = scheduling.get_delivery(conn, d)
     assert published.published_at >= published.scheduled_at
-    parsed = feedparser.parse((ctx.workspace.feeds_dir / "emotional-equity.xml").read_bytes())
-    assert not parsed.bozo and [e.title for e in parsed.entries] == ["On time"]
+    feed = ctx.workspace.feeds_dir / "emotional-equity.xml"
+
+    def titles() -> list[str]:
+        # The feed is rebuilt just after the state commits (after_commit): wait for it.
+        parsed = feedparser.parse(feed.read_bytes()) if feed.exists() else None
+        return [e.title for e in parsed.entries] if parsed and not parsed.bozo else []
+
+    assert wait_for(titles, "the feed to list the item", 30) == ["On time"]
 
 
 def test_one_service_per_process(ctx, services):
