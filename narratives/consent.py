@@ -74,6 +74,7 @@ __all__ = [
     "set_consent",
     "sidecar_path",
     "load_sidecar",
+    "sidecar_campaigns",
     "import_sidecar",
     "consent_problem",
     "check_approvable",
@@ -400,19 +401,56 @@ def sidecar_path(recording: Path) -> Path:
     return recording.with_name(recording.stem + SIDECAR_SUFFIX)
 
 
-def load_sidecar(path: Path) -> ConsentInput | None:
-    """Read a consent sidecar (`story.consent.toml`, or the one beside `story.m4a`).
+#: A sidecar key that is not about consent: the campaigns the recording is for, handed to
+#: `narratives.assignments` by the pipeline (see `sidecar_campaigns`).
+SIDECAR_CAMPAIGNS_KEY = "campaigns"
 
-    None when there is no such file; ConfigError naming the file and key when it is invalid.
-    """
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
     path = sidecar_path(Path(path))
     if not path.is_file():
         return None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read consent: {exc}") from None
+
+
+def load_sidecar(path: Path) -> ConsentInput | None:
+    """Read a consent sidecar (`story.consent.toml`, or the one beside `story.m4a`).
+
+    None when there is no such file, or when it only names campaigns (no consent in it);
+    ConfigError naming the file and key when it is invalid. The `campaigns` key is not
+    consent: `sidecar_campaigns` reads it.
+    """
+    path = sidecar_path(Path(path))
+    data = _read_sidecar(path)
+    if data is None:
+        return None
+    data = {k: v for k, v in data.items() if k != SIDECAR_CAMPAIGNS_KEY}
+    if not data:
+        return None
     return _validate(data, str(path))
+
+
+def sidecar_campaigns(path: Path) -> list[str]:
+    """The campaign slugs a sidecar names (`campaigns = ["slug", ...]`), in order, or [].
+
+    Only the form is checked here (a list of strings); whether the slugs exist is for the
+    caller (`narratives.assignments.check_slugs`). ConfigError naming the file and key."""
+    path = sidecar_path(Path(path))
+    data = _read_sidecar(path)
+    if not data or SIDECAR_CAMPAIGNS_KEY not in data:
+        return []
+    value = data[SIDECAR_CAMPAIGNS_KEY]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(
+            f"{path}: invalid sidecar\n  {SIDECAR_CAMPAIGNS_KEY}: must be a list of campaign "
+            'slugs, like campaigns = ["emotional-equity"]'
+        )
+    return list(dict.fromkeys(v.strip() for v in value))
 
 
 def import_sidecar(

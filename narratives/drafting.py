@@ -27,6 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from . import audit
 from .anonymise import for_publication, redact_draft
+from .assignments import explicit, routes
 from .campaigns import Campaign, load_campaigns
 
 # One grapheme count and one thread splitter for drafting and publishing: the adapter's.
@@ -301,10 +302,14 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
 
     env = post_environment(ctx.workspace)
     targets: list[DraftTarget] = []
-    for campaign in load_campaigns(ctx.workspace):
-        fit = (analysis.get("campaigns") or {}).get(campaign.slug)
-        if not fit or not fit.get("on_topic"):
+    campaigns = load_campaigns(ctx.workspace)
+    # Explicit assignments first, then the tag fit (see `narratives/assignments.py`).
+    routed = {r.campaign: r for r in routes(ctx, narrative_id, analysis, campaigns=campaigns)}
+    for campaign in campaigns:
+        route = routed.get(campaign.slug)
+        if route is None:
             continue
+        fit = (analysis.get("campaigns") or {}).get(campaign.slug) or {}
         # `applied` holds the tags after editors' corrections; older analyses lack it.
         tags = fit.get("applied")
         if tags is None:
@@ -313,6 +318,10 @@ def build_drafts(ctx: Context, narrative_id: str) -> list[DraftTarget]:
                 for t in sorted(fit.get("tags") or [], key=lambda t: -t.get("score", 0))
                 if t.get("score", 0) >= campaign.tag_threshold
             ]
+        if not tags and route.reason == "assigned" and route.top:
+            # Assigned, but no tag reaches the threshold: tags rank within the campaign,
+            # they never drop the story, so the draft carries the campaign's best tag.
+            tags = [route.top]
         warn, labels = _notes(analysis, campaign)
         media = _video(ctx, narrative_id, campaign)
         link = _item_link(campaign, narrative_id)
@@ -430,6 +439,8 @@ def _fingerprint(ctx: Context, narrative_id: str) -> str:
         h.update(repr([tuple(r) for r in rows]).encode())
         # Consent switching between named and anonymous changes every public text.
         h.update(b"anonymous" if is_anonymous(conn, narrative_id) else b"named")
+    # Assigning or unassigning a campaign changes which drafts the narrative has.
+    h.update(repr(sorted(explicit(ctx, narrative_id).items())).encode())
     return h.hexdigest()
 
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from . import assignments
 from .config import Settings
-from .consent import import_sidecar
+from .consent import import_sidecar, sidecar_campaigns, sidecar_path
 from .context import Context
-from .errors import NarrativesError
+from .errors import ConfigError, NarrativesError, UsageError
 from .files import write_files_atomically
 from .ingest import find_recordings, register, source_path
-from .schema import narratives, stage_runs, utcnow
+from .schema import drafts, narratives, stage_runs, utcnow
 from .stages import get_run, stage_run
 from .transcript import Transcript
 
@@ -53,12 +54,19 @@ def _no_progress(_event: str, _detail: Any) -> None:
 class ItemResult:
     path: Path
     id: str | None = None
-    #: ok (some work done) | skipped (all already done) | failed
+    #: ok (some work done) | skipped (all already done) | unassigned (analysed, but no
+    #: campaign gets it: see `suggestions`) | failed
     status: str = "ok"
     error: str | None = None
     failed_stage: str | None = None
     stages: dict[str, str] = field(default_factory=dict)
     transcript: Transcript | None = None
+    #: The campaigns the story goes to, once analysed (`assignments.Route.to_json()` each).
+    campaigns: list[dict[str, Any]] | None = None
+    #: For an unassigned story: every campaign's fit, best first (`Suggestion.to_json()`).
+    suggestions: list[dict[str, Any]] | None = None
+    #: Drafts this run created or regenerated that now await review.
+    new_drafts: int = 0
 
     def to_json(self, *, with_transcript: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -70,6 +78,11 @@ class ItemResult:
         }
         if self.failed_stage:
             data["failed_stage"] = self.failed_stage
+        if self.campaigns is not None:
+            data["campaigns"] = self.campaigns
+        if self.suggestions is not None:
+            data["suggestions"] = self.suggestions
+        data["new_drafts"] = self.new_drafts
         t = self.transcript
         data["language"] = t.language if t else None
         data["duration"] = t.duration if t else None
@@ -213,6 +226,41 @@ def _stage_marks(ctx: Context, narrative_id: str, stage: str) -> set[tuple]:
         return {tuple(r) for r in rows}
 
 
+def _draft_marks(ctx: Context, narrative_id: str) -> dict[int, tuple[Any, str]]:
+    """Each draft of the narrative: (when it last changed, its state)."""
+    with ctx.db.connect() as conn:
+        rows = conn.execute(
+            sa.select(drafts.c.id, drafts.c.updated_at, drafts.c.state).where(
+                drafts.c.narrative_id == narrative_id
+            )
+        )
+        return {r.id: (r.updated_at, r.state) for r in rows}
+
+
+def _new_pending(before: dict[int, tuple[Any, str]], after: dict[int, tuple[Any, str]]) -> int:
+    """Drafts made or regenerated between the two marks that now await review."""
+    return sum(
+        1
+        for draft_id, mark in after.items()
+        if mark[1] == "pending_review" and before.get(draft_id) != mark
+    )
+
+
+def _route(ctx: Context, result: ItemResult) -> None:
+    """Where an analysed story goes; a story that fits no campaign is `unassigned`, with the
+    campaigns that fit best as suggestions (never silently dropped)."""
+    assert result.id is not None
+    analysis = assignments.read_analysis(ctx, result.id)
+    if not analysis or analysis.get("empty"):
+        return
+    found = assignments.routes(ctx, result.id, analysis)
+    result.campaigns = [r.to_json() for r in found]
+    if found or not assignments.is_unassigned(ctx, result.id, analysis):
+        return  # (a withdrawn story goes nowhere on purpose)
+    result.status = "unassigned"
+    result.suggestions = [s.to_json() for s in assignments.suggestions(ctx, result.id, analysis)]
+
+
 def _run_stages(
     ctx: Context,
     result: ItemResult,
@@ -243,12 +291,17 @@ def _run_stages(
                 if fn is None:
                     continue
                 before = _stage_marks(ctx, result.id, stage)
+                drafts_before = _draft_marks(ctx, result.id) if stage == "draft" else {}
                 fn(ctx, result.id, force=force)
                 worked = _stage_marks(ctx, result.id, stage) != before
+                if stage == "draft":
+                    result.new_drafts = _new_pending(drafts_before, _draft_marks(ctx, result.id))
             result.stages[stage] = "done" if worked else "skipped"
             did_work = did_work or worked
         result.failed_stage = None
         result.status = "ok" if did_work else "skipped"
+        if "analyse" in stages:
+            _route(ctx, result)
     except NarrativesError as exc:
         result.status, result.error = "failed", str(exc)
     except Exception as exc:  # a bug in one narrative must not sink the batch
@@ -306,6 +359,8 @@ def process_paths(
     settings: Settings | None = None,
     progress: Progress = _no_progress,
     workers: int = 1,
+    campaigns: Sequence[str] = (),
+    actor: str = "intake",
 ) -> Iterator[ItemResult]:
     """Run the pipeline on every recording found under `paths`, yielding one result each.
 
@@ -313,7 +368,13 @@ def process_paths(
     stages of different narratives then run in parallel processes, one thread each: on small
     machines that beats several threads inside one model. The same audio met twice in one
     batch is processed once.
+
+    `campaigns` (`process --campaign`) are assigned to every recording of the batch, and the
+    campaigns a recording's sidecar names to that recording, before its stages run; an unknown
+    slug among `campaigns` is a UsageError before any file is touched, one in a sidecar fails
+    that recording alone.
     """
+    campaigns = assignments.check_slugs(ctx, campaigns)
     wanted = [s for s in STAGES if s in set(stages)]
     seen: dict[str, Path] = {}
     pending: list[tuple[ItemResult, bool]] = []
@@ -325,9 +386,14 @@ def process_paths(
             yield result
             continue
         try:
+            # Checked before anything is recorded: a bad slug leaves no trace of this file.
+            named = _sidecar_campaigns(ctx, found.path)
             result.id, is_new = register(ctx.db, found.path)
             # `story.m4a` + `story.consent.toml`: the narrator's consent travels with the file.
             import_sidecar(ctx, result.id, found.path)
+            # Staff said which campaigns it is for: recorded before the stages choose.
+            assignments.record_intake(ctx, result.id, campaigns, actor=actor, source="intake")
+            assignments.record_intake(ctx, result.id, named, actor=actor, source="sidecar")
         except NarrativesError as exc:
             result.status, result.error = "failed", str(exc)
             yield _finish(result)
@@ -360,6 +426,16 @@ def process_paths(
         ):
             result.transcript = load_transcript(ctx, result.id)
         yield result
+
+
+def _sidecar_campaigns(ctx: Context, recording: Path) -> list[str]:
+    """The known campaign slugs the recording's sidecar names; ConfigError naming the
+    sidecar for an unknown one."""
+    named = sidecar_campaigns(recording)
+    try:
+        return assignments.check_slugs(ctx, named)
+    except UsageError as exc:
+        raise ConfigError(f"{sidecar_path(recording).name}: campaigns: {exc}") from None
 
 
 def _pool(ctx: Context, settings: Settings | None, size: int, workers: int):

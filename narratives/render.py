@@ -1382,9 +1382,10 @@ def run(
 ) -> list[VideoResult]:
     """Render every (campaign, format) video of a narrative; one `stage_runs` row each.
 
-    Campaigns: `campaigns` when given, else those the analysis finds the narrative on-topic
-    for. Formats: `formats` when given, else each campaign's `look.formats`. A `done` row whose
-    files exist is reused unless `force`. `progress(key, frames_done, frames_total)`.
+    Campaigns: `campaigns` when given, else the narrative's routes (`assignments.routes`:
+    the campaigns staff assigned it to, or else those its tags fit). Formats: `formats` when
+    given, else each campaign's `look.formats`. A `done` row whose files exist is reused
+    unless `force`. `progress(key, frames_done, frames_total)`.
     """
     from importlib.metadata import version
 
@@ -1409,6 +1410,11 @@ def run(
     from .anonymise import for_publication
 
     analysed = bool(analysis)
+    if campaigns is None and analysed:
+        from .assignments import routes
+
+        # Explicit assignments first, then the tag fit (see `narratives/assignments.py`).
+        routed = [r.campaign for r in routes(ctx, narrative_id, analysis)]
     pub = for_publication(ctx, narrative_id, transcript, analysis)
     transcript, analysis = pub.transcript, pub.analysis
     redactions = redactions or pub.redactions
@@ -1416,12 +1422,7 @@ def run(
     if campaigns is not None:
         chosen = [c if isinstance(c, Campaign) else get_campaign(ws, c) for c in campaigns]
     elif analysed:
-        topical = analysis.get("campaigns") or {}
-        chosen = [
-            get_campaign(ws, slug)
-            for slug, info in sorted(topical.items())
-            if isinstance(info, Mapping) and info.get("on_topic")
-        ]
+        chosen = [get_campaign(ws, slug) for slug in routed]
     else:
         raise InvalidState(
             f"{narrative_id[:12]}: not analysed yet, so its campaigns are unknown",

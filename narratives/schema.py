@@ -26,6 +26,7 @@ __all__ = [
     "delivery_attempts",
     "consents",
     "feed_items",
+    "campaign_assignments",
 ]
 
 metadata = sa.MetaData()
@@ -294,4 +295,25 @@ feed_items = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("pulled_at", TS, nullable=False),
+)
+
+campaign_assignments = sa.Table(
+    "campaign_assignments",
+    metadata,
+    # Append-only: the latest row per (narrative, campaign) is the explicit choice in force.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "narrative_id",
+        sa.String(64),
+        sa.ForeignKey("narratives.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("campaign", sa.String(64), nullable=False),
+    # True: staff said the story is for this campaign; False: explicitly not.
+    sa.Column("assigned", sa.Boolean, nullable=False),
+    # intake | sidecar | cli | web
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_campaign_assignments_target", "narrative_id", "campaign"),
 )

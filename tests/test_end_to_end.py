@@ -52,6 +52,10 @@ def test_process_runs_every_stage_once(tmp_path, workspace):
         ("emotional-equity", "rss"),
     ]
     assert not [d for d in drafts if d["narrative_id"] == bus["id"]]  # off-topic everywhere
+    # ...so it is unassigned, with the campaigns that fit best (never silently dropped).
+    assert lena["status"] == "ok" and bus["status"] == "unassigned" and bus["campaigns"] == []
+    assert {s["campaign"] for s in bus["suggestions"]} == {"emotional-equity", "neural-mandate"}
+    assert [c["campaign"] for c in lena["campaigns"]] == ["emotional-equity"]
     status = {
         row["id"]: row["stages"]
         for row in (json.loads(x) for x in _run("status", "--json").output.splitlines())
@@ -70,5 +74,9 @@ def test_process_runs_every_stage_once(tmp_path, workspace):
 
     again = _run("process", str(rec), "--json")
     assert again.exit_code == 0
-    statuses = {json.loads(x)["status"] for x in again.output.splitlines() if x.startswith("{")}
-    assert statuses == {"skipped"}
+    statuses = {
+        json.loads(x)["path"].rsplit("/", 1)[-1]: json.loads(x)["status"]
+        for x in again.output.splitlines()
+        if x.startswith("{")
+    }
+    assert statuses == {"lena-grandmother.m4a": "skipped", "dev-missed-bus.mp4": "unassigned"}

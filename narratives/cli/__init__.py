@@ -38,6 +38,7 @@ _COMMAND_MODULES = [
     "publish",
     "feeds",
     "consent",
+    "assign",
 ]
 
 

@@ -19,13 +19,27 @@ from rich.table import Table
 from ..errors import EXIT_FAILED_ITEMS, EXIT_OK
 from ..ingest import RECORDING_EXTENSIONS, find_recordings
 from ..pipeline import STAGES, ItemResult, process_paths
-from ._common import console, echo_json, err_console, get_context, shown_name
+from ._common import actor_option, console, echo_json, err_console, get_context, shown_name
 
 
-def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript, workers=1):
+def _run_batch(
+    paths,
+    *,
+    force,
+    stages,
+    settings=None,
+    as_json,
+    with_transcript,
+    workers=1,
+    campaigns=(),
+    actor="intake",
+):
     from .. import transcribe as transcribe_mod  # numpy and PyAV: only when needed
+    from ..assignments import check_slugs
 
     ctx = get_context()
+    # An unknown campaign is a usage error before any file is touched.
+    campaigns = check_slugs(ctx, campaigns)
     settings = settings or ctx.settings
     # A bad model or language fails the command before any file is touched.
     settings = settings.model_copy(
@@ -76,6 +90,8 @@ def _run_batch(paths, *, force, stages, settings=None, as_json, with_transcript,
             settings=settings,
             progress=on_event,
             workers=workers,
+            campaigns=campaigns,
+            actor=actor,
         ):
             results.append(result)
             progress.advance(overall)
@@ -91,15 +107,39 @@ def _stages_text(stages: dict[str, str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in stages.items())
 
 
+def _best(r: ItemResult) -> str:
+    """The closest campaigns of an unassigned story, e.g. "closest: neural-mandate
+    (mandate-voice 0.41)"."""
+    shown = [
+        f"{s['campaign']} ({s['top']} {s['score']:.2f})"
+        for s in (r.suggestions or [])[:2]
+        if s.get("top") and s.get("score") is not None
+    ]
+    return "fits no campaign" + (f"; closest: {', '.join(shown)}" if shown else "")
+
+
+def _routes_text(r: ItemResult) -> str:
+    if not r.campaigns:
+        return ""
+    return "; for " + ", ".join(
+        c["campaign"] + (" (assigned)" if c["reason"] == "assigned" else "") for c in r.campaigns
+    )
+
+
 def _summary(results: list[ItemResult]) -> None:
     table = Table(title="narrative process")
     table.add_column("recording")
     table.add_column("id", no_wrap=True)
     table.add_column("status")
     table.add_column("stages / reason", overflow="fold")
-    colour = {"ok": "green", "skipped": "cyan", "failed": "red"}
+    colour = {"ok": "green", "skipped": "cyan", "failed": "red", "unassigned": "yellow"}
     for r in results:
-        detail = r.error if r.status == "failed" else _stages_text(r.stages)
+        if r.status == "failed":
+            detail = r.error
+        elif r.status == "unassigned":
+            detail = f"{_stages_text(r.stages)}; {_best(r)}"
+        else:
+            detail = _stages_text(r.stages) + _routes_text(r)
         # File names and errors are the user's text, not markup: `[draft] story.wav`.
         table.add_row(
             shown_name(r.path.name),
@@ -108,27 +148,32 @@ def _summary(results: list[ItemResult]) -> None:
             escape(detail or ""),
         )
     console.print(table)
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("ok", "skipped", "failed")}
-    console.print(
-        f"done {counts['ok']}, skipped {counts['skipped']} (already done), "
-        f"failed {counts['failed']}"
-    )
-    waiting = _drafts_waiting()
-    if waiting:
+    counts = {
+        s: sum(1 for r in results if r.status == s)
+        for s in ("ok", "skipped", "unassigned", "failed")
+    }
+    line = f"done {counts['ok']}, skipped {counts['skipped']} (already done), "
+    if counts["unassigned"]:
+        line += f"unassigned {counts['unassigned']}, "
+    console.print(line + f"failed {counts['failed']}")
+    lost = [r for r in results if r.status == "unassigned"]
+    if lost:
+        stories = "story fits" if len(lost) == 1 else "stories fit"
         console.print(
-            f"{waiting} draft(s) await review: `narrative drafts list` or `narrative serve`."
+            f"[yellow]{len(lost)} {stories} no campaign:[/] "
+            "`narrative assign ID --campaign SLUG` for each of",
+            highlight=False,
         )
-
-
-def _drafts_waiting() -> int:
-    import sqlalchemy as sa
-
-    from ..schema import drafts
-
-    with get_context().db.connect() as conn:
-        return conn.execute(
-            sa.select(sa.func.count()).where(drafts.c.state == "pending_review")
-        ).scalar_one()
+        for r in lost:
+            console.print(f"  {(r.id or '-')[:12]}  {shown_name(r.path.name)}", highlight=False)
+    # The drafts this run made (or regenerated), not every draft of the workspace.
+    made = sum(r.new_drafts for r in results)
+    if made:
+        drafts = "draft awaits" if made == 1 else "drafts await"
+        console.print(
+            f"{made} {drafts} review: `narrative drafts list` or `narrative serve`.",
+            highlight=False,
+        )
 
 
 def _exit(results: list[ItemResult]) -> None:
@@ -153,16 +198,42 @@ def _exit(results: list[ItemResult]) -> None:
     show_default=True,
     help="Narratives processed in parallel (one process and one thread each).",
 )
+@click.option(
+    "--campaign",
+    "campaigns",
+    multiple=True,
+    metavar="SLUG",
+    help="The campaign these recordings are for (repeatable): they get its video and drafts "
+    "whatever their tags say.",
+)
+@actor_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recording on stdout.")
-def process(paths: tuple[Path, ...], force: bool, until: str, workers: int, as_json: bool) -> None:
+def process(
+    paths: tuple[Path, ...],
+    force: bool,
+    until: str,
+    workers: int,
+    campaigns: tuple[str, ...],
+    actor: str | None,
+    as_json: bool,
+) -> None:
     """Run every stage on the recordings in PATHS (files or folders, recursive).
 
+    A story goes to the campaigns it is assigned to (--campaign, or `campaigns = [...]` in
+    its consent sidecar), else to those its tags fit; one that fits none is `unassigned`.
     Exit code 0 when all succeeded, 1 when any recording failed (the rest are still
     processed) or none was found, 2 for usage errors, 4 when the model is not available.
     """
     stages = STAGES[: STAGES.index(until) + 1]
     results = _run_batch(
-        paths, force=force, stages=stages, as_json=as_json, with_transcript=False, workers=workers
+        paths,
+        force=force,
+        stages=stages,
+        as_json=as_json,
+        with_transcript=False,
+        workers=workers,
+        campaigns=campaigns,
+        actor=actor or "intake",
     )
     if not as_json:
         _summary(results)

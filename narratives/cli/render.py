@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from ..errors import NarrativesError
 from ._common import echo_json, err_console, get_context, narrative_ids
@@ -30,7 +31,8 @@ __all__ = ["register", "render"]
     "campaigns",
     multiple=True,
     metavar="SLUG",
-    help="Render for this campaign (repeatable); default: the campaigns the analysis found.",
+    help="Render for this campaign (repeatable); default: the campaigns the story is "
+    "assigned to, or else those its tags fit.",
 )
 @click.option("--force", is_flag=True, help="Render again even if the video exists.")
 @click.option(
@@ -51,9 +53,12 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .. import render as stage
+    from ..assignments import check_slugs
     from ..pipeline import render_many
 
     ctx = get_context()
+    # An unknown campaign is a usage error naming the known ones, before any work.
+    campaigns = tuple(check_slugs(ctx, campaigns))
     failed = 0
     progress = Progress(
         TextColumn("{task.description}"),
@@ -73,14 +78,19 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
     chosen = narrative_ids(ids, all_, done="transcribe" if campaigns else "analyse")
 
     def show(nid: str, results: list[stage.VideoResult]) -> None:
+        unused = _unrouted(ctx, nid, campaigns)
         for r in results:
             out = {
                 "narrative_id": nid,
                 "campaign": r.campaign,
                 "format": r.format,
                 "skipped": r.skipped,
+                # False: the story is not routed to this campaign, so no draft uses the video.
+                "routed": r.campaign not in unused,
                 **r.output(ctx.workspace),
             }
+            if r.campaign in unused:
+                out["note"] = _note(ctx, nid, r.campaign)
             if as_json:
                 echo_json(out)
                 continue
@@ -97,6 +107,12 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
                 )
         if not results and not as_json:
             progress.console.print(f"{nid[:12]}: nothing to render")
+        if as_json:
+            return  # the JSON lines carry the note
+        for slug in sorted(unused & {r.campaign for r in results}):
+            err_console.print(
+                f"[yellow]note:[/yellow] {escape(_note(ctx, nid, slug))}", highlight=False
+            )
 
     def fail(nid: str, error: str, hint: str | None) -> None:
         nonlocal failed
@@ -140,6 +156,36 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
             progress.update(overall, completed=len(chosen))
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _unrouted(ctx, nid: str, campaigns: tuple[str, ...]) -> set[str]:
+    """The named campaigns the narrative does not go to (no draft will use their videos)."""
+    if not campaigns:
+        return set()
+    from ..assignments import routes
+
+    return set(campaigns) - {r.campaign for r in routes(ctx, nid)}
+
+
+def _note(ctx, nid: str, slug: str) -> str:
+    """What a user should know about a video for a campaign the story does not go to."""
+    return (
+        f"{nid[:12]} {_why_not(ctx, nid, slug)}, so no draft will use this video. To make "
+        f"{slug}'s drafts: `narrative assign {nid[:12]} --campaign {slug}`"
+    )
+
+
+def _why_not(ctx, nid: str, slug: str) -> str:
+    """Why the narrative does not go to `slug`, in words."""
+    from ..assignments import explicit
+
+    chosen = explicit(ctx, nid)
+    if chosen.get(slug) is False:
+        return f"was unassigned from {slug}"
+    assigned = sorted(s for s, yes in chosen.items() if yes)
+    if assigned:
+        return f"is assigned to {', '.join(assigned)} only"
+    return f"is not assigned to {slug} and its tags do not fit it"
 
 
 def register(cli: click.Group) -> None:

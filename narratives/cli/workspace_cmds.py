@@ -29,6 +29,12 @@ def init(directory: Path, force: bool) -> None:
 
 
 def _status_rows(ctx) -> list[dict]:
+    from .. import assignments
+    from ..campaigns import load_campaigns
+
+    campaigns = load_campaigns(ctx.workspace)
+    # Analysed stories that no campaign gets: shown, never silently dropped.
+    lost = {u.id: u for u in assignments.unassigned(ctx)}
     runs: dict[str, dict[str, list]] = {}
     for r in list_runs(ctx.db):
         runs.setdefault(r.narrative_id, {}).setdefault(r.stage, []).append(r)
@@ -57,17 +63,35 @@ def _status_rows(ctx) -> list[dict]:
             later = [stages[s] for s in STAGE_ORDER[i + 1 :]]
             if stages[stage] == "pending" and any(v != "pending" for v in later):
                 stages[stage] = "none"
-        out.append(
-            {
-                "id": n.id,
-                "label": n.label,
-                "duration": n.duration,
-                "language": n.language,
-                "stages": stages,
-                "errors": errors,
-            }
-        )
+        analysis = assignments.read_analysis(ctx, n.id) if stages["analyse"] == "done" else None
+        routes = assignments.routes(ctx, n.id, analysis, campaigns=campaigns)
+        row = {
+            "id": n.id,
+            "label": n.label,
+            "duration": n.duration,
+            "language": n.language,
+            "stages": stages,
+            "errors": errors,
+            "campaigns": [r.to_json() for r in routes],
+            "unassigned": n.id in lost,
+        }
+        if n.id in lost:
+            row["suggestions"] = [s.to_json() for s in lost[n.id].suggestions]
+        out.append(row)
     return out
+
+
+def _campaigns_cell(row: dict) -> str:
+    if row["unassigned"]:
+        return "[yellow]unassigned[/]"
+    if not row["campaigns"]:
+        return "[dim]-[/]"
+    # An asterisk marks a campaign staff assigned (the others fit by tags).
+    return escape(
+        ", ".join(
+            c["campaign"] + ("*" if c["reason"] == "assigned" else "") for c in row["campaigns"]
+        )
+    )
 
 
 @click.command()
@@ -84,11 +108,15 @@ def status(as_json: bool) -> None:
         click.echo("No narratives yet. Run `narrative process PATH` on some recordings.")
         return
     table = Table(title=f"Narratives in {ctx.workspace.root}")
-    table.add_column("id")
+    table.add_column("id", no_wrap=True, min_width=12)
     table.add_column("recording")
     table.add_column("length", justify="right")
     for stage in STAGE_ORDER:
         table.add_column(stage)
+    # Once stories are analysed, where each goes (a column only then: the table stays narrow).
+    routed = any(row["campaigns"] or row["unassigned"] for row in rows)
+    if routed:
+        table.add_column("campaigns")
     style = {
         "done": "green",
         "failed": "red",
@@ -104,11 +132,33 @@ def status(as_json: bool) -> None:
             shown_name(row["label"] or ""),
             length,
             *(f"[{style[row['stages'][s]]}]{row['stages'][s]}[/]" for s in STAGE_ORDER),
+            *([_campaigns_cell(row)] if routed else []),
         )
     console.print(table)
+    if any(c["reason"] == "assigned" for row in rows for c in row["campaigns"]):
+        console.print("* assigned by staff; the other campaigns fit by tags", highlight=False)
     for row in rows:
         for err in row["errors"]:
             console.print(f"[red]{row['id'][:12]} {escape(err)}[/]", highlight=False)
+    lost = [row for row in rows if row["unassigned"]]
+    if lost:
+        stories = "story fits" if len(lost) == 1 else "stories fit"
+        console.print(
+            f"[yellow]{len(lost)} {stories} no campaign:[/] "
+            "`narrative assign ID --campaign SLUG` for each of",
+            highlight=False,
+        )
+        for row in lost:
+            best = row["suggestions"][0] if row["suggestions"] else None
+            hint = (
+                f"  closest: {best['campaign']} ({best['top']} {best['score']:.2f})"
+                if best and best.get("top") and best.get("score") is not None
+                else ""
+            )
+            console.print(
+                f"  {row['id'][:12]}  {shown_name(row['label'] or '')}{escape(hint)}",
+                highlight=False,
+            )
 
 
 @click.command()
@@ -152,6 +202,16 @@ def show(narrative_id: str, as_json: bool) -> None:
         f = folder / name
         if f.exists():
             data[key] = json.loads(f.read_text(encoding="utf-8"))
+    from .. import assignments
+
+    routes = assignments.routes(ctx, nid, data.get("analysis"))
+    data["campaigns"] = [r.to_json() for r in routes]
+    data["assignments"] = [a.to_json() for a in assignments.history(ctx, nid)]
+    data["unassigned"] = not routes and assignments.is_unassigned(ctx, nid, data.get("analysis"))
+    if data["unassigned"]:
+        data["suggestions"] = [
+            s.to_json() for s in assignments.suggestions(ctx, nid, data.get("analysis"))
+        ]
     if as_json:
         echo_json(data)
         return
@@ -168,6 +228,7 @@ def show(narrative_id: str, as_json: bool) -> None:
         console.print(f"  {s['stage']}{key}: {s['status']}{extra}", highlight=False)
         if s["error"]:
             console.print(f"    [red]{escape(s['error'])}[/]", highlight=False)
+    _print_routes(data, nid)
     analysis = data.get("analysis")
     if analysis and analysis.get("empty"):
         reason = analysis.get("reason") or "nothing to analyse"
@@ -177,6 +238,31 @@ def show(narrative_id: str, as_json: bool) -> None:
     if "transcript" in data:
         text = " ".join(s["text"].strip() for s in data["transcript"]["segments"])
         console.print(f"\n[bold]Transcript:[/] {escape(text or '(no speech)')}", highlight=False)
+
+
+def _print_routes(data: dict, nid: str) -> None:
+    say = lambda text: console.print(text, highlight=False)  # noqa: E731
+    if data["campaigns"]:
+        parts = [
+            f"{c['campaign']} ({'assigned' if c['reason'] == 'assigned' else 'by its tags'})"
+            for c in data["campaigns"]
+        ]
+        say(f"[bold]Campaigns:[/] {escape(', '.join(parts))}")
+    elif data["unassigned"]:
+        best = ", ".join(
+            f"{s['campaign']} ({s['top']} {s['score']:.2f})"
+            for s in data.get("suggestions", [])[:2]
+            if s.get("top") and s.get("score") is not None
+        )
+        say(
+            "[bold]Campaigns:[/] [yellow]unassigned[/] (fits no campaign"
+            + (f"; closest: {escape(best)}" if best else "")
+            + f"): `narrative assign {nid[:12]} --campaign SLUG`"
+        )
+    for a in data["assignments"]:
+        verb = "assigned to" if a["assigned"] else "unassigned from"
+        when = a["at"][:16].replace("T", " ")
+        say(f"  {verb} {escape(a['campaign'])} by {escape(a['actor'])} ({a['source']}, {when})")
 
 
 def _print_analysis(analysis: dict) -> None:

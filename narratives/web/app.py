@@ -38,6 +38,7 @@ from ..transcript import Transcript
 from ..users import authenticate, end_sessions
 from ..web_public import routes as public_routes
 from ..workspace import DEFAULTS_ROOT
+from .assign_pages import AssignPages, OutputJobs
 from .consent_pages import ConsentPages
 from .fidelity import quote_edited, quote_forms
 from .schedule_pages import DELIVERY_LABELS, SchedulePages
@@ -126,11 +127,12 @@ def _timestamp(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class _App(SchedulePages, ConsentPages):
+class _App(SchedulePages, ConsentPages, AssignPages):
     def __init__(self, ctx: Context, limiter: LoginLimiter) -> None:
         self.ctx = ctx
         self.env = _environment(ctx)
         self.limiter = limiter
+        self.jobs = OutputJobs(ctx)
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class _App(SchedulePages, ConsentPages):
             user=state.get("user"),
             csrf=csrf_token(session),
             flash=session.pop("flash", None),
+            flash_error=session.pop("flash_error", None),
             **context,
         )
         return HTMLResponse(html, status_code=status)
@@ -246,6 +249,7 @@ class _App(SchedulePages, ConsentPages):
             states=review.STATES,
             counts=counts,
             edited_quotes=edited_quotes,
+            **self.queue_assign_context(),
         )
 
     def draft_page(self, request: Request) -> HTMLResponse:
@@ -321,6 +325,7 @@ class _App(SchedulePages, ConsentPages):
             "notes": notes,
             "quote_edited": quote_edited(draft, quote_forms(ctx, draft.narrative_id, analysis)),
             **self.consent_context(draft, analysis),
+            **self.campaigns_context(draft.narrative_id, analysis),
             **self.schedule_context(draft, campaign),
             "comments": review.list_comments(ctx, draft.id),
             "history": [
@@ -610,6 +615,8 @@ def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
         "draft.reject": "rejected",
         "draft.request_changes": "requested changes",
         "draft.comment": "commented",
+        "campaign.assign": "assigned a campaign",
+        "campaign.unassign": "unassigned a campaign",
     }
     kind = entry.get("object_type", "draft")
     scope = {"delivery": f"delivery {entry.get('object_id')}", "narrative": "story"}
@@ -676,6 +683,9 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         Route("/drafts/{draft_id:id}/hide", action(web.mark_term), methods=["POST"]),
         Route("/drafts/{draft_id:id}/unhide", action(web.unmark_term), methods=["POST"]),
         Route("/schedule", page(web.agenda), methods=["GET"]),
+        Route("/unassigned", page(web.unassigned_page), methods=["GET"]),
+        Route("/stories/{narrative_id}/assign", action(web.assign_story), methods=["POST"]),
+        Route("/stories/{narrative_id}/unassign", action(web.unassign_story), methods=["POST"]),
         Route("/deliveries/{delivery_id:id}/cancel", action(web.cancel_delivery), methods=["POST"]),
         Route("/deliveries/{delivery_id:id}/move", action(web.move_delivery), methods=["POST"]),
         Route("/media/{narrative_id}/{kind}", page(web.media), methods=["GET"]),
@@ -711,4 +721,6 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         exception_handlers={NarrativesError: on_error, HTTPException: on_error},
     )
     app.state.workspace = ctx.workspace
+    # The background jobs that make videos and drafts after an assignment (tests wait on it).
+    app.state.output_jobs = web.jobs
     return app
