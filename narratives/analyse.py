@@ -27,18 +27,25 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .audit import record as audit_record
 from .campaigns import Campaign, get_campaign, load_campaigns
 from .config import AnalyseSettings
+from .content_notes import (
+    DEFAULT_CONTENT_NOTES,
+    NoteSpec,
+    cue_hits,
+    note_evidence,
+    note_specs,
+)
 from .context import Context
-from .errors import ConfigError, InvalidState, ModelNotAvailable, NotFound
+from .errors import InvalidState, ModelNotAvailable, NotFound
 from .files import atomic_write_json
 from .schema import tag_corrections, utcnow
 from .stages import get_run, stage_run
-from .transcript import Transcript
+from .tagging import ExampleStory, load_examples
+from .transcript import Segment, Transcript
 from .workspace import Workspace
 
 __all__ = [
@@ -70,6 +77,8 @@ MIN_WORDS = 3
 #: Scores average this many best-matching sentences.
 TOP_K = 3
 QUOTE_MAX_CHARS = 200
+#: A quote is cut (with "…") only when no sentence of the story is shorter than this.
+QUOTE_HARD_MAX_CHARS = 300
 
 # --------------------------------------------------------------------------------------------
 # Records
@@ -108,6 +117,9 @@ class CampaignTags:
     #: The best tag reaches the campaign's `tag_threshold` (or an editor said a tag applies).
     on_topic: bool
     threshold: float
+    #: How the tags were scored: "learnt" from example stories, by "description" similarity
+    #: (too few examples), or "mixed".
+    method: str = "learnt"
 
     @property
     def applied(self) -> list[str]:
@@ -203,85 +215,6 @@ class Analysis:
 
 
 # --------------------------------------------------------------------------------------------
-# Content notes
-
-DEFAULT_CONTENT_NOTES: list[dict[str, Any]] = [
-    {
-        "name": "grief",
-        "description": "Grief and loss: someone the narrator loved has died; mourning, missing "
-        "them, a funeral, never getting to say goodbye.",
-        "examples": [
-            "My grandmother died and I never got to say goodbye.",
-            "I still miss him every day since he passed away.",
-        ],
-    },
-    {
-        "name": "self-harm",
-        "description": "Self-harm or suicide: hurting oneself on purpose, wanting to die, "
-        "suicidal thoughts or attempts.",
-        "examples": ["I wanted to hurt myself.", "I thought about ending my life."],
-    },
-    {
-        "name": "violence",
-        "description": "Violence or abuse: someone was hit, beaten, attacked, shot, stabbed, "
-        "threatened or abused.",
-        "examples": [
-            "He hit me and I was afraid he would kill me.",
-            "There was a fight and someone was stabbed.",
-        ],
-    },
-    {
-        "name": "medical",
-        "description": "Medical detail: an illness, diagnosis, hospital stay, surgery, "
-        "medication, symptoms or injuries.",
-        "examples": [
-            "The doctors said it was cancer and I started chemotherapy.",
-            "I was in the hospital for weeks after the surgery.",
-        ],
-    },
-    {
-        "name": "named-people",
-        "description": "A private person named by their first or full name: a relative, friend, "
-        "neighbour or colleague called by name.",
-        "examples": ["My sister Maria told me about it.", "My neighbour John Smith helped us."],
-    },
-    {
-        "name": "identifying-places",
-        "description": "A place that could identify someone: their home town, street, "
-        "workplace, school, or the named city where they or their family live.",
-        "examples": [
-            "I live on Elm Street in Springfield.",
-            "She was in her house in Santiago, where she always lived.",
-        ],
-    },
-]
-
-#: Notes that entity evidence alone flags, by entity kind.
-_NOTE_EVIDENCE = {"named-people": ("person",), "identifying-places": ("place",)}
-
-
-class _NoteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    description: str = Field(min_length=10)
-    examples: list[str] = []
-
-
-def _note_specs(settings: AnalyseSettings) -> list[_NoteSpec]:
-    raw = settings.content_notes or DEFAULT_CONTENT_NOTES
-    specs = []
-    for i, item in enumerate(raw):
-        try:
-            specs.append(_NoteSpec.model_validate(item))
-        except ValidationError as exc:
-            lines = [f"narratives.toml: invalid analyse.content_notes[{i}]"]
-            for err in exc.errors():
-                lines.append(f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
-            raise ConfigError("\n".join(lines)) from None
-    return specs
-
-
-# --------------------------------------------------------------------------------------------
 # Filler words
 
 _HESITATION = r"(?:u+m+|u+h+|e+r+m+|e+r+|h+m+|m+h?m+)"
@@ -341,6 +274,13 @@ class _Sentence:
     start: float
     end: float
     words: list[int]
+    #: Whether each end is sure (text edge, end punctuation or a pause), not guessed.
+    sure_start: bool = True
+    sure_end: bool = True
+
+    @property
+    def sure(self) -> bool:
+        return self.sure_start and self.sure_end
 
 
 def _align_words(transcript: Transcript, text: str) -> list[_Word]:
@@ -370,48 +310,15 @@ def _segment_spans(transcript: Transcript) -> list[tuple[int, int, float, float]
     return spans
 
 
-#: A "sentence" longer than this (an unpunctuated transcript) is cut at Whisper's segment ends,
-#: then into pieces of about `_PIECE_WORDS`, so a summary stays a summary.
-_MAX_SENTENCE_WORDS = 45
-_PIECE_WORDS = 30
-
-
-def _pieces(text: str, start: int, end: int, segments: list[tuple]) -> list[tuple[int, int]]:
-    """(start, end) spans of text[start:end]: itself, or cut if it is too long to be one."""
-    if len(text[start:end].split()) <= _MAX_SENTENCE_WORDS:
-        return [(start, end)]
-    cuts = [s[1] for s in segments if start < s[1] < end]
-    spans, a = [], start
-    for b in [*cuts, end]:
-        spans.append((a, b))
-        a = b
-    out = []
-    for a, b in spans:
-        bounds = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[a:b])]
-        if len(bounds) <= _MAX_SENTENCE_WORDS:
-            out.append((a, b))
-            continue
-        n = -(-len(bounds) // _PIECE_WORDS)
-        size = -(-len(bounds) // n)
-        for k in range(0, len(bounds), size):
-            chunk = bounds[k : k + size]
-            out.append((a + chunk[0][0], a + chunk[-1][1]))
-    return out
-
-
 def _split_sentences(text: str, words: list[_Word], transcript: Transcript) -> list[_Sentence]:
-    import pysbd
+    from .sentences import TimedWord, split_spans
 
-    segmenter = pysbd.Segmenter(language="en", clean=False, char_span=True)
     segments = _segment_spans(transcript)
+    timed = [TimedWord(w.char_start, w.char_end, w.start, w.end) for w in words]
+    spans = split_spans(text, timed, [s[1] for s in segments])
     sentences: list[_Sentence] = []
-    spans = []
-    for span in segmenter.segment(text):
-        raw = span.sent.strip()
-        if raw:
-            first = text.find(raw, span.start)
-            spans += _pieces(text, first, first + len(raw), segments)
-    for start, end in spans:
+    for span in spans:
+        start, end = span.start, span.end
         raw = text[start:end].strip()
         if not raw:
             continue
@@ -428,7 +335,20 @@ def _split_sentences(text: str, words: list[_Word], transcript: Transcript) -> l
             if not hit:
                 continue
             t0, t1 = min(s[2] for s in hit), max(s[3] for s in hit)
-        sentences.append(_Sentence(len(sentences), raw, trimmed, start, end, t0, t1, idx))
+        sentences.append(
+            _Sentence(
+                len(sentences),
+                raw,
+                trimmed,
+                start,
+                end,
+                t0,
+                t1,
+                idx,
+                span.sure_start,
+                span.sure_end,
+            )  # fmt: skip
+        )
     duration = float(transcript.duration or 0.0)
     for s in sentences:
         if duration > 0:
@@ -472,28 +392,75 @@ def _label_scores(sent_vecs: np.ndarray, label_vecs: list[np.ndarray]) -> list[f
     return [_topk_mean((sent_vecs @ lv.T).max(axis=1)) for lv in label_vecs]
 
 
+def _label_texts(campaigns: list[Campaign], notes: list[NoteSpec]) -> list[list[str]]:
+    """Each tag's and then each note's description and example sentences."""
+    groups = [[t.description, *t.examples] for c in campaigns for t in c.tags]
+    return groups + [[n.description, *n.examples] for n in notes]
+
+
+def _text_sentences(text: str) -> list[str]:
+    """The sentences of a written story (an example), split as a transcript's are."""
+    transcript = Transcript("example", "en", 0.0, [Segment(0, 0.0, 0.0, text)], "text", "none")
+    return [s.text for s in _split_sentences(transcript.text, [], transcript)]
+
+
+def _learnt_scores(
+    story_vec: np.ndarray,
+    description: np.ndarray,
+    campaigns: list[Campaign],
+    notes: list[NoteSpec],
+    examples: list[ExampleStory],
+    corrections: Corrections,
+    embedder,
+    cache_dir: Path | None,
+) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(probability, threshold) per learnt label, keyed ("tag", campaign, tag) or
+    ("note", "", note); labels with too few examples are left out."""
+    from .tagging import cached_array, features, train_label_model
+
+    n_tags = sum(len(c.tags) for c in campaigns)
+    if not examples and not corrections.examples:
+        return {}
+    label_vecs = [embedder.encode(g) for g in _label_texts(campaigns, [])]
+
+    def row(text: str) -> np.ndarray:
+        sents = cached_array(
+            "sentences", text, lambda t: embedder.encode(_text_sentences(t) or [t]), cache_dir
+        )
+        story = cached_array(
+            "story", text, lambda t: embedder.encode([trim_fillers(t)])[0], cache_dir
+        )
+        return features(story, np.array(_label_scores(sents, label_vecs), dtype=np.float32))
+
+    base_rows = np.stack([row(e.text) for e in examples]) if examples else None
+    x = features(story_vec, description[:n_tags])[None, :]
+    out: dict[tuple[str, str, str], tuple[float, float]] = {}
+    for c in campaigns:
+        for t in c.tags:
+            rows = [base_rows] if base_rows is not None else []
+            y = [t.name in e.tags for e in examples]
+            extra = corrections.examples.get((c.slug, t.name), [])
+            if extra:
+                rows.append(np.stack([row(text) for text, _ in extra]))
+                y += [applies for _, applies in extra]
+            if not rows:
+                continue
+            model = train_label_model(f"tag:{t.name}", np.concatenate(rows), np.array(y))
+            if model.learnt:
+                out[("tag", c.slug, t.name)] = (model.probability(x[0]), c.tag_threshold)
+    if base_rows is not None:
+        for n in notes:
+            y = np.array([n.name in e.notes for e in examples])
+            model = train_label_model(f"note:{n.name}", base_rows, y)
+            if model.learnt:
+                out[("note", "", n.name)] = (model.probability(x[0]), 0.5)
+    return out
+
+
 _DANGLING = {
     "it", "this", "that", "these", "those", "then", "and", "but", "or", "he", "she", "they",
     "him", "her", "them", "his", "its", "their", "later", "also", "which", "because", "after",
 }  # fmt: skip
-
-_STOP = set(
-    """a an the and or but if so of to in on at by for with from as is was were be been am are
-    i me my we our us you your he him his she her they them their it its this that these those
-    there here then than when while where who whom which what how why not no nor do did does
-    had has have having just very really all any some each every one ones about into over
-    out up down off again once would could should can will may might must shall also too like
-    um uh know get got go went going s t don didn doesn isn wasn weren
-    """.split()
-)
-
-
-#: Verbs that leave a title hanging ("Sharing a dream with strangers made").
-_END_STOP = set(
-    """made make makes felt feel feels said say says told tell kept keep thought think thinking
-    found find remember remembered started start wanted want seemed seem came come took take
-    put gave give asked ask tried try""".split()
-)
 
 _VECTORS: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
 
@@ -521,6 +488,8 @@ def _summary(sentences: list[_Sentence], vecs: np.ndarray, k: int) -> list[_Sent
         # Openings and conclusions carry a spoken story's gist.
         if s.index == 0 or s.index == n - 1:
             base[s.index] += 0.04
+        # A sentence whose ends were guessed may be a fragment.
+        base[s.index] -= 0.06 * ((not s.sure_start) + (not s.sure_end))
     chosen: list[int] = []
     while len(chosen) < k:
         best, best_val = None, -1e9
@@ -551,12 +520,15 @@ def _quote(
     proto = _cached_vectors(embedder, tuple(_QUOTABLE))
     quotable = (vecs @ proto.T).max(axis=1)
     best, best_val = None, -1e9
-    for s in sentences:
+    # Whole sentences only: one that fits, else the shortest (cut only past the hard limit).
+    fitting = [s for s in sentences if len(s.text) <= QUOTE_MAX_CHARS]
+    sure = [s for s in fitting if s.sure]
+    half = [s for s in fitting if s.sure_start or s.sure_end]
+    pool = sure or half or fitting or [min(sentences, key=lambda s: len(s.text))]
+    for s in pool:
         length = len(s.text)
         val = 0.3 * float(centrality[s.index]) + 0.7 * float(quotable[s.index])
-        if length > QUOTE_MAX_CHARS:
-            val -= 0.3
-        elif length < 40:
+        if length < 40:
             val -= 0.2
         elif length > 170:
             val -= 0.05
@@ -566,7 +538,7 @@ def _quote(
         if val > best_val:
             best, best_val = s, val
     excerpt = _excerpt(best)
-    if len(excerpt.text) > QUOTE_MAX_CHARS:
+    if len(excerpt.text) > QUOTE_HARD_MAX_CHARS:
         excerpt = _cut(best, words)
     return excerpt
 
@@ -583,50 +555,37 @@ _QUOTABLE = [
 def _cut(s: _Sentence, words: list[_Word]) -> Excerpt:
     """A too-long sentence cut at the last word that fits, timed by its words."""
     ws = [words[i] for i in s.words]
-    kept = [w for w in ws if w.char_end - s.char_start <= QUOTE_MAX_CHARS - 1] or ws[:1]
+    kept = [w for w in ws if w.char_end - s.char_start <= QUOTE_HARD_MAX_CHARS - 1] or ws[:1]
     raw = s.raw[: kept[-1].char_end - s.char_start].rstrip(",;: ")
-    text = trim_fillers(raw)[: QUOTE_MAX_CHARS - 1].rstrip() + "…"
+    text = trim_fillers(raw)[: QUOTE_HARD_MAX_CHARS - 1].rstrip() + "…"
     return Excerpt(text, raw, kept[0].start, kept[-1].end, s.char_start, s.char_start + len(raw))
 
 
 #: Phrases embedded to choose a title from (each costs a little model time).
 _MAX_TITLE_CANDIDATES = 200
+#: A word Whisper gave less than this probability is likely misheard: no title is built on it.
+_UNSURE_WORD = 0.5
 
 
-def _title(sentences: list[_Sentence], summary_vec: np.ndarray, embedder) -> str:
-    """The phrase of the narrator's own words closest in meaning to the summary."""
-    phrases = _title_candidates(sentences)
-    if not phrases:
-        first = sentences[0].text.split()[:6] if sentences else []
-        return _capitalise(" ".join(first).rstrip(",.;:"))
-    vecs = embedder.encode(phrases)
-    scores = vecs @ summary_vec
-    # Prefer a few words over two: a title says something.
-    bonus = np.array([0.015 * min(len(p.split()), 5) for p in phrases])
-    return _capitalise(phrases[int(np.argmax(scores + bonus))])
+def _title(
+    sentences: list[_Sentence], summary_vec: np.ndarray, embedder, unsure: set[str] = frozenset()
+) -> str:
+    """A well-formed phrase of the narrator's own words closest in meaning to the summary."""
+    from .titles import choose_title
+
+    best = choose_title(_title_candidates(sentences), summary_vec, embedder.encode, unsure)
+    if best:
+        return best
+    # No phrase passes the rule (a very short or broken story): its shortest whole sentence.
+    shortest = min(sentences, key=lambda s: len(s.text.split())) if sentences else None
+    return _capitalise(shortest.text.rstrip(",.;:")) if shortest else ""
 
 
 def _title_candidates(sentences: list[_Sentence]) -> list[str]:
-    """Phrases of 2-5 words that neither start nor end on a stop word, from the whole story."""
-    candidates: dict[str, None] = {}
-    for s in sentences:
-        for clause in re.split(r"[,;:.!?\"]+", s.text):
-            toks = clause.split()
-            for i in range(len(toks)):
-                if _norm(toks[i]) in _STOP:
-                    continue
-                for j in range(i + 2, min(i + 5, len(toks)) + 1):
-                    if _norm(toks[j - 1]) in _STOP or _norm(toks[j - 1]) in _END_STOP:
-                        continue
-                    phrase = " ".join(toks[i:j])
-                    if len(phrase) <= 60:
-                        candidates[phrase] = None
-    phrases = list(candidates)
-    if len(phrases) > _MAX_TITLE_CANDIDATES:
-        # Spread over the whole story: the first 200 would all come from its opening minutes.
-        picks = np.linspace(0, len(phrases) - 1, _MAX_TITLE_CANDIDATES).round().astype(int)
-        phrases = [phrases[i] for i in dict.fromkeys(picks.tolist())]
-    return phrases
+    """Grammatical phrases from the whole story (`narratives.titles`)."""
+    from .titles import title_candidates
+
+    return title_candidates([s.text for s in sentences], limit=_MAX_TITLE_CANDIDATES)
 
 
 def _capitalise(text: str) -> str:
@@ -870,10 +829,11 @@ def abstractive_summary(
 
 @dataclass
 class Corrections:
-    """Editor tag corrections: extra examples per (campaign, tag), and forced values for the
-    narrative being analysed."""
+    """Editor tag corrections: each corrected story, an example for or against its tag, and
+    the forced values for the narrative being analysed."""
 
-    examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: (campaign, tag) -> [(story text, applies)], oldest first.
+    examples: dict[tuple[str, str], list[tuple[str, bool]]] = field(default_factory=dict)
     forced: dict[tuple[str, str], bool] = field(default_factory=dict)
 
 
@@ -898,14 +858,20 @@ def analyse_transcript(
     settings: AnalyseSettings | None = None,
     corrections: Corrections | None = None,
     embedder=None,
+    examples: list[ExampleStory] | None = None,
+    cache_dir: Path | None = None,
 ) -> Analysis:
-    """The Analysis of one transcript (no database, no files): the stage's pure core."""
+    """The Analysis of one transcript: the stage's pure core (no database; `cache_dir`, when
+    given, keeps the example stories' embeddings between runs).
+
+    Tags and notes are learnt from `examples` and the editors' `corrections`
+    (`narratives.tagging`); a label with too few examples is scored by description."""
     from .embeddings import get_embedder
 
     t0 = time.perf_counter()
     settings = settings or AnalyseSettings()
     corrections = corrections or Corrections()
-    notes = _note_specs(settings)
+    notes = note_specs(settings)
     text = transcript.text
     words = _align_words(transcript, text)
     base = Analysis(
@@ -939,15 +905,7 @@ def analyse_transcript(
     base.sentence_count = len(sentences)
 
     # One batch for everything that depends only on this narrative and the campaigns.
-    label_texts: list[list[str]] = []
-    tag_keys: list[tuple[str, str]] = []
-    for c in campaigns:
-        for t in c.tags:
-            extra = corrections.examples.get((c.slug, t.name), [])
-            label_texts.append([t.description, *t.examples, *extra])
-            tag_keys.append((c.slug, t.name))
-    for n in notes:
-        label_texts.append([n.description, *n.examples])
+    label_texts = _label_texts(campaigns, notes)
     flat = [s.text for s in sentences] + [x for group in label_texts for x in group]
     vecs = embedder.encode(flat)
     sent_vecs = vecs[: len(sentences)]
@@ -955,24 +913,36 @@ def analyse_transcript(
     for group in label_texts:
         label_vecs.append(vecs[offset : offset + len(group)])
         offset += len(group)
-    scores = _label_scores(sent_vecs, label_vecs)
+    description = np.array(_label_scores(sent_vecs, label_vecs), dtype=np.float32)
+    story_vec = embedder.encode([trim_fillers(text)])[0]
+    learnt = _learnt_scores(
+        story_vec, description, campaigns, notes, examples or [], corrections, embedder,
+        cache_dir,
+    )  # fmt: skip
 
     chosen = _summary(sentences, sent_vecs, settings.summary_sentences)
     base.summary = [_excerpt(s) for s in chosen]
     base.quote = _quote(sentences, sent_vecs, words, embedder)
     summary_vec = sent_vecs[[s.index for s in chosen]].mean(axis=0)
     summary_vec = summary_vec / max(float(np.linalg.norm(summary_vec)), 1e-12)
-    base.title = _title(sentences, summary_vec, embedder)
+    unsure = {_norm(w.text) for w in transcript.words if (w.probability or 1.0) < _UNSURE_WORD}
+    base.title = _title(sentences, summary_vec, embedder, unsure)
 
     i = 0
     for c in campaigns:
         tags = []
+        method = "learnt"
         for t in c.tags:
-            score = round(scores[i], 4)
+            score, threshold = learnt.get(("tag", c.slug, t.name), (None, c.tag_threshold))
+            if score is None:  # too few examples: description similarity
+                score, threshold, method = float(description[i]), c.description_threshold, "mixed"
+            score = round(score, 4)
             forced = corrections.forced.get((c.slug, t.name))
-            applies = forced if forced is not None else score >= c.tag_threshold
+            applies = forced if forced is not None else score >= threshold
             tags.append(TagScore(t.name, score, applies, forced))
             i += 1
+        if all(("tag", c.slug, t.name) not in learnt for t in c.tags):
+            method = "description"
         tags.sort(key=lambda t: (t.corrected is not False, t.score), reverse=True)
         ranked = [t for t in tags if t.corrected is not False]
         forced_on = [t for t in ranked if t.corrected is True]
@@ -981,17 +951,22 @@ def analyse_transcript(
             tags=tags,
             top=top.name if top else None,
             on_topic=any(t.applies for t in tags),
-            threshold=c.tag_threshold,
+            threshold=c.tag_threshold if method == "learnt" else c.description_threshold,
+            method=method,
         )
 
-    entities = _entities(text, words, _public_terms(campaigns))
+    public = _public_terms(campaigns)
+    entities = _entities(text, words, public)
     base.entities = entities
     for n in notes:
-        score = round(scores[i], 4)
+        score, threshold = learnt.get(("note", "", n.name), (None, 0.5))
+        if score is None:
+            score, threshold = float(description[i]), settings.content_note_threshold
+        score = round(score, 4)
         i += 1
-        kinds = _NOTE_EVIDENCE.get(n.name, ())
-        evidence = sorted({e.text for e in entities if e.kind in kinds})
-        flagged = score >= settings.content_note_threshold or bool(evidence)
+        evidence = note_evidence(n, entities, text, public)
+        evidence += cue_hits(n, text)
+        flagged = bool(evidence) or (score >= threshold and not n.evidence_only)
         base.content_notes.append(ContentNote(n.name, score, flagged, evidence))
     base.content_notes.sort(key=lambda n: n.score, reverse=True)
 
@@ -1049,32 +1024,32 @@ def _load_transcript(ctx: Context, narrative_id: str) -> Transcript:
 
 def load_corrections(ctx: Context, narrative_id: str) -> Corrections:
     """Corrections for analysing `narrative_id`: the latest correction per narrative and tag
-    wins; narratives marked as applying lend their summary sentences as examples."""
+    wins; every corrected story becomes an example for (or against) its tag."""
     with ctx.db.connect() as conn:
         rows = conn.execute(sa.select(tag_corrections).order_by(tag_corrections.c.id)).all()
     latest: dict[tuple[str, str, str], bool] = {}
     for r in rows:
+        latest.pop((r.narrative_id, r.campaign, r.tag), None)
         latest[(r.narrative_id, r.campaign, r.tag)] = bool(r.applies)
     out = Corrections()
-    summaries: dict[str, list[str]] = {}
+    texts: dict[str, str | None] = {}
     for (nid, campaign, tag), applies in latest.items():
         if nid == narrative_id:
             out.forced[(campaign, tag)] = applies
-        if not applies:
-            continue
-        if nid not in summaries:
-            summaries[nid] = _summary_texts(ctx.workspace, nid)
-        out.examples.setdefault((campaign, tag), []).extend(summaries[nid])
+        if nid not in texts:
+            texts[nid] = _transcript_text(ctx.workspace, nid)
+        if texts[nid]:
+            out.examples.setdefault((campaign, tag), []).append((texts[nid], applies))
     return out
 
 
-def _summary_texts(workspace: Workspace, narrative_id: str) -> list[str]:
-    """The stored summary sentences of a narrative (none if it has no analysis yet)."""
-    path = _analysis_path(workspace, narrative_id)
-    if not path.is_file():
-        return []
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    return [s["text"] for s in stored.get("summary") or [] if s.get("text")]
+def _transcript_text(workspace: Workspace, narrative_id: str) -> str | None:
+    """A narrative's transcript text (None if it has no transcript)."""
+    path = workspace.narrative_dir(narrative_id) / "transcript.json"
+    try:
+        return Transcript.from_dict(json.loads(path.read_text(encoding="utf-8"))).text
+    except (OSError, ValueError):
+        return None
 
 
 def run(ctx: Context, narrative_id: str, *, force: bool = False) -> Analysis:
@@ -1089,7 +1064,12 @@ def run(ctx: Context, narrative_id: str, *, force: bool = False) -> Analysis:
     with stage_run(ctx.db, narrative_id, STAGE) as handle:
         corrections = load_corrections(ctx, narrative_id)
         analysis = analyse_transcript(
-            transcript, campaigns=campaigns, settings=settings, corrections=corrections
+            transcript,
+            campaigns=campaigns,
+            settings=settings,
+            corrections=corrections,
+            examples=load_examples(ctx.workspace.campaigns_dir),
+            cache_dir=ctx.workspace.state_dir / "cache" / "examples",
         )
         handle.engine = analysis.engine
         handle.model = analysis.model

@@ -162,8 +162,12 @@ class Campaign(_Model):
     link: str
     language: str = "en"
     hashtags: list[str] = []
-    #: A narrative whose best tag scores below this is off-topic for the campaign.
-    tag_threshold: float = Field(0.3, ge=0, le=1)
+    #: A tag applies when its learnt probability reaches this (narratives.tagging); a story
+    #: none of whose tags applies fits the campaign only if someone assigns it.
+    tag_threshold: float = Field(0.5, ge=0, le=1)
+    #: For tags with too few example stories to learn from: the description similarity that
+    #: makes them apply.
+    description_threshold: float = Field(0.45, ge=0, le=1)
     max_video_seconds: float = Field(180, gt=0, le=180)
     #: What the campaign requires posts and feed items to say about AI assistance.
     ai_disclosure: str = ""

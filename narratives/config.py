@@ -54,7 +54,7 @@ class AnalyseSettings(_Section):
     threads: int = Field(1, ge=1, le=64)
     #: Content notes, each {name, description, examples}; empty means the shipped defaults
     #: (see `narratives.analyse.DEFAULT_CONTENT_NOTES`). Validated by the analyse stage.
-    content_notes: list[dict[str, str | list[str]]] = []
+    content_notes: list[dict[str, str | bool | list[str]]] = []
     #: A content note scoring at least this is flagged for editors.
     content_note_threshold: float = Field(0.45, ge=0, le=1)
 

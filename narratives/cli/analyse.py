@@ -5,9 +5,18 @@ from __future__ import annotations
 import click
 
 from ..errors import NarrativesError
-from ._common import console, echo_json, err_console, get_context, narrative_ids
+from ._common import (
+    actor_option,
+    console,
+    echo_json,
+    err_console,
+    get_context,
+    narrative_ids,
+    require_actor,
+    resolve_narrative_id,
+)
 
-__all__ = ["register", "analyse"]
+__all__ = ["register", "analyse", "tag"]
 
 
 @click.command("analyse")
@@ -57,3 +66,53 @@ def _score(campaign_tags) -> float:
 
 def register(cli: click.Group) -> None:
     cli.add_command(analyse)
+    cli.add_command(tag)
+
+
+@click.command("tag")
+@click.argument("narrative_id", metavar="ID")
+@click.argument("campaign")
+@click.argument("tag")
+@click.option(
+    "--applies/--does-not-apply",
+    default=True,
+    help="Whether the tag applies to the story (default: it applies).",
+)
+@actor_option
+@click.option("--json", "as_json", is_flag=True, help="The campaign's re-scored tags as JSON.")
+def tag(narrative_id, campaign, tag, applies, actor, as_json):
+    """Correct a campaign tag of story ID: the story becomes an example for (or against) the
+    tag, so later analyses learn from it, and the story is re-scored now (audited).
+
+    Tags only suggest campaigns: `narrative assign` says which campaign a story is for.
+    Exit codes: 0 done, 5 no such story, campaign or tag, 7 not an active user.
+    """
+    from .. import analyse as stage
+    from ..review import correct_tag
+
+    ctx = get_context()
+    actor = require_actor(actor)
+    nid = resolve_narrative_id(narrative_id)
+    correct_tag(ctx, nid, campaign, tag, applies, actor=actor)
+    fit = stage.load_analysis(ctx.workspace, nid).campaigns[campaign]
+    if as_json:
+        echo_json({"narrative_id": nid, "campaign": campaign, **_fit_json(fit)})
+        return
+    scores = ", ".join(
+        f"{t.name} {t.score:.2f}{' (corrected)' if t.corrected is not None else ''}"
+        for t in fit.tags
+    )
+    verdict = "fits" if fit.on_topic else "does not fit"
+    console.print(f"{nid[:12]} {verdict} {campaign} by its tags: {scores}", highlight=False)
+
+
+def _fit_json(fit) -> dict:
+    return {
+        "on_topic": fit.on_topic,
+        "top": fit.top,
+        "threshold": fit.threshold,
+        "tags": [
+            {"name": t.name, "score": t.score, "applies": t.applies, "corrected": t.corrected}
+            for t in fit.tags
+        ],
+    }

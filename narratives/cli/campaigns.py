@@ -7,8 +7,10 @@ import jinja2
 from rich.table import Table
 
 from ..campaigns import Campaign, get_campaign, load_campaign_file
+from ..content_notes import note_specs
 from ..drafting import check_template, post_environment
 from ..errors import EXIT_USAGE, ConfigError
+from ..tagging import EXAMPLES_FILE, check_examples, load_examples
 from ._common import console, echo_json, get_context
 
 
@@ -97,6 +99,18 @@ def check() -> None:
     slugs = [c.slug for c in found]
     for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
         errors.append(f"campaign slug {slug!r} is used twice")
+    remarks: list[str] = []
+    examples = []
+    try:
+        examples = load_examples(ctx.workspace.campaigns_dir)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    else:
+        notes = [n.name for n in note_specs(ctx.settings.analyse)]
+        found_errors, remarks = check_examples(examples, found, notes)
+        errors += found_errors
+    for remark in remarks:
+        click.echo(f"Note: {remark}", err=True)
     for message in errors:
         click.secho(f"Error: {message}", fg="red", err=True)
     if not found and not errors:
@@ -104,6 +118,8 @@ def check() -> None:
     if errors:
         raise SystemExit(EXIT_USAGE)
     click.echo(f"{len(found)} campaign(s) OK: {', '.join(slugs)}")
+    if examples:
+        click.echo(f"{len(examples)} example stories in campaigns/{EXAMPLES_FILE}")
 
 
 def _load_all(ctx) -> tuple[list[Campaign], list[str]]:

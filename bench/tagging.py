@@ -1,0 +1,134 @@
+"""Tags, routing, content notes, summaries, quotes and titles on stories no one tuned on.
+
+    .venv/bin/python bench/tagging.py [--json]
+
+Reads the labelled corpus in tests/data/corpus/ and reports every figure on its held-out half
+(split.json); the shipped example stories (campaigns/examples.jsonl) are its tuning half. For
+comparison it also scores the held-out half the old way (tag descriptions only, no examples),
+and measures what 10 editor corrections of tuning stories do: the model trained without those
+10 stories, then with them added as corrections.
+
+Excerpt checks run on each held-out story as written and, unless it was written unpunctuated,
+as an unpunctuated transcript: the share of summary sentences and quotes that start at a
+sentence start and end at a sentence end of the written story, and the share of titles that
+pass `narratives.titles.is_title_phrase`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from narratives.analyse import analyse_transcript  # noqa: E402
+from narratives.campaigns import load_campaign_file  # noqa: E402
+from narratives.embeddings import get_embedder  # noqa: E402
+from narratives.tagging import load_examples  # noqa: E402
+from narratives.titles import is_title_phrase  # noqa: E402
+from tests.corpus import (  # noqa: E402
+    analyse_stories,
+    correction_experiment,
+    has_reference,
+    rate,
+    routing_figures,
+    split,
+    transcript_of,
+    versions,
+    whole_sentence,
+)
+
+
+def excerpt_figures(held, campaigns, examples, cache):
+    """Whole-sentence shares per version (stories whose punctuation gives a reference), and
+    the share of titles passing the rule (every story, every version)."""
+    whole = {"written": [], "unpunctuated": []}
+    quotes = {"written": [], "unpunctuated": []}
+    titles, shown = [], []
+    for s in held:
+        for name, text, origin in versions(s):
+            a = analyse_transcript(
+                transcript_of(text), campaigns=campaigns, examples=examples, cache_dir=cache
+            )
+            if has_reference(s):
+                for e in a.summary:
+                    whole[name].append(whole_sentence(s, text, origin, e.char_start, e.char_end))
+                if a.quote:
+                    q = a.quote
+                    quotes[name].append(
+                        whole_sentence(s, text, origin, q.char_start, q.char_end)
+                        and not q.text.endswith("…")
+                    )
+            ok = is_title_phrase(a.title)
+            titles.append(ok)
+            shown.append((s.id, name, a.title, ok))
+    return {
+        "summary_whole_sentences.written": rate(whole["written"]),
+        "quote_whole_sentences.written": rate(quotes["written"]),
+        "summary_whole_sentences.unpunctuated": rate(whole["unpunctuated"]),
+        "quote_whole_sentences.unpunctuated": rate(quotes["unpunctuated"]),
+        "title_grammatical": rate(titles),
+        "titles": len(titles),
+    }, shown
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--titles", action="store_true", help="also list every held-out title")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    campaigns = [load_campaign_file(p) for p in sorted((REPO / "campaigns").glob("*.toml"))]
+    examples = load_examples(REPO / "campaigns")
+    tune, held = split("tune"), split("heldout")
+    get_embedder()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        report = {
+            "stories": {"tune": len(tune), "heldout": len(held), "examples": len(examples)},
+            "descriptions_only": routing_figures(analyse_stories(held, campaigns, [], cache=cache)),
+            "learnt": routing_figures(analyse_stories(held, campaigns, examples, cache=cache)),
+        }
+        before, after, ids = correction_experiment(campaigns, held, cache)
+        report["without_10_tuning_stories"] = before
+        report["with_them_as_10_corrections"] = after
+        report["corrected_stories"] = ids
+        report["excerpts"], titles = excerpt_figures(held, campaigns, examples, cache)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    keys = list(report["learnt"])
+    cols = [
+        "descriptions_only",
+        "learnt",
+        "without_10_tuning_stories",
+        "with_them_as_10_corrections",
+    ]
+    print(
+        f"held-out half: {len(held)} stories; tuning half: {len(tune)} ({len(examples)} examples)"
+    )
+    print(f"{'figure':44s}" + "".join(f"{c[:14]:>16s}" for c in cols))
+    for k in keys:
+        print(f"{k:44s}" + "".join(f"{report[c][k]:16.2f}" for c in cols))
+    print()
+    for k, v in report["excerpts"].items():
+        print(f"{k:44s}{v:16.2f}" if isinstance(v, float) else f"{k:44s}{v:16d}")
+    if args.titles:
+        for sid, name, title, ok in titles:
+            print(f"  {sid:6s} {name:13s} {'ok ' if ok else 'BAD'} {title}")
+    print(f"\n{report['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

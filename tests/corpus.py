@@ -1,0 +1,267 @@
+"""The labelled story corpus in tests/data/corpus/: loading, the fixed split, and transcripts.
+
+The corpus was written for measuring tags, routing, content notes and excerpts on stories no
+one tuned on. `split.json` fixes, once, which stories are the tuning half and which the held-out
+half; `make_split` wrote it and refuses to write it again. Figures are reported on the held-out
+half only (bench/tagging.py); only the tuning half may inform a setting or an example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from narratives.transcript import Segment, Transcript, Word
+
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
+SPLIT = CORPUS / "split.json"
+
+TAGS = {
+    "equal-access": "emotional-equity",
+    "sleep-inequality": "emotional-equity",
+    "grief-and-healing": "emotional-equity",
+    "shared-dreamscapes": "neural-mandate",
+    "neural-consent": "neural-mandate",
+}
+NOTES = ("grief", "self-harm", "violence", "medical", "named-people", "identifying-places")
+
+
+@dataclass(frozen=True)
+class Story:
+    id: str
+    text: str
+    register: str
+    campaigns: tuple[str, ...]
+    tags: tuple[str, ...]
+    notes: tuple[str, ...]
+    hard_negative: bool
+
+    @property
+    def main_tag(self) -> str | None:
+        return self.tags[0] if self.tags else None
+
+    @property
+    def stratum(self) -> str:
+        if self.main_tag:
+            return self.main_tag
+        return "off-topic-hard" if self.hard_negative else "off-topic"
+
+
+def load_stories() -> list[Story]:
+    """Every labelled story, checked: unknown labels or a bad length fail loudly."""
+    stories: list[Story] = []
+    for path in sorted(CORPUS.glob("part-*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            s = Story(
+                d["id"],
+                d["text"].strip(),
+                d.get("register", ""),
+                tuple(d["campaigns"]),
+                tuple(d["tags"]),
+                tuple(d["notes"]),
+                bool(d.get("hard_negative", False)),
+            )
+            where = f"{path.name}:{n} ({s.id})"
+            assert all(t in TAGS for t in s.tags), where
+            assert set(s.campaigns) == {TAGS[t] for t in s.tags}, where
+            assert all(x in NOTES for x in s.notes), where
+            stories.append(s)
+    ids = [s.id for s in stories]
+    assert len(ids) == len(set(ids)), "story ids must be unique"
+    return stories
+
+
+def make_split(stories: list[Story]) -> dict[str, list[str]]:
+    """Halve each stratum by a hash of the ids (so the split depends on nothing else)."""
+    if SPLIT.exists():
+        raise RuntimeError(f"{SPLIT} exists: the corpus is split once, never again")
+    halves: dict[str, list[str]] = {"tune": [], "heldout": []}
+    strata: dict[str, list[Story]] = {}
+    for s in stories:
+        strata.setdefault(s.stratum, []).append(s)
+    for group in strata.values():
+        group.sort(key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())
+        for i, s in enumerate(group):
+            halves["tune" if i % 2 == 0 else "heldout"].append(s.id)
+    SPLIT.write_text(json.dumps(halves, indent=1) + "\n", encoding="utf-8")
+    return halves
+
+
+def split(half: str) -> list[Story]:
+    """The stories of one half: "tune" or "heldout"."""
+    ids = set(json.loads(SPLIT.read_text(encoding="utf-8"))[half])
+    return [s for s in load_stories() if s.id in ids]
+
+
+def transcript_of(text: str, narrative_id: str = "corpus", *, seconds_per_word=0.32) -> Transcript:
+    """A Transcript of written text as one segment of evenly timed words: no pauses and no
+    segment ends to help the analysis find sentences, the hardest case."""
+    words, t = [], 0.0
+    for m in re.finditer(r"\S+", text):
+        words.append(Word(t, t + seconds_per_word * 0.9, " " + m.group(0)))
+        t += seconds_per_word
+    segment = Segment(0, 0.0, t, " " + text.strip(), words)
+    return Transcript(narrative_id, "en", t + 0.5, [segment], "text", "none")
+
+
+def unpunctuated(text: str) -> str:
+    """Written text as a speech recogniser without punctuation would give it."""
+    out = re.sub(r"[^\w\s'’-]", " ", text).lower()
+    return re.sub(r"\s+", " ", out).strip()
+
+
+# ------------------------------------------------------------------------------ measuring
+
+CAMPAIGNS = ("emotional-equity", "neural-mandate")
+
+
+def _unpunctuated_tokens(text: str) -> tuple[str, list[int]]:
+    """The text without punctuation or capitals, and for each of its words the index of the
+    original word it came from (a word of punctuation alone disappears)."""
+    kept, origin = [], []
+    for i, m in enumerate(re.finditer(r"\S+", text)):
+        word = re.sub(r"[^\w'’-]", "", m.group(0)).lower().strip("-")
+        if word:
+            kept.append(word)
+            origin.append(i)
+    return " ".join(kept), origin
+
+
+def sentence_bounds(text: str) -> tuple[set[int], set[int]]:
+    """Word indices that start and end the sentences of a written (punctuated) text."""
+    import pysbd
+
+    starts, ends = set(), set()
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    for s in pysbd.Segmenter(language="en", clean=False, char_span=True).segment(text):
+        idx = [i for i, (a, b) in enumerate(spans) if a < s.end and b > s.start]
+        if idx:
+            starts.add(idx[0])
+            ends.add(idx[-1])
+    return starts, ends
+
+
+def excerpt_words(text: str, char_start: int, char_end: int) -> tuple[int, int]:
+    """First and last word index of text[char_start:char_end]."""
+    idx = [
+        i
+        for i, m in enumerate(re.finditer(r"\S+", text))
+        if m.start() < char_end and m.end() > char_start
+    ]
+    return idx[0], idx[-1]
+
+
+def versions(story: Story) -> list[tuple[str, str, list[int] | None]]:
+    """(name, text, origin) of the forms a story is analysed in: as written, and as an
+    unpunctuated transcript with its word origins (a story written unpunctuated is only the
+    latter, and has no sentence ends to check against: see `has_reference`)."""
+    if story.register == "unpunctuated":
+        return [("unpunctuated", story.text, None)]
+    flat, origin = _unpunctuated_tokens(story.text)
+    return [("written", story.text, None), ("unpunctuated", flat, origin)]
+
+
+def has_reference(story: Story) -> bool:
+    """Whether the story's own punctuation says where its sentences end."""
+    return story.register != "unpunctuated"
+
+
+def whole_sentence(story: Story, text: str, origin, char_start: int, char_end: int) -> bool:
+    """Whether an excerpt of `text` (a version of the story) starts and ends where one of the
+    story's written sentences does."""
+    starts, ends = sentence_bounds(story.text)
+    a, b = excerpt_words(text, char_start, char_end)
+    if origin is not None:
+        a, b = origin[a], origin[b]
+    return a in starts and b in ends
+
+
+def rate(hits: list[bool]) -> float:
+    return sum(hits) / len(hits) if hits else float("nan")
+
+
+def routing_figures(results) -> dict[str, float]:
+    """Held-out figures from [(story, analysis)]: recall and specificity per campaign, top-1
+    tag accuracy, content-note recall and precision."""
+    out: dict[str, float] = {}
+    for slug in CAMPAIGNS:
+        on = [a.campaigns[slug].on_topic for s, a in results if slug in s.campaigns]
+        off = [not a.campaigns[slug].on_topic for s, a in results if not s.tags]
+        other = [
+            not a.campaigns[slug].on_topic for s, a in results if s.tags and slug not in s.campaigns
+        ]
+        out[f"{slug}.recall"] = rate(on)
+        out[f"{slug}.specificity"] = rate(off)
+        out[f"{slug}.specificity_other_campaign"] = rate(other)
+    top = []
+    for s, a in results:
+        if s.tags:
+            scores = {t.name: t.score for c in a.campaigns.values() for t in c.tags}
+            top.append(max(scores, key=scores.get) == s.main_tag)
+    out["top1_tag_accuracy"] = rate(top)
+    tp = fp = fn = 0
+    for note in NOTES:
+        ntp = sum(1 for s, a in results if note in s.notes and note in a.flagged_notes)
+        nfp = sum(1 for s, a in results if note not in s.notes and note in a.flagged_notes)
+        nfn = sum(1 for s, a in results if note in s.notes and note not in a.flagged_notes)
+        out[f"notes.{note}.recall"] = ntp / (ntp + nfn) if ntp + nfn else float("nan")
+        out[f"notes.{note}.precision"] = ntp / (ntp + nfp) if ntp + nfp else float("nan")
+        tp, fp, fn = tp + ntp, fp + nfp, fn + nfn
+    out["notes.recall"] = tp / (tp + fn) if tp + fn else float("nan")
+    out["notes.precision"] = tp / (tp + fp) if tp + fp else float("nan")
+    return out
+
+
+def analyse_stories(stories, campaigns, examples, corrections=None, cache=None):
+    """[(story, Analysis)] of each story as written, tagged with the given examples."""
+    from narratives.analyse import analyse_transcript
+
+    return [
+        (
+            s,
+            analyse_transcript(
+                transcript_of(s.text),
+                campaigns=campaigns,
+                examples=examples,
+                corrections=corrections,
+                cache_dir=cache,
+            ),
+        )
+        for s in stories
+    ]
+
+
+def correction_experiment(campaigns, held, cache=None, n=10):
+    """Held-out figures without `n` tuning stories in the examples, then with the same stories
+    given back as editors' corrections: (before, after, ids of the corrected stories).
+
+    The editors mark each story's own tags as applying, and say of the first tag of each other
+    campaign of the story (or, for an off-topic story, of every campaign) that it does not."""
+    import random
+
+    from narratives.analyse import Corrections
+    from narratives.tagging import ExampleStory
+
+    tune = split("tune")
+    rng = random.Random(13)
+    picked = rng.sample([s for s in tune if s.tags], n - 2)
+    picked += rng.sample([s for s in tune if not s.tags], 2)
+    ids = {s.id for s in picked}
+    rest = [ExampleStory(s.text, s.tags, s.notes) for s in tune if s.id not in ids]
+    before = routing_figures(analyse_stories(held, campaigns, rest, cache=cache))
+    corrections = Corrections()
+    for s in picked:
+        for c in campaigns:
+            for t in c.tags:
+                if t.name in s.tags:
+                    corrections.examples.setdefault((c.slug, t.name), []).append((s.text, True))
+                elif t is c.tags[0] and (not s.tags or c.slug in s.campaigns):
+                    corrections.examples.setdefault((c.slug, t.name), []).append((s.text, False))
+    after = routing_figures(analyse_stories(held, campaigns, rest, corrections, cache))
+    return before, after, sorted(ids)
