@@ -21,6 +21,7 @@ test-fast:
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports
 
 bench:
 	$(VENV)/python bench/transcribe.py

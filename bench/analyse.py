@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from narratives.transcript import Segment, Transcript, Word  # noqa: E402
+from narratives.records.transcript import Segment, Transcript, Word  # noqa: E402
 
 SAMPLES = REPO / "media" / "samples"
 
@@ -88,10 +88,10 @@ def main() -> None:
     import transformers  # noqa: F401
 
     import_s = time.perf_counter() - t0
-    from narratives.analyse import analyse_transcript
-    from narratives.campaigns import load_campaigns
-    from narratives.embeddings import get_embedder
-    from narratives.workspace import Workspace
+    from narratives.core.campaigns import load_campaigns
+    from narratives.core.workspace import Workspace
+    from narratives.engines.embeddings import get_embedder
+    from narratives.stages.analyse.stage import analyse_transcript
 
     t0 = time.perf_counter()
     embedder = get_embedder("all-MiniLM-L6-v2", threads=1)

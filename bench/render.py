@@ -40,8 +40,8 @@ FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
 def _make_audio(folder: Path, seconds: float) -> tuple[Path, list]:
     """Samples joined into one WAV of `seconds`, with words spread over each sample."""
-    from narratives.audio import probe
-    from narratives.transcript import Word
+    from narratives.media.audio import probe
+    from narratives.records.transcript import Word
 
     parts = [REPO / "media" / "samples" / n for n in SAMPLES]
     words, offset = [], 0.0
@@ -81,7 +81,7 @@ def _make_audio(folder: Path, seconds: float) -> tuple[Path, list]:
 
 
 def _transcript(words, seconds: float):
-    from narratives.transcript import Segment, Transcript
+    from narratives.records.transcript import Segment, Transcript
 
     seg = Segment(0, words[0].start, words[-1].end, " ".join(w.text for w in words), words)
     return Transcript("0" * 64, "en", seconds, [seg], "bench", "none")
@@ -89,9 +89,9 @@ def _transcript(words, seconds: float):
 
 def _worker(args) -> None:
     """Child process: render with our renderer, print its own rusage as JSON."""
-    from narratives.campaigns import load_campaign_file
-    from narratives.render import render_video
-    from narratives.transcript import Transcript
+    from narratives.core.campaigns import load_campaign_file
+    from narratives.records.transcript import Transcript
+    from narratives.stages.render.stage import render_video
 
     data = json.loads(Path(args.worker).read_text())
     campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
@@ -143,8 +143,8 @@ def _ffmpeg_graph(folder: Path, audio: Path, seconds: float, title: str, words) 
     import numpy as np
     from PIL import Image
 
-    from narratives import render as R
-    from narratives.campaigns import load_campaign_file
+    from narratives.core.campaigns import load_campaign_file
+    from narratives.stages.render import stage as R
 
     campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
     layout = R.load_layout(None, "vertical")

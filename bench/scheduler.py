@@ -25,11 +25,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from narratives.context import Context
-from narratives.publishing import Outgoing, PublishResult
-from narratives.scheduler import SchedulerService
-from narratives.schema import consents, deliveries, drafts, narratives, utcnow
-from narratives.workspace import init_workspace
+from narratives.core.workspace import init_workspace
+from narratives.store.context import Context
+from narratives.store.schema import consents, deliveries, drafts, narratives, utcnow
+from narratives.workflow.publishing import Outgoing, PublishResult
+from narratives.workflow.scheduler import SchedulerService
 
 CAMPAIGNS = ("emotional-equity", "neural-mandate")
 

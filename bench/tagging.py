@@ -11,7 +11,7 @@ and measures what 10 editor corrections of tuning stories do: the model trained 
 Excerpt checks run on each held-out story as written and, unless it was written unpunctuated,
 as an unpunctuated transcript: the share of summary sentences and quotes that start at a
 sentence start and end at a sentence end of the written story, and the share of titles that
-pass `narratives.titles.is_title_phrase`.
+pass `narratives.stages.analyse.titles.is_title_phrase`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from narratives.analyse import analyse_transcript  # noqa: E402
-from narratives.campaigns import load_campaign_file  # noqa: E402
-from narratives.embeddings import get_embedder  # noqa: E402
-from narratives.tagging import load_examples  # noqa: E402
-from narratives.titles import is_title_phrase  # noqa: E402
+from narratives.core.campaigns import load_campaign_file  # noqa: E402
+from narratives.engines.embeddings import get_embedder  # noqa: E402
+from narratives.stages.analyse.stage import analyse_transcript  # noqa: E402
+from narratives.stages.analyse.tagging import load_examples  # noqa: E402
+from narratives.stages.analyse.titles import is_title_phrase  # noqa: E402
 from tests.corpus import (  # noqa: E402
     analyse_stories,
     correction_experiment,

@@ -60,9 +60,9 @@ def _default_audio() -> Path:
 
 def _worker(args: argparse.Namespace) -> None:
     """Runs in the child: load, warm up, time one transcription, print JSON."""
-    from narratives.audio import decode
-    from narratives.config import TranscribeSettings
-    from narratives.transcribe import get_engine
+    from narratives.core.config import TranscribeSettings
+    from narratives.engines.whisper import get_engine
+    from narratives.media.audio import decode
 
     compute = "int8" if args.engine == "faster-whisper" else "float32"
     settings = TranscribeSettings(

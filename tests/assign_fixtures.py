@@ -3,8 +3,8 @@ render): the unassigned list and the assign buttons of the review page need only
 
 from __future__ import annotations
 
-from narratives.context import Context
-from narratives.stages import stage_run
+from narratives.store.context import Context
+from narratives.store.stage_runs import stage_run
 from tests.review_fixtures import add_narrative, analysis_for
 
 #: The shipped campaigns, as the page names them.

@@ -22,7 +22,7 @@ TEST_OUTPUT = REPO / "test-output"
 @pytest.fixture(autouse=True)
 def workspace(tmp_path_factory, monkeypatch):
     """A fresh workspace made by `narrative init` for each test."""
-    from narratives.workspace import init_workspace
+    from narratives.core.workspace import init_workspace
 
     root = tmp_path_factory.mktemp("ws")
     ws = init_workspace(root, force=True)
@@ -33,7 +33,7 @@ def workspace(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def ctx(workspace):
-    from narratives.context import Context
+    from narratives.store.context import Context
 
     return Context(workspace)
 
@@ -53,9 +53,9 @@ def test_output() -> Path:
 def processed_samples(tmp_path_factory):
     """The six sample recordings run through transcription once per session, in a workspace
     of their own: {sample name: (narrative id, Transcript)}. Read-only for tests."""
-    from narratives.context import Context
-    from narratives.pipeline import process_paths
-    from narratives.workspace import init_workspace
+    from narratives.core.workspace import init_workspace
+    from narratives.stages.pipeline import process_paths
+    from narratives.store.context import Context
 
     root = tmp_path_factory.mktemp("samples-ws")
     ctx = Context(init_workspace(root, force=True))

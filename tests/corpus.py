@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from narratives.transcript import Segment, Transcript, Word
+from narratives.records.transcript import Segment, Transcript, Word
 
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 SPLIT = CORPUS / "split.json"
@@ -220,7 +220,7 @@ def routing_figures(results) -> dict[str, float]:
 
 def analyse_stories(stories, campaigns, examples, corrections=None, cache=None):
     """[(story, Analysis)] of each story as written, tagged with the given examples."""
-    from narratives.analyse import analyse_transcript
+    from narratives.stages.analyse.stage import analyse_transcript
 
     return [
         (
@@ -245,8 +245,8 @@ def correction_experiment(campaigns, held, cache=None, n=10):
     campaign of the story (or, for an off-topic story, of every campaign) that it does not."""
     import random
 
-    from narratives.analyse import Corrections
-    from narratives.tagging import ExampleStory
+    from narratives.stages.analyse.stage import Corrections
+    from narratives.stages.analyse.tagging import ExampleStory
 
     tune = split("tune")
     rng = random.Random(13)

@@ -9,8 +9,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from narratives.context import Context
-from narratives.schema import consents, drafts, narratives, utcnow
+from narratives.store.context import Context
+from narratives.store.schema import consents, drafts, narratives, utcnow
 
 _counter = itertools.count(1)
 

@@ -9,8 +9,12 @@ import math
 import pytest
 import sqlalchemy as sa
 
-from narratives import analyse
-from narratives.analyse import (
+from narratives.core.campaigns import load_campaigns
+from narratives.core.config import AnalyseSettings
+from narratives.core.errors import ConfigError, InvalidState, ModelNotAvailable, NotFound
+from narratives.records.transcript import Segment, Transcript, Word
+from narratives.stages.analyse import stage as analyse
+from narratives.stages.analyse.stage import (
     Analysis,
     analyse_transcript,
     correct_tag,
@@ -19,15 +23,11 @@ from narratives.analyse import (
     load_corrections,
     trim_fillers,
 )
-from narratives.audit import history
-from narratives.campaigns import load_campaigns
-from narratives.config import AnalyseSettings
-from narratives.errors import ConfigError, InvalidState, ModelNotAvailable, NotFound
-from narratives.schema import narratives as narratives_table
-from narratives.schema import utcnow
-from narratives.stages import get_run, stage_run
-from narratives.titles import MAX_TITLE_WORDS, is_title_phrase
-from narratives.transcript import Segment, Transcript, Word
+from narratives.stages.analyse.titles import MAX_TITLE_WORDS, is_title_phrase
+from narratives.store.audit import history
+from narratives.store.schema import narratives as narratives_table
+from narratives.store.schema import utcnow
+from narratives.store.stage_runs import get_run, stage_run
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +59,14 @@ def sample_transcripts(processed_samples) -> dict[str, Transcript]:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from narratives.embeddings import get_embedder
+    from narratives.engines.embeddings import get_embedder
 
     return get_embedder("all-MiniLM-L6-v2", threads=1)
 
 
 @pytest.fixture(scope="session")
 def sample_analyses(sample_transcripts, embedder) -> dict[str, Analysis]:
-    from narratives.workspace import DEFAULTS_ROOT, Workspace
+    from narratives.core.workspace import DEFAULTS_ROOT, Workspace
 
     campaigns = load_campaigns(Workspace(DEFAULTS_ROOT))
     return {
@@ -163,7 +163,7 @@ def test_an_unpunctuated_transcript_still_gets_a_short_summary(sample_transcript
 
 
 def test_title_candidates_come_from_the_whole_story():
-    from narratives import analyse as A
+    from narratives.stages.analyse import stage as A
 
     said = [f"On day {i} the number {i * 7} bus came late again." for i in range(130)]
     said.append("My grandmother said rest should not be bought.")
@@ -189,7 +189,7 @@ def test_summary_does_not_open_with_filler(sample_analyses, sample_transcripts):
 
 
 def test_lena_grief_note_and_entities(sample_analyses, sample_transcripts):
-    from narratives.workspace import DEFAULTS_ROOT, Workspace
+    from narratives.core.workspace import DEFAULTS_ROOT, Workspace
 
     result = sample_analyses["lena-grandmother"]
     notes = {n.name: n for n in result.content_notes}
@@ -439,7 +439,7 @@ def test_content_notes_can_be_configured(sample_transcripts, embedder):
 
 
 def test_settings_file_accepts_content_notes(workspace):
-    from narratives.config import load_settings
+    from narratives.core.config import load_settings
 
     workspace.settings_path.write_text(
         '[analyse]\nthreads = 1\n[[analyse.content_notes]]\nname = "fire"\n'

@@ -10,13 +10,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from narratives import anonymise, audit, captions, consent
-from narratives.anonymise import Term
-from narratives.audio import decode
-from narratives.config import TranscribeSettings
-from narratives.errors import UsageError
-from narratives.schema import narratives, utcnow
-from narratives.transcript import Segment, Transcript, Word
+from narratives.core.config import TranscribeSettings
+from narratives.core.errors import UsageError
+from narratives.media import captions
+from narratives.media.audio import decode
+from narratives.policy import anonymise, consent
+from narratives.policy.anonymise import Term
+from narratives.records.transcript import Segment, Transcript, Word
+from narratives.store import audit
+from narratives.store.schema import narratives, utcnow
 
 ROSALIND = "My friend Rosalind met me at the station."
 
@@ -234,7 +236,7 @@ def dominant_hz(samples: np.ndarray, rate: int) -> tuple[float, float]:
 @pytest.fixture(scope="session")
 def spoken_name(tmp_path_factory):
     """The sentence spoken by espeak-ng and transcribed by faster-whisper (tiny.en)."""
-    from narratives.transcribe import transcribe_file
+    from narratives.engines.whisper import transcribe_file
 
     root = tmp_path_factory.mktemp("anon")
     wav = root / "rosalind.wav"
@@ -246,8 +248,8 @@ def spoken_name(tmp_path_factory):
 
 @pytest.mark.slow
 def test_spoken_name_is_bleeped_and_gone_from_every_text(ctx, spoken_name, tmp_path):
-    from narratives.analyse import find_entities
-    from narratives.transcribe import transcribe_file
+    from narratives.engines.whisper import transcribe_file
+    from narratives.stages.analyse.stage import find_entities
 
     wav, t = spoken_name
     [name] = [w for w in t.words if "rosalind" in w.text.lower()]
@@ -334,8 +336,8 @@ def test_voice_disguise_shifts_pitch_and_keeps_length(tmp_path):
 def test_published_video_is_bleeped_with_captions_redacted(ctx, spoken_name, tmp_path):
     """The render stage given `for_publication`'s transcript and redactions: the video's own
     audio track is the tone at the name, and its captions say [name]."""
-    from narratives.campaigns import get_campaign
-    from narratives.render import render_video
+    from narratives.core.campaigns import get_campaign
+    from narratives.stages.render.stage import render_video
 
     wav, t = spoken_name
     [name] = [w for w in t.words if "rosalind" in w.text.lower()]
@@ -371,7 +373,7 @@ def test_a_name_is_hidden_whatever_its_accents_case_or_unicode_form():
     all are the same name to hide; other words that merely contain it are not."""
     import unicodedata
 
-    from narratives.anonymise import Term, redact_text
+    from narratives.policy.anonymise import Term, redact_text
 
     marked = [Term("Zoë", "person")]
     for text in ["Zoe came", "ZOË came", unicodedata.normalize("NFD", "Zoë came")]:

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from narratives import assignments, review
 from narratives.cli import cli
-from narratives.consent import get_consent, set_consent, withdraw
-from narratives.context import Context
-from narratives.schema import audit_log
+from narratives.policy.consent import get_consent, set_consent, withdraw
+from narratives.store.context import Context
+from narratives.store.schema import audit_log
+from narratives.workflow import assignments, review
 from tests.review_fixtures import add_user
 
 EQUITY, MANDATE = "emotional-equity", "neural-mandate"

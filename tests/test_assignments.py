@@ -15,13 +15,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from narratives import assignments, drafting, review
-from narratives.consent import load_sidecar, sidecar_campaigns, withdraw
-from narratives.context import Context
-from narratives.db import include_object
-from narratives.errors import ConfigError, InvalidState, NotFound, UsageError
-from narratives.schema import audit_log, campaign_assignments, metadata
-from narratives.stages import stage_run
+from narratives.core.errors import ConfigError, InvalidState, NotFound, UsageError
+from narratives.policy.consent import load_sidecar, sidecar_campaigns, withdraw
+from narratives.stages.draft import stage as drafting
+from narratives.store.context import Context
+from narratives.store.db import include_object
+from narratives.store.schema import audit_log, campaign_assignments, metadata
+from narratives.store.stage_runs import stage_run
+from narratives.workflow import assignments, review
 from tests.review_fixtures import add_narrative, add_user, analysis_for
 
 EQUITY, MANDATE = "emotional-equity", "neural-mandate"
@@ -290,7 +291,7 @@ def test_settle_drafts_needs_a_user_to_reject_and_can_keep_them(ctx):
     assignments.assign(ctx, nid, MANDATE, actor="kai")
     assignments.make_outputs(ctx, nid)
     assignments.unassign(ctx, nid, MANDATE, actor="ghost")
-    from narratives.errors import PermissionDenied
+    from narratives.core.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):
         assignments.settle_drafts(ctx, nid, MANDATE, actor="ghost")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from narratives import audio
-from narratives.errors import BadRecording
+from narratives.core.errors import BadRecording
+from narratives.media import audio
 from tests._speech import ffmpeg, run, silence, speak
 
 # Video tracks are tiny black frames: the tests are about the audio inside.

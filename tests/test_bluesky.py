@@ -37,7 +37,7 @@ from narratives.channels.bluesky import (
     split_thread,
     thread_rkeys,
 )
-from narratives.errors import PermanentChannelError, TransientChannelError
+from narratives.core.errors import PermanentChannelError, TransientChannelError
 
 FAMILY = "\U0001f469\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one grapheme, 25 bytes
 

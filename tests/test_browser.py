@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from narratives import drafting, review
+from narratives.stages.draft import stage as drafting
+from narratives.workflow import review
 from tests.review_fixtures import PASSWORD, add_narrative, add_render, add_user
 
 

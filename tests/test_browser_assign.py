@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from narratives import assignments, review
+from narratives.workflow import assignments, review
 from tests.assign_fixtures import EQUITY, add_unassigned, without_render
 from tests.review_fixtures import PASSWORD, add_user
 

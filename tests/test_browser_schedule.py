@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from narratives import drafting, review, scheduling
-from narratives.campaigns import get_campaign
+from narratives.core.campaigns import get_campaign
+from narratives.stages.draft import stage as drafting
+from narratives.workflow import review, scheduling
 from tests.review_fixtures import PASSWORD, add_narrative, add_render, add_user
 
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from narratives import captions
-from narratives.transcript import Segment, Transcript, Word
+from narratives.media import captions
+from narratives.records.transcript import Segment, Transcript, Word
 from tests._speech import ffmpeg_cue_count
 
 LONG = (

@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from narratives import audit, consent, publishing
-from narratives.campaigns import get_campaign
+from narratives.channels.rss.feeds import item_guid, write_campaign_feeds
 from narratives.cli import cli
-from narratives.errors import (
+from narratives.core.campaigns import get_campaign
+from narratives.core.errors import (
     ConfigError,
     ConsentError,
     InvalidState,
@@ -28,8 +28,10 @@ from narratives.errors import (
     PermissionDenied,
     UsageError,
 )
-from narratives.feeds import item_guid, write_campaign_feeds
-from narratives.schema import deliveries, drafts, narratives, utcnow
+from narratives.policy import consent
+from narratives.store import audit
+from narratives.store.schema import deliveries, drafts, narratives, utcnow
+from narratives.workflow import publishing
 from tests.review_fixtures import add_user
 
 _n = itertools.count(1)
@@ -334,7 +336,7 @@ def test_expiry_takes_down_feed_items_and_cancels_waiting(ctx):
     waiting = add_draft(ctx, nid, "bluesky", thread("Later."))
     for d in (mine, theirs):
         assert publishing.publish_draft_now(ctx, d, actor="kai").status == "published"
-    from narratives import scheduling
+    from narratives.workflow import scheduling
 
     scheduled = scheduling.schedule(ctx, waiting, at=utcnow() + timedelta(days=3), actor="kai")
     campaign = get_campaign(ctx.workspace, "emotional-equity")
@@ -383,7 +385,7 @@ def test_withdrawal_end_to_end(ctx, pds, bluesky_campaign):
     later = add_draft(ctx, nid, "bluesky", thread("A later post."), campaign="neural-mandate")
     out = [publishing.publish_draft_now(ctx, d, actor="kai") for d in (post, item)]
     assert [o.status for o in out] == ["published", "published"], [o.error for o in out]
-    from narratives import scheduling
+    from narratives.workflow import scheduling
 
     waiting = scheduling.schedule(ctx, later, at=utcnow() + timedelta(days=7), actor="kai")
 
@@ -502,7 +504,7 @@ def _publish_in_background(ctx, delivery_id, publisher) -> tuple[threading.Threa
 
 
 def _schedule_now(ctx, draft: int):
-    from narratives import scheduling
+    from narratives.workflow import scheduling
 
     now = utcnow()
     return scheduling.schedule(ctx, draft, at=now, actor="kai", now=now)
@@ -566,7 +568,7 @@ def test_withdrawal_mid_thread_stops_the_thread_and_takes_it_down(ctx, pds, blue
 def test_attempted_cancelled_and_shortened_threads_are_taken_down(ctx, pds, bluesky_campaign):
     """F5: a post that landed for an attempt later cancelled, and the posts of a thread edited
     to be shorter, are still found and deleted by a withdrawal."""
-    from narratives import scheduling
+    from narratives.workflow import scheduling
 
     did = bluesky_campaign
     nid, other = add_narrative(ctx), add_narrative(ctx)

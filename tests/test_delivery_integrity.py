@@ -14,9 +14,11 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
-from narratives import audit, consent, publishing, review, scheduling, users
-from narratives.errors import InvalidState
-from narratives.schema import OPEN_DELIVERY_STATES, consents, deliveries, utcnow
+from narratives.core.errors import InvalidState
+from narratives.policy import consent
+from narratives.store import audit, users
+from narratives.store.schema import OPEN_DELIVERY_STATES, consents, deliveries, utcnow
+from narratives.workflow import publishing, review, scheduling
 from tests.delivery_fixtures import add_draft, add_narrative, rss_content
 
 CAMPAIGN = "emotional-equity"
@@ -58,8 +60,8 @@ def audit_actions(ctx, object_type: str, object_id) -> list[str]:
 def _race_worker(home: str, draft_ids: list[int], mode: str, barrier, results) -> None:
     """One of two processes scheduling the same drafts at the same moment."""
     os.environ["NARRATIVES_HOME"] = home
-    from narratives.context import Context
-    from narratives.workspace import current_workspace
+    from narratives.core.workspace import current_workspace
+    from narratives.store.context import Context
 
     ctx = Context(current_workspace())
     outcome: Counter[str] = Counter()
@@ -312,7 +314,7 @@ def test_expire_due_takes_down_published_deliveries_outside_the_consent_channels
 
 
 def test_a_feed_rebuild_that_fails_leaves_the_takedown_to_finish_later(ctx, monkeypatch):
-    from narratives import feeds
+    from narratives.channels.rss import feeds
 
     nid = add_narrative(ctx)
     out = publishing.publish_draft_now(

@@ -7,10 +7,11 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from narratives import drafting, review
-from narratives.errors import ConfigError, StageFailed
-from narratives.schema import audit_log, drafts
-from narratives.stages import get_run
+from narratives.core.errors import ConfigError, StageFailed
+from narratives.stages.draft import stage as drafting
+from narratives.store.schema import audit_log, drafts
+from narratives.store.stage_runs import get_run
+from narratives.workflow import review
 from tests.review_fixtures import add_narrative, add_render, add_user, analysis_for
 
 BLUESKY_KEYS = {
@@ -211,7 +212,7 @@ def test_template_change_updates_unedited_drafts_and_keeps_edits(ctx, workspace)
 def test_an_edited_draft_still_follows_labels_and_hidden_names(ctx, workspace):
     """The editor's words stay; what the pipeline owns (a content label) follows the campaign,
     and a name hidden after the edit is hidden in the editor's words too."""
-    from narratives import anonymise
+    from narratives.policy import anonymise
 
     add_user(ctx, "kai")
     nid = add_narrative(ctx, consent=False)  # no consent: the narrator stays anonymous
@@ -254,8 +255,8 @@ def test_split_and_join_posts_round_trip():
 
 
 def test_without_consent_drafts_are_anonymised_and_cannot_be_approved(ctx):
-    from narratives.consent import set_consent
-    from narratives.errors import ConsentError
+    from narratives.core.errors import ConsentError
+    from narratives.policy.consent import set_consent
 
     analysis = analysis_for(
         title="Rosa and the clinic",

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from narratives import embeddings
-from narratives.embeddings import SHIPPED_EMBEDDINGS, get_embedder, resolve_embedding_model
-from narratives.errors import ModelNotAvailable
+from narratives.core.errors import ModelNotAvailable
+from narratives.engines import embeddings
+from narratives.engines.embeddings import SHIPPED_EMBEDDINGS, get_embedder, resolve_embedding_model
 
 pytestmark = pytest.mark.slow
 

@@ -18,11 +18,11 @@ from lxml import etree
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from narratives import feeds
-from narratives.campaigns import get_campaign
-from narratives.errors import PermanentChannelError
-from narratives.schema import deliveries, feed_items
-from narratives.web_public import routes
+from narratives.channels.rss import feeds
+from narratives.core.campaigns import get_campaign
+from narratives.core.errors import PermanentChannelError
+from narratives.store.schema import deliveries, feed_items
+from narratives.web.public import routes
 from tests.delivery_fixtures import add_draft, rss_content, write_media
 
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
@@ -30,7 +30,7 @@ VTT = b"WEBVTT\n\n00:00.000 --> 00:02.000\nI dreamt there were two lines.\n"
 
 
 def deliver(ctx, draft_id: int, state: str, published_at: datetime | None) -> int:
-    from narratives.schema import drafts
+    from narratives.store.schema import drafts
 
     now = datetime.now(UTC)
     with ctx.db.begin() as conn:
@@ -75,7 +75,7 @@ def published(ctx, workspace):
 
 
 def narrative_of(ctx, draft_id):
-    from narratives.schema import drafts
+    from narratives.store.schema import drafts
 
     with ctx.db.connect() as conn:
         return conn.execute(

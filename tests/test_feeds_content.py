@@ -9,8 +9,8 @@ import feedparser
 import lxml.html
 import sqlalchemy as sa
 
-from narratives import feeds
-from narratives.schema import deliveries, drafts
+from narratives.channels.rss import feeds
+from narratives.store.schema import deliveries, drafts
 from tests.delivery_fixtures import add_draft, rss_content, write_media
 from tests.test_feeds import MP4, VTT, deliver
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from narratives import feeds
-from narratives.errors import PermanentChannelError
+from narratives.channels.rss import feeds
+from narratives.core.errors import PermanentChannelError
 
 METADATA = "http://169.254.169.254/latest/meta-data/"
 

@@ -9,13 +9,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from narratives.campaigns import get_campaign, load_campaign_file, load_campaigns
-from narratives.config import load_settings
-from narratives.context import Context
-from narratives.db import include_object
-from narratives.errors import ConfigError, NotFound, WorkspaceError
-from narratives.schema import metadata, narratives
-from narratives.workspace import init_workspace
+from narratives.core.campaigns import get_campaign, load_campaign_file, load_campaigns
+from narratives.core.config import load_settings
+from narratives.core.errors import ConfigError, NotFound, WorkspaceError
+from narratives.core.workspace import init_workspace
+from narratives.store.context import Context
+from narratives.store.db import include_object
+from narratives.store.schema import metadata, narratives
 
 
 def test_migrations_match_the_schema(ctx):

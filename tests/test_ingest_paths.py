@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from narratives.cli import cli
-from narratives.errors import BadRecording
-from narratives.ingest import find_recordings, hash_file
+from narratives.core.errors import BadRecording
+from narratives.stages.ingest import find_recordings, hash_file
 
 
 def _run(*args):

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from narratives.captions import parse_srt, parse_webvtt
 from narratives.cli import cli
-from narratives.context import Context
-from narratives.stages import list_runs
+from narratives.media.captions import parse_srt, parse_webvtt
+from narratives.store.context import Context
+from narratives.store.stage_runs import list_runs
 
 
 @pytest.fixture(scope="session")
@@ -195,8 +195,8 @@ def test_missing_model_is_a_clear_error(speech_clip):
 
 
 def test_a_bad_model_keeps_the_transcript_already_made(speech_clip, workspace):
-    from narratives.errors import ModelNotAvailable
-    from narratives.pipeline import transcribe_stage
+    from narratives.core.errors import ModelNotAvailable
+    from narratives.stages.pipeline import transcribe_stage
 
     item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
     folder = workspace.narrative_dir(item["id"])
@@ -235,7 +235,7 @@ def test_a_new_request_redoes_the_transcript_and_a_new_transcript_resets_later_s
     speech_clip, workspace
 ):
     """Uses only the shipped tiny.en weights (base is an optional extra, not in CI)."""
-    from narratives.stages import stage_run
+    from narratives.store.stage_runs import stage_run
 
     def runs(stage):
         return [r for r in list_runs(ctx.db, nid) if r.stage == stage]
@@ -336,7 +336,7 @@ def test_parallel_workers_and_duplicates_in_one_batch(tmp_path, speech_clip):
 # a native crash or the OOM killer would kill them.
 _CRASH_ON_FILE = """
 import os
-import narratives.pipeline as _p
+import narratives.stages.pipeline as _p
 
 _real = _p._run_stages
 
@@ -381,8 +381,8 @@ def test_a_stage_killed_midway_shows_as_interrupted_and_is_redone(speech_clip, w
     item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
     killer = (
         "import os, signal\n"
-        "from narratives.context import Context\n"
-        "from narratives.stages import stage_run\n"
+        "from narratives.store.context import Context\n"
+        "from narratives.store.stage_runs import stage_run\n"
         "ctx = Context.current()\n"
         f"with stage_run(ctx.db, {item['id']!r}, 'transcribe'):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -403,7 +403,7 @@ _SLOW_TRANSCRIPTION = """
 import signal
 import time
 
-import narratives.transcribe as _t
+import narratives.engines.whisper as _t
 
 # Background jobs may inherit SIGINT ignored; Ctrl-C must raise KeyboardInterrupt here.
 signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -8,15 +8,16 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from narratives import review, users
-from narratives.campaigns import get_campaign
-from narratives.consent import set_consent
-from narratives.context import Context
-from narratives.db import include_object
-from narratives.feeds import item_guid
-from narratives.pipeline import process_paths
-from narratives.publishing import publish_draft_now
-from narratives.schema import metadata
+from narratives.channels.rss.feeds import item_guid
+from narratives.core.campaigns import get_campaign
+from narratives.policy.consent import set_consent
+from narratives.stages.pipeline import process_paths
+from narratives.store import users
+from narratives.store.context import Context
+from narratives.store.db import include_object
+from narratives.store.schema import metadata
+from narratives.workflow import review
+from narratives.workflow.publishing import publish_draft_now
 from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.postgres

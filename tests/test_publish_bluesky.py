@@ -18,10 +18,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from narratives import scheduling
-from narratives.publishing import Backoff
-from narratives.scheduler import SchedulerService
-from narratives.schema import deliveries, utcnow
+from narratives.store.schema import deliveries, utcnow
+from narratives.workflow import scheduling
+from narratives.workflow.publishing import Backoff
+from narratives.workflow.scheduler import SchedulerService
 from tests.delivery_fixtures import add_draft, bluesky_content
 
 pytestmark = pytest.mark.pds
@@ -160,7 +160,7 @@ def test_pds_stopped_mid_run_retries_then_succeeds(ctx, sky, running_pds):
     texts = [r["value"]["text"] for r in sky.pds.list_posts(sky.did)]
     assert sorted(texts) == ["Before the outage.", "During the outage."]
     with ctx.db.connect() as conn:
-        from narratives.schema import delivery_attempts
+        from narratives.store.schema import delivery_attempts
 
         outcomes = [
             r.outcome
@@ -232,9 +232,9 @@ def test_a_half_posted_thread_past_the_missed_limit_is_finished_not_missed(ctx, 
     """Post 1 of 3 lands, then an error; the editor moves it (attempts restart at 0) and the
     scheduler is down past the campaign's missed limit. It must finish the thread on restart,
     not mark it missed (which would leave it half posted, and a re-send would post twice)."""
-    from narratives import publishing
     from narratives.channels import bluesky as bs
-    from narratives.errors import TransientChannelError
+    from narratives.core.errors import TransientChannelError
+    from narratives.workflow import publishing
 
     d = sky.schedule(ctx, bluesky_content("Part one.", "Part two.", "Part three."))
     real = bs.BlueskyChannel._publish_one
@@ -278,7 +278,7 @@ def test_a_revoked_session_is_replaced_by_a_login_in_a_long_running_publisher(
 
     from atproto import Client
 
-    from narratives import publishing
+    from narratives.workflow import publishing
 
     publishers = publishing.default_publishers(ctx)
     first = sky.schedule(ctx, bluesky_content("First."))

@@ -18,15 +18,15 @@ import av
 import numpy as np
 import pytest
 
-from narratives import render as R
-from narratives.campaigns import load_campaign_file
-from narratives.config import RenderSettings, Settings
-from narratives.context import Context
-from narratives.errors import ConfigError, InvalidState
-from narratives.schema import narrative_paths, narratives, utcnow
-from narratives.stages import get_run
-from narratives.transcript import Segment, Transcript, Word
-from narratives.workspace import DEFAULTS_ROOT
+from narratives.core.campaigns import load_campaign_file
+from narratives.core.config import RenderSettings, Settings
+from narratives.core.errors import ConfigError, InvalidState
+from narratives.core.workspace import DEFAULTS_ROOT
+from narratives.records.transcript import Segment, Transcript, Word
+from narratives.stages.render import stage as R
+from narratives.store.context import Context
+from narratives.store.schema import narrative_paths, narratives, utcnow
+from narratives.store.stage_runs import get_run
 
 pytestmark = pytest.mark.slow
 
@@ -295,7 +295,7 @@ def test_everything_is_drawn_inside_the_safe_area(rendered, speech, campaign):
 def test_yuv_frames_are_the_drawn_frames_converted(speech, campaign, scale):
     """The encoder gets I420 frames composed from layers converted once; they must equal
     the RGB frame converted whole, so every layer must sit on even rows and columns."""
-    from narratives.video_writer import rgb_to_i420
+    from narratives.media.video_writer import rgb_to_i420
 
     _, transcript = speech
     design = R._Design(
@@ -614,7 +614,7 @@ def test_stage_records_each_video_and_skips_done_work(small_ctx, speech, tmp_pat
     assert again.skipped and again.video.stat().st_mtime_ns == mtime
 
     # A newly marked name changes what must be hidden: the video is made again.
-    from narratives.anonymise import mark_term
+    from narratives.policy.anonymise import mark_term
 
     spoken = transcript.words[1].text.strip(" .,")
     mark_term(small_ctx, NID, spoken, actor="editor")
@@ -717,7 +717,8 @@ def test_full_size_vertical_smoke(speech, campaign, tmp_path):
 
 def test_a_cut_video_is_said_in_its_drafts_and_on_the_review_page(workspace, samples_dir, tmp_path):
     """The 24 s sample under a 12 s campaign limit: the drafts and the editor are told."""
-    from narratives import drafting, review
+    from narratives.stages.draft import stage as drafting
+    from narratives.workflow import review
     from tests.review_fixtures import analysis_for
     from tests.web_client import client_for
 
@@ -762,7 +763,7 @@ def test_cli_all_renders_every_ready_narrative_and_skips_the_rest(workspace, spe
     from click.testing import CliRunner
 
     from narratives.cli import render as render_cmd
-    from narratives.schema import stage_runs
+    from narratives.store.schema import stage_runs
 
     workspace.settings_path.write_text("[render]\nfps = 8\nscale = 0.2\n", encoding="utf-8")
     clip, transcript = speech
@@ -808,7 +809,8 @@ def test_cli_all_renders_every_ready_narrative_and_skips_the_rest(workspace, spe
 
 
 def test_characters_no_font_draws_are_shown_to_the_editor(workspace, speech, tmp_path):
-    from narratives import drafting, review
+    from narratives.stages.draft import stage as drafting
+    from narratives.workflow import review
     from tests.review_fixtures import analysis_for
     from tests.web_client import client_for
 

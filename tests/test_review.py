@@ -7,15 +7,17 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from narratives import audit, drafting, review, users
-from narratives.errors import (
+from narratives.core.errors import (
     ConsentError,
     InvalidState,
     NotFound,
     PermissionDenied,
     UsageError,
 )
-from narratives.schema import audit_log, tag_corrections
+from narratives.stages.draft import stage as drafting
+from narratives.store import audit, users
+from narratives.store.schema import audit_log, tag_corrections
+from narratives.workflow import review
 from tests.review_fixtures import PASSWORD, add_narrative, add_user
 
 
@@ -156,7 +158,7 @@ def test_change_and_audit_row_commit_together(ctx, drafted, monkeypatch):
 
 
 def test_consent_hook_can_stop_an_approval(ctx, drafted, monkeypatch):
-    """`_check_consent` is where issue 7's `narratives.consent.check` is called."""
+    """`_check_consent` is where issue 7's `narratives.policy.consent.check` is called."""
     bsky, _ = drafted
     seen = []
 

@@ -9,10 +9,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from narratives import drafting, review
 from narratives.cli import cli
-from narratives.errors import ConfigError
-from narratives.users import authenticate
+from narratives.core.errors import ConfigError
+from narratives.stages.draft import stage as drafting
+from narratives.store.users import authenticate
+from narratives.workflow import review
 from tests.review_fixtures import PASSWORD, add_narrative, add_user, analysis_for
 
 

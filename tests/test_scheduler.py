@@ -19,17 +19,17 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from narratives import scheduling
-from narratives.errors import InvalidState, PermanentChannelError, TransientChannelError
-from narratives.publishing import (
+from narratives.core.errors import InvalidState, PermanentChannelError, TransientChannelError
+from narratives.store.schema import deliveries, delivery_attempts, utcnow
+from narratives.workflow import scheduling
+from narratives.workflow.publishing import (
     Backoff,
     Outgoing,
     PublishResult,
     RSSPublisher,
     publish_delivery,
 )
-from narratives.scheduler import JOBS_TABLE, SchedulerService
-from narratives.schema import deliveries, delivery_attempts, utcnow
+from narratives.workflow.scheduler import JOBS_TABLE, SchedulerService
 from tests.delivery_fixtures import add_draft, rss_content
 
 FAST = Backoff(base=0.05, factor=2.0, cap=0.2, jitter=0.5)
@@ -217,7 +217,7 @@ def test_permanent_error_stops_and_records_the_reason(ctx, services):
 
 def test_unapproved_draft_is_not_published(ctx):
     d = schedule_at(ctx, timedelta(seconds=-1))
-    from narratives.schema import drafts
+    from narratives.store.schema import drafts
 
     with ctx.db.begin() as conn:
         conn.execute(drafts.update().values(state="pending_review"))
@@ -353,7 +353,7 @@ def test_scheduler_process_exits_cleanly_on_sigterm(ctx, workspace):
 
 
 def test_consent_is_checked_again_at_publish_time(ctx):
-    from narratives.schema import consents
+    from narratives.store.schema import consents
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     with ctx.db.begin() as conn:
@@ -366,7 +366,7 @@ def test_consent_is_checked_again_at_publish_time(ctx):
 
 
 def test_a_draft_naming_an_anonymous_narrator_is_not_published(ctx):
-    from narratives.anonymise import mark_term
+    from narratives.policy.anonymise import mark_term
 
     d = schedule_at(ctx, timedelta(seconds=-1), content="Rosa told me to rest.")
     with ctx.db.connect() as conn:
@@ -386,7 +386,7 @@ def test_a_draft_naming_an_anonymous_narrator_is_not_published(ctx):
 
 
 def test_withdrawn_while_publishing_is_taken_down(ctx):
-    from narratives.consent import withdraw
+    from narratives.policy.consent import withdraw
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     with ctx.db.connect() as conn:
@@ -432,7 +432,7 @@ def _in_background(fn) -> tuple[threading.Thread, dict]:
 def test_an_error_after_a_withdrawal_is_not_recorded_as_a_failure(ctx):
     """F2: the publish fails after consent was withdrawn: the delivery ends withdrawn (not
     failed and retried), with no failed attempt in the log."""
-    from narratives.consent import withdraw
+    from narratives.policy.consent import withdraw
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     gate = threading.Event()
@@ -446,7 +446,7 @@ def test_an_error_after_a_withdrawal_is_not_recorded_as_a_failure(ctx):
     assert state(ctx, d) == "withdrawn"
     assert attempts(ctx, d) == []
     with ctx.db.connect() as conn:
-        from narratives import audit
+        from narratives.store import audit
 
         assert "publish_failed" not in [r["action"] for r in audit.history(conn, "delivery", d)]
 
@@ -454,7 +454,7 @@ def test_an_error_after_a_withdrawal_is_not_recorded_as_a_failure(ctx):
 def test_publish_now_keeps_its_claim_when_the_scheduler_starts(ctx):
     """F3: a scheduler starting while `publish --now` is posting neither hands the delivery
     back nor publishes it a second time."""
-    from narratives.publishing import publish_draft_now, recover_interrupted
+    from narratives.workflow.publishing import publish_draft_now, recover_interrupted
 
     draft = add_draft(ctx, content=rss_content("Posted by hand"))
     gate = threading.Event()
@@ -476,7 +476,7 @@ def test_publish_now_keeps_its_claim_when_the_scheduler_starts(ctx):
 def test_a_claim_lost_to_a_finished_publish_is_found_not_taken_down(ctx):
     """F3: a slow publish whose lease lapsed, handed back and finished by another process,
     ends `found_existing`; it never takes the post down."""
-    from narratives.publishing import CLAIM_LEASE, recover_interrupted
+    from narratives.workflow.publishing import CLAIM_LEASE, recover_interrupted
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     gate = threading.Event()

@@ -11,11 +11,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from narratives import audit, scheduling
-from narratives.campaigns import get_campaign
 from narratives.cli import cli
-from narratives.errors import InvalidState, UsageError
-from narratives.schema import deliveries, delivery_attempts
+from narratives.core.campaigns import get_campaign
+from narratives.core.errors import InvalidState, UsageError
+from narratives.store import audit
+from narratives.store.schema import deliveries, delivery_attempts
+from narratives.workflow import scheduling
 from tests.delivery_fixtures import add_draft, bluesky_content
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -273,7 +274,7 @@ def test_move_changes_time_and_refuses_published(ctx):
 
 
 def test_unknown_draft_and_time_zone(ctx):
-    from narratives.errors import NotFound
+    from narratives.core.errors import NotFound
 
     with pytest.raises(NotFound):
         scheduling.schedule(ctx, 999, next_slot=True, actor="kai", now=NOW)
@@ -310,7 +311,7 @@ def test_cli_short_forms_of_the_issue(ctx):
 
 
 def test_no_consent_for_the_channel_no_scheduling(ctx):
-    from narratives.errors import ConsentError
+    from narratives.core.errors import ConsentError
     from tests.delivery_fixtures import add_narrative
 
     only_rss = add_narrative(ctx, consent=("rss",))
@@ -325,8 +326,8 @@ def test_no_consent_for_the_channel_no_scheduling(ctx):
 def test_impossible_times_are_usage_errors(text):
     from zoneinfo import ZoneInfo
 
-    from narratives.errors import UsageError
-    from narratives.scheduling import parse_when
+    from narratives.core.errors import UsageError
+    from narratives.workflow.scheduling import parse_when
 
     with pytest.raises(UsageError, match="cannot read the time"):
         parse_when(text, ZoneInfo("Europe/Lisbon"))

@@ -11,15 +11,15 @@ import json
 
 import pytest
 
-from narratives.analyse import analyse_transcript
-from narratives.campaigns import load_campaigns
-from narratives.config import AnalyseSettings
-from narratives.content_notes import cue_hits, note_specs
-from narratives.errors import ConfigError, ModelNotAvailable
-from narratives.sentences import TimedWord, split_spans
-from narratives.tagging import ExampleStory, check_examples, load_examples
-from narratives.titles import is_title_phrase
-from narratives.workspace import DEFAULTS_ROOT, Workspace
+from narratives.core.campaigns import load_campaigns
+from narratives.core.config import AnalyseSettings
+from narratives.core.errors import ConfigError, ModelNotAvailable
+from narratives.core.workspace import DEFAULTS_ROOT, Workspace
+from narratives.stages.analyse.content_notes import cue_hits, note_specs
+from narratives.stages.analyse.sentences import TimedWord, split_spans
+from narratives.stages.analyse.stage import analyse_transcript
+from narratives.stages.analyse.tagging import ExampleStory, check_examples, load_examples
+from narratives.stages.analyse.titles import is_title_phrase
 from tests.corpus import (
     SPLIT,
     analyse_stories,
@@ -257,7 +257,7 @@ def test_campaign_files_check_their_examples(ctx):
 def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
     import shutil
 
-    from narratives import nlp
+    from narratives.engines import nlp
 
     folder = nlp._folder(nlp.SHIPPED_PIPELINE)
     copy = tmp_path / "model"
@@ -279,10 +279,10 @@ UNPUNCTUATED_WHOLE = 0.42  # measured 0.46 (summaries) and 0.56 (quotes)
 def test_cli_tag_correction_teaches_and_is_audited(ctx):
     from click.testing import CliRunner
 
-    from narratives import analyse
-    from narratives.audit import history
     from narratives.cli import cli
-    from narratives.users import add_user
+    from narratives.stages.analyse import stage as analyse
+    from narratives.store.audit import history
+    from narratives.store.users import add_user
     from tests.test_analyse import _register
 
     add_user(ctx, "kai", "a long enough password", actor="setup")

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from narratives import captions, transcribe, whisper_models
-from narratives.config import TranscribeSettings
-from narratives.errors import BadRecording, ModelNotAvailable
-from narratives.transcript import Transcript
+from narratives.core.config import TranscribeSettings
+from narratives.core.errors import BadRecording, ModelNotAvailable
+from narratives.engines import whisper as transcribe
+from narratives.engines import whisper_models
+from narratives.media import captions
+from narratives.records.transcript import Transcript
 from tests._speech import ffmpeg_cue_count, silence, speak
 
 NID = "ab" * 32
@@ -132,7 +134,7 @@ def test_progress_reports_reach_the_end(clips, model_cache, fw):
 
 
 def test_hallucination_filter():
-    from narratives.transcript import Segment
+    from narratives.records.transcript import Segment
 
     assert transcribe.is_hallucination(Segment(0, 0, 1, " ", []))
     made_up = Segment(0, 0, 1, " Thank you.", [], avg_logprob=-1.3, no_speech_prob=0.9)
@@ -260,7 +262,7 @@ def test_a_local_folder_is_used_as_given(model_cache):
 
 
 def test_language_codes_are_normalised_and_checked(model_cache):
-    from narratives.errors import UsageError
+    from narratives.core.errors import UsageError
 
     assert transcribe.normalise_language(" DE ") == "de"
     assert transcribe.normalise_language(None) == "" and transcribe.normalise_language("") == ""

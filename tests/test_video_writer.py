@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from narratives.errors import StageFailed
-from narratives.video_writer import I420Writer, i420_planes, rgb_to_i420, yuv_of
+from narratives.core.errors import StageFailed
+from narratives.media.video_writer import I420Writer, i420_planes, rgb_to_i420, yuv_of
 
 W, H, FPS = 64, 48, 10
 #: Four flat blocks on even bounds, in colours far apart in hue.

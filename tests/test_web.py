@@ -8,12 +8,13 @@ import stat
 import pytest
 from starlette.testclient import TestClient
 
-from narratives import drafting, review
-from narratives.schema import consents, utcnow
-from narratives.transcript import Segment, Word
-from narratives.users import disable_user
+from narratives.records.transcript import Segment, Word
+from narratives.stages.draft import stage as drafting
+from narratives.store.schema import consents, utcnow
+from narratives.store.users import disable_user
 from narratives.web import create_app
 from narratives.web.security import SECRET_FILE, LoginLimiter
+from narratives.workflow import review
 from tests import web_client
 from tests.review_fixtures import (
     PASSWORD,
@@ -237,7 +238,7 @@ def test_media_is_served_by_id_and_kind_only(site, ctx, workspace, tmp_path):
 
 def test_recording_outside_the_workspace_is_not_served(site, ctx, tmp_path):
     client, nid, _ = site
-    from narratives.schema import narrative_paths
+    from narratives.store.schema import narrative_paths
 
     outside = tmp_path / "elsewhere.wav"
     outside.write_bytes(b"RIFF")
@@ -318,7 +319,8 @@ def test_an_approval_or_edit_applies_only_to_the_text_that_was_read(site, ctx):
 
 
 def test_the_draft_page_audit_shows_story_and_delivery_changes_and_what_an_edit_changed(site, ctx):
-    from narratives import anonymise, scheduling
+    from narratives.policy import anonymise
+    from narratives.workflow import scheduling
 
     client, nid, ids = site
     login(client)
@@ -441,7 +443,7 @@ def test_a_disabled_user_loses_their_session(site, ctx):
 def test_feeds_are_public_on_the_review_server_and_nothing_else_is(site, ctx):
     import feedparser
 
-    from narratives.feeds import write_campaign_feeds
+    from narratives.channels.rss.feeds import write_campaign_feeds
 
     client, nid, _ = site
     write_campaign_feeds(ctx, "emotional-equity")

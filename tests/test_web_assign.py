@@ -9,11 +9,14 @@ import re
 
 import pytest
 
-from narratives import assignments, audit, consent, drafting, review
-from narratives.campaigns import get_campaign
-from narratives.context import Context
-from narratives.errors import NarrativesError, StageFailed
-from narratives.stages import stage_run
+from narratives.core.campaigns import get_campaign
+from narratives.core.errors import NarrativesError, StageFailed
+from narratives.policy import consent
+from narratives.stages.draft import stage as drafting
+from narratives.store import audit
+from narratives.store.context import Context
+from narratives.store.stage_runs import stage_run
+from narratives.workflow import assignments, review
 from tests.assign_fixtures import EQUITY, MANDATE, add_unassigned, without_render
 from tests.review_fixtures import add_narrative, add_recording
 from tests.web_client import client_for, csrf, flash, post

@@ -8,8 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from narratives import anonymise, audit, consent, drafting, review, scheduling
-from narratives.publishing import default_publishers, publish_delivery
+from narratives.policy import anonymise, consent
+from narratives.stages.draft import stage as drafting
+from narratives.store import audit
+from narratives.workflow import review, scheduling
+from narratives.workflow.publishing import default_publishers, publish_delivery
 from tests.delivery_fixtures import add_draft
 from tests.review_fixtures import SENTENCES, add_narrative, add_render, analysis_for, transcript_for
 from tests.web_client import client_for, csrf, flash, post

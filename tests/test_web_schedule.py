@@ -1,5 +1,6 @@
 """Scheduling on the review page, in process: the agenda, and schedule / move / cancel from a
-draft's page, through narratives.scheduling (states, consent and audit are its business)."""
+draft's page, through narratives.workflow.scheduling (states, consent and audit are its
+business)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from narratives import audit, scheduling
-from narratives.campaigns import get_campaign
-from narratives.publishing import default_publishers, publish_delivery
+from narratives.core.campaigns import get_campaign
+from narratives.store import audit
+from narratives.workflow import scheduling
+from narratives.workflow.publishing import default_publishers, publish_delivery
 from tests.delivery_fixtures import add_draft, rss_content
 from tests.web_client import client_for, csrf, flash, post, row
 
@@ -156,8 +158,8 @@ def test_only_approved_drafts_and_real_times_can_be_scheduled(ctx):
     assert _deliveries(ctx, approved) == []
     # No consent for the channel: refused with the reason (issue 7).
     no_consent = add_draft(ctx, narrative_id=None, channel="bluesky", state="approved")
-    from narratives.consent import set_consent
-    from narratives.review import get_draft
+    from narratives.policy.consent import set_consent
+    from narratives.workflow.review import get_draft
 
     set_consent(
         ctx,

@@ -10,7 +10,7 @@ import threading
 import pytest
 from starlette.testclient import TestClient
 
-from narratives import users
+from narratives.store import users
 from narratives.web import create_app
 from narratives.web.security import LoginLimiter
 from tests.web_client import client_for, csrf, post
@@ -126,7 +126,7 @@ def test_an_oversized_id_is_not_found_and_errors_keep_the_security_headers(ctx, 
     assert r.status_code == 404 and "content-security-policy" in r.headers
     # Fault injection (named as such): a bug deep in a page raises. The 500 still carries
     # the CSP and no-store, and says nothing about the error itself.
-    from narratives import review
+    from narratives.workflow import review
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail")

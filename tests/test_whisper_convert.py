@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from narratives import transcribe, whisper_convert, whisper_models
-from narratives.config import TranscribeSettings
-from narratives.errors import ModelNotAvailable
+from narratives.core.config import TranscribeSettings
+from narratives.core.errors import ModelNotAvailable
+from narratives.engines import whisper as transcribe
+from narratives.engines import whisper_convert, whisper_models
 from tests._speech import speak
 
 TINY_DIMS = {

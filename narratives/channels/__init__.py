@@ -4,7 +4,7 @@ channel's own SDK that publishes exactly once per record key and sorts failures 
 
 from __future__ import annotations
 
-from .bluesky import (
+from narratives.channels.bluesky import (
     BlueskyAccount,
     BlueskyChannel,
     BlueskyPost,

@@ -54,9 +54,9 @@ from atproto_client.exceptions import (
 from atproto_client.request import Request
 from atproto_core.uri import AtUri
 
-from ..errors import ChannelError, PermanentChannelError, TransientChannelError
-from ..files import atomic_write
-from ..workspace import Workspace
+from narratives.core.errors import ChannelError, PermanentChannelError, TransientChannelError
+from narratives.core.files import atomic_write
+from narratives.core.workspace import Workspace
 
 __all__ = [
     "MAX_GRAPHEMES",

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import NarrativesError
+from narratives.core.errors import NarrativesError
 
 __all__ = ["main", "cli"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ..context import Context
-from ..errors import NotFound, UsageError
+from narratives.core.errors import NotFound, UsageError
+from narratives.store.context import Context
 
 __all__ = [
     "get_context",
@@ -73,7 +73,7 @@ def echo_json(obj: Any) -> None:
 def _match(conn, prefix: str) -> str:
     import sqlalchemy as sa
 
-    from ..schema import narratives
+    from narratives.store.schema import narratives
 
     prefix = prefix.lower()
     if not prefix or any(c not in "0123456789abcdef" for c in prefix):
@@ -99,7 +99,7 @@ def narrative_ids(ids: tuple[str, ...], all_: bool, *, done: str | None = None) 
     `done` has finished, when given: `--all` means all that are ready for the command)."""
     import sqlalchemy as sa
 
-    from ..schema import narratives, stage_runs
+    from narratives.store.schema import narratives, stage_runs
 
     if all_ == bool(ids):
         raise UsageError("name narratives by id, or pass --all (not both)")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import NarrativesError
-from ._common import (
+from narratives.cli._common import (
     actor_option,
     console,
     echo_json,
@@ -15,6 +14,7 @@ from ._common import (
     require_actor,
     resolve_narrative_id,
 )
+from narratives.core.errors import NarrativesError
 
 __all__ = ["register", "analyse", "tag"]
 
@@ -29,7 +29,7 @@ def analyse(ids, all_, force, as_json):
 
     A narrative that fails is reported and the others go on; the exit status is then 1.
     """
-    from .. import analyse as stage
+    from narratives.stages.analyse import stage
 
     ctx = get_context()
     failed = 0
@@ -87,8 +87,8 @@ def tag(narrative_id, campaign, tag, applies, actor, as_json):
     Tags only suggest campaigns: `narrative assign` says which campaign a story is for.
     Exit codes: 0 done, 5 no such story, campaign or tag, 7 not an active user.
     """
-    from .. import analyse as stage
-    from ..review import correct_tag
+    from narratives.stages.analyse import stage
+    from narratives.workflow.review import correct_tag
 
     ctx = get_context()
     actor = require_actor(actor)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from .. import assignments
-from ..errors import EXIT_FAILED_ITEMS
-from ._common import (
+from narratives.cli._common import (
     actor_option,
     echo_json,
     err_console,
@@ -20,6 +18,8 @@ from ._common import (
     require_actor,
     resolve_narrative_id,
 )
+from narratives.core.errors import EXIT_FAILED_ITEMS
+from narratives.workflow import assignments
 
 __all__ = ["register", "assign", "unassign"]
 
@@ -148,7 +148,7 @@ def unassign(
     slugs = assignments.check_slugs(ctx, campaigns)
     nid = resolve_narrative_id(narrative_id)
     if not keep_drafts and any(assignments.pending_drafts(ctx, nid, s) for s in slugs):
-        from ..users import require_active
+        from narratives.store.users import require_active
 
         # Rejecting is a review action: checked before anything changes.
         require_active(ctx, actor)

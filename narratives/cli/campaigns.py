@@ -6,12 +6,12 @@ import click
 import jinja2
 from rich.table import Table
 
-from ..campaigns import Campaign, get_campaign, load_campaign_file
-from ..content_notes import note_specs
-from ..drafting import check_template, post_environment
-from ..errors import EXIT_USAGE, ConfigError
-from ..tagging import EXAMPLES_FILE, check_examples, load_examples
-from ._common import console, echo_json, get_context
+from narratives.cli._common import console, echo_json, get_context
+from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
+from narratives.core.errors import EXIT_USAGE, ConfigError
+from narratives.stages.analyse.content_notes import note_specs
+from narratives.stages.analyse.tagging import EXAMPLES_FILE, check_examples, load_examples
+from narratives.stages.draft.stage import check_template, post_environment
 
 
 @click.group()

@@ -9,10 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .. import anonymise
-from .. import consent as ledger
-from ..errors import EXIT_FAILED_ITEMS, UsageError
-from ._common import (
+from narratives.cli._common import (
     actor_option,
     console,
     echo_json,
@@ -20,6 +17,9 @@ from ._common import (
     require_actor,
     resolve_narrative_id,
 )
+from narratives.core.errors import EXIT_FAILED_ITEMS, UsageError
+from narratives.policy import anonymise
+from narratives.policy import consent as ledger
 
 
 def _when(value: str | None, option: str) -> datetime | date | None:

@@ -1,7 +1,7 @@
 """`narrative drafts ...`: the review workflow from a terminal, with the web page's rules.
 
 Actions need an actor: `--as NAME` or the NARRATIVES_USER environment variable, naming an
-enabled user (`narrative users add`). Errors exit with the codes in `narratives.errors`.
+enabled user (`narrative users add`). Errors exit with the codes in `narratives.core.errors`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import review
-from ..drafting import BLUESKY_LIMIT, count_graphemes
-from ..errors import UsageError
-from ._common import actor_option, console, echo_json, get_context, require_actor
+from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
+from narratives.core.errors import UsageError
+from narratives.stages.draft.stage import BLUESKY_LIMIT, count_graphemes
+from narratives.workflow import review
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from .. import feeds
-from ..errors import EXIT_FAILED_ITEMS
-from ._common import console, echo_json, get_context
+from narratives.channels.rss import feeds
+from narratives.cli._common import console, echo_json, get_context
+from narratives.core.errors import EXIT_FAILED_ITEMS
 
 
 @click.group("feeds")
@@ -89,7 +89,7 @@ def pull_cmd(url, no_process, max_mb, timeout, allow_private, as_json):
     )
     processed = []
     if report.downloaded and not no_process:
-        from ..pipeline import process_paths
+        from narratives.stages.pipeline import process_paths
 
         processed = [
             r.to_json(with_transcript=False) for r in process_paths(ctx, report.downloaded)

@@ -16,10 +16,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..errors import EXIT_FAILED_ITEMS, EXIT_OK
-from ..ingest import RECORDING_EXTENSIONS, find_recordings
-from ..pipeline import STAGES, ItemResult, process_paths
-from ._common import actor_option, console, echo_json, err_console, get_context, shown_name
+from narratives.cli._common import (
+    actor_option,
+    console,
+    echo_json,
+    err_console,
+    get_context,
+    shown_name,
+)
+from narratives.core.errors import EXIT_FAILED_ITEMS, EXIT_OK
+from narratives.stages.ingest import RECORDING_EXTENSIONS, find_recordings
+from narratives.stages.pipeline import STAGES, ItemResult, process_paths
 
 
 def _run_batch(
@@ -34,8 +41,8 @@ def _run_batch(
     campaigns=(),
     actor="intake",
 ):
-    from .. import transcribe as transcribe_mod  # numpy and PyAV: only when needed
-    from ..assignments import check_slugs
+    from narratives.engines import whisper as transcribe_mod  # numpy and PyAV: only when needed
+    from narratives.workflow.assignments import check_slugs
 
     ctx = get_context()
     # An unknown campaign is a usage error before any file is touched.
@@ -258,7 +265,7 @@ def transcribe(paths, engine, model, language, force, as_json) -> None:
     Exit code 0 when all succeeded, 1 when any failed or none was found, 2 for usage errors
     (such as an unknown language code), 4 when the model is not available.
     """
-    from ..transcribe import normalise_language
+    from narratives.engines.whisper import normalise_language
 
     ctx = get_context()
     if language:

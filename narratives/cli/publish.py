@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import EXIT_FAILED_ITEMS, UsageError
-from ._common import actor_option, console, echo_json, get_context, require_actor
+from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
+from narratives.core.errors import EXIT_FAILED_ITEMS, UsageError
 
 
 @click.command("publish")
@@ -19,7 +19,7 @@ def publish_cmd(draft_id, now, actor, as_json):
     A transient failure leaves the delivery failed with a retry time, for the scheduler to
     retry; a permanent one records the reason on the draft. Exit status 1 if it did not go out.
     """
-    from ..publishing import publish_draft_now
+    from narratives.workflow.publishing import publish_draft_now
 
     if not now:
         raise UsageError("pass --now to publish at once", hint="or use `narrative schedule`")

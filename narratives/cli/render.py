@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from ..errors import NarrativesError
-from ._common import echo_json, err_console, get_context, narrative_ids
+from narratives.cli._common import echo_json, err_console, get_context, narrative_ids
+from narratives.core.errors import NarrativesError
 
 __all__ = ["register", "render"]
 
@@ -52,9 +52,9 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .. import render as stage
-    from ..assignments import check_slugs
-    from ..pipeline import render_many
+    from narratives.stages.pipeline import render_many
+    from narratives.stages.render import stage
+    from narratives.workflow.assignments import check_slugs
 
     ctx = get_context()
     # An unknown campaign is a usage error naming the known ones, before any work.
@@ -162,7 +162,7 @@ def _unrouted(ctx, nid: str, campaigns: tuple[str, ...]) -> set[str]:
     """The named campaigns the narrative does not go to (no draft will use their videos)."""
     if not campaigns:
         return set()
-    from ..assignments import routes
+    from narratives.workflow.assignments import routes
 
     return set(campaigns) - {r.campaign for r in routes(ctx, nid)}
 
@@ -177,7 +177,7 @@ def _note(ctx, nid: str, slug: str) -> str:
 
 def _why_not(ctx, nid: str, slug: str) -> str:
     """Why the narrative does not go to `slug`, in words."""
-    from ..assignments import explicit
+    from narratives.workflow.assignments import explicit
 
     chosen = explicit(ctx, nid)
     if chosen.get(slug) is False:

@@ -9,8 +9,15 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from .. import scheduling
-from ._common import actor_option, console, echo_json, err_console, get_context, require_actor
+from narratives.cli._common import (
+    actor_option,
+    console,
+    echo_json,
+    err_console,
+    get_context,
+    require_actor,
+)
+from narratives.workflow import scheduling
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 _at_option = click.option(
@@ -25,7 +32,7 @@ _next_option = click.option(
 
 
 def _local(d: scheduling.Delivery) -> str:
-    from ..campaigns import get_campaign
+    from narratives.core.campaigns import get_campaign
 
     try:
         zone = get_campaign(get_context().workspace, d.campaign).slots.zone

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from ._common import get_context
+from narratives.cli._common import get_context
 
 
 @click.group("scheduler")
@@ -30,7 +30,7 @@ def run_cmd(sync_interval, workers):
     slots.missed_after_hours are marked missed, and a delivery a crash left mid-publish is
     retried safely. Run one per workspace (a lock file refuses a second).
     """
-    from ..scheduler import SchedulerService
+    from narratives.workflow.scheduler import SchedulerService
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -6,7 +6,7 @@ import ipaddress
 
 import click
 
-from ._common import get_context
+from narratives.cli._common import get_context
 
 
 @click.command()
@@ -16,7 +16,7 @@ def serve(host: str | None, port: int | None) -> None:
     """Run the review page (on 127.0.0.1 unless told otherwise)."""
     import uvicorn
 
-    from ..web import create_app
+    from narratives.web import create_app
 
     ctx = get_context()
     host = host or ctx.settings.serve.host

@@ -12,9 +12,9 @@ import sys
 import click
 from rich.table import Table
 
-from .. import users as users_mod
-from ..errors import UsageError
-from ._common import console, echo_json, get_context
+from narratives.cli._common import console, echo_json, get_context
+from narratives.core.errors import UsageError
+from narratives.store import users as users_mod
 
 
 def _actor() -> str:

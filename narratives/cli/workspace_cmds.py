@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from rich.markup import escape
 from rich.table import Table
 
-from ..schema import narrative_paths, narratives
-from ..stages import is_interrupted, list_runs
-from ..workspace import init_workspace
-from ._common import console, echo_json, get_context, resolve_narrative_id, shown_name
+from narratives.cli._common import console, echo_json, get_context, resolve_narrative_id, shown_name
+from narratives.core.workspace import init_workspace
+from narratives.store.schema import narrative_paths, narratives
+from narratives.store.stage_runs import is_interrupted, list_runs
 
 STAGE_ORDER = ("transcribe", "analyse", "render", "draft")
 
@@ -29,8 +29,8 @@ def init(directory: Path, force: bool) -> None:
 
 
 def _status_rows(ctx) -> list[dict]:
-    from .. import assignments
-    from ..campaigns import load_campaigns
+    from narratives.core.campaigns import load_campaigns
+    from narratives.workflow import assignments
 
     campaigns = load_campaigns(ctx.workspace)
     # Analysed stories that no campaign gets: shown, never silently dropped.
@@ -202,7 +202,7 @@ def show(narrative_id: str, as_json: bool) -> None:
         f = folder / name
         if f.exists():
             data[key] = json.loads(f.read_text(encoding="utf-8"))
-    from .. import assignments
+    from narratives.workflow import assignments
 
     routes = assignments.routes(ctx, nid, data.get("analysis"))
     data["campaigns"] = [r.to_json() for r in routes]

@@ -28,21 +28,26 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import review
-from ..campaigns import Campaign, load_campaigns
-from ..context import Context
-from ..drafting import BLUESKY_LIMIT, clock, count_graphemes, join_posts, split_posts
-from ..errors import ConfigError, NarrativesError, NotFound, UsageError
-from ..schema import narrative_paths
-from ..transcript import Transcript
-from ..users import authenticate, end_sessions
-from ..web_public import routes as public_routes
-from ..workspace import DEFAULTS_ROOT
-from .assign_pages import AssignPages, OutputJobs
-from .consent_pages import ConsentPages
-from .fidelity import quote_edited, quote_forms
-from .schedule_pages import DELIVERY_LABELS, SchedulePages
-from .security import (
+from narratives.core.campaigns import Campaign, load_campaigns
+from narratives.core.errors import ConfigError, NarrativesError, NotFound, UsageError
+from narratives.core.workspace import DEFAULTS_ROOT
+from narratives.records.transcript import Transcript
+from narratives.stages.draft.stage import (
+    BLUESKY_LIMIT,
+    clock,
+    count_graphemes,
+    join_posts,
+    split_posts,
+)
+from narratives.store.context import Context
+from narratives.store.schema import narrative_paths
+from narratives.store.users import authenticate, end_sessions
+from narratives.web.assign_pages import AssignPages, OutputJobs
+from narratives.web.consent_pages import ConsentPages
+from narratives.web.fidelity import quote_edited, quote_forms
+from narratives.web.public import routes as public_routes
+from narratives.web.schedule_pages import DELIVERY_LABELS, SchedulePages
+from narratives.web.security import (
     AuthGate,
     LoginLimiter,
     SecurityHeaders,
@@ -51,6 +56,7 @@ from .security import (
     current_user,
     session_secret,
 )
+from narratives.workflow import review
 
 __all__ = ["create_app", "SESSION_COOKIE", "SESSION_MAX_AGE"]
 
@@ -690,7 +696,7 @@ def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlett
         Route("/deliveries/{delivery_id:id}/move", action(web.move_delivery), methods=["POST"]),
         Route("/media/{narrative_id}/{kind}", page(web.media), methods=["GET"]),
         Route("/static/{name}", page(web.static), methods=["GET"]),
-        # Public: feeds and their enclosures only (no login; see narratives.web_public).
+        # Public: feeds and their enclosures only (no login; see narratives.web.public).
         *public_routes,
     ]
 

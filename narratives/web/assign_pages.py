@@ -2,7 +2,7 @@
 one-click assign per campaign, and the draft page's campaigns panel (where the story goes and
 why, with assign and unassign).
 
-`narratives.assignments` records each choice (source "web", the logged-in editor as actor)
+`narratives.workflow.assignments` records each choice (source "web", the logged-in editor as actor)
 and writes its audit row. Making the video and drafts of a newly assigned campaign takes from
 seconds to minutes, so it runs on a worker thread (`OutputJobs`: one job at a time, because
 renders use every core), the request returns at once and the pages say what is being made.
@@ -26,12 +26,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import assignments
-from ..campaigns import Campaign
-from ..context import Context
-from ..errors import NarrativesError, NotFound, UsageError
-from ..schema import drafts, narratives, utcnow
-from .security import current_user
+from narratives.core.campaigns import Campaign
+from narratives.core.errors import NarrativesError, NotFound, UsageError
+from narratives.store.context import Context
+from narratives.store.schema import drafts, narratives, utcnow
+from narratives.web.security import current_user
+from narratives.workflow import assignments
 
 __all__ = ["AssignPages", "OutputJob", "OutputJobs", "SOURCE_LABELS"]
 

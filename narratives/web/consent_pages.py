@@ -1,7 +1,8 @@
 """Consent and anonymity on the draft page: record or update consent, withdraw it, and mark
 the names and places anonymised mode hides.
 
-The ledger (`narratives.consent`) and anonymisation (`narratives.anonymise`) do the work and
+The ledger (`narratives.policy.consent`) and anonymisation (`narratives.policy.anonymise`) do the
+work and
 write the audit rows; this module validates the form fields first so a slip (no channel
 ticked, a malformed date) is a plain 400 with a sentence, not a configuration error.
 Withdrawal takes posts down, so its form needs a ticked confirmation box: a confirm step that
@@ -17,9 +18,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from .. import anonymise, consent, review
-from ..errors import ConfigError, UsageError
-from .security import current_user
+from narratives.core.errors import ConfigError, UsageError
+from narratives.policy import anonymise, consent
+from narratives.web.security import current_user
+from narratives.workflow import review
 
 __all__ = ["ConsentPages", "METHOD_LABELS"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import anonymise, review
+from narratives.policy import anonymise
+from narratives.workflow import review
 
 __all__ = ["quote_edited", "quote_forms"]
 

@@ -1,6 +1,7 @@
 """Scheduling on the review page: the agenda per campaign and the draft page's delivery panel.
 
-Every action goes through `narratives.scheduling`, which checks the draft's state and consent
+Every action goes through `narratives.workflow.scheduling`, which checks the draft's state and
+consent
 and writes the audit rows; this module only turns form fields into its arguments and reads
 deliveries for display. Times are shown as wall-clock time in the campaign's zone, with the
 zone's abbreviation, because that is how the campaign's slots are written: a Monday 09:00 slot
@@ -19,11 +20,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from .. import review, scheduling
-from ..campaigns import Campaign
-from ..errors import NarrativesError, NotFound, UsageError
-from ..schema import delivery_attempts, utcnow
-from .security import current_user
+from narratives.core.campaigns import Campaign
+from narratives.core.errors import NarrativesError, NotFound, UsageError
+from narratives.store.schema import delivery_attempts, utcnow
+from narratives.web.security import current_user
+from narratives.workflow import review, scheduling
 
 __all__ = ["SchedulePages", "DELIVERY_LABELS", "local_time"]
 

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..context import Context
-from ..users import User, get_user_by_id
-from ..workspace import Workspace
+from narratives.core.workspace import Workspace
+from narratives.store.context import Context
+from narratives.store.users import User, get_user_by_id
 
 __all__ = [
     "SECRET_FILE",
@@ -39,7 +39,7 @@ __all__ = [
 
 SECRET_FILE = "web-session-secret"
 PUBLIC_PATHS = ("/login", "/static/review.css", "/static/review.js")
-#: The campaigns' public feeds and the media they enclose (narratives.web_public).
+#: The campaigns' public feeds and the media they enclose (narratives.web.public).
 PUBLIC_PREFIX = "/feeds/"
 
 CSP = (

@@ -1,0 +1,113 @@
+"""The workspace: one folder holding settings, campaigns, templates, media and the database.
+
+`NARRATIVES_HOME` selects it (default: the current directory), so tests point it at a
+temporary folder and never touch a real one. The repository itself is an example workspace;
+`narrative init DIR` copies its `campaigns/`, `templates/` and `narratives.toml` into a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from narratives.core.errors import WorkspaceError
+
+__all__ = ["Workspace", "current_workspace", "init_workspace", "DEFAULTS_ROOT"]
+
+#: Where the shipped campaigns, templates and settings live (the source checkout).
+DEFAULTS_ROOT = Path(__file__).resolve().parent.parent.parent
+
+SETTINGS_FILE = "narratives.toml"
+DATABASE_FILE = "narratives.db"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def settings_path(self) -> Path:
+        return self.root / SETTINGS_FILE
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return self.root / "campaigns"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.root / "media"
+
+    @property
+    def work_dir(self) -> Path:
+        """Generated artifacts, one folder per narrative id."""
+        return self.media_dir / "work"
+
+    @property
+    def state_dir(self) -> Path:
+        """Private runtime state (exported sessions, secrets): mode 0700."""
+        return self.root / ".narratives"
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.media_dir / "feeds"
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / DATABASE_FILE
+
+    def narrative_dir(self, narrative_id: str) -> Path:
+        if not _is_hex_id(narrative_id):
+            raise WorkspaceError(f"not a narrative id: {narrative_id!r}")
+        return self.work_dir / narrative_id
+
+    def ensure(self) -> Workspace:
+        if not self.root.is_dir():
+            raise WorkspaceError(
+                f"workspace folder {self.root} does not exist",
+                hint="create one with `narrative init DIR` or set NARRATIVES_HOME",
+            )
+        # Generated transcripts and videos of personal stories: the owner's only.
+        self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        return self
+
+    def contains(self, path: Path) -> bool:
+        """True when `path` resolves inside the workspace (no escaping by `..` or links)."""
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+
+def _is_hex_id(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def current_workspace() -> Workspace:
+    home = os.environ.get("NARRATIVES_HOME")
+    root = Path(home).expanduser() if home else Path.cwd()
+    return Workspace(root.resolve()).ensure()
+
+
+def init_workspace(target: Path, *, force: bool = False) -> Workspace:
+    """Create a workspace from the shipped defaults; refuses to overwrite without `force`."""
+    target = target.expanduser().resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("campaigns", "templates", "media/brand"):
+        src, dst = DEFAULTS_ROOT / name, target / name
+        if dst.exists() and not force:
+            raise WorkspaceError(f"{dst} already exists", hint="pass --force to overwrite")
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+    settings = target / SETTINGS_FILE
+    if settings.exists() and not force:
+        raise WorkspaceError(f"{settings} already exists", hint="pass --force to overwrite")
+    shutil.copyfile(DEFAULTS_ROOT / SETTINGS_FILE, settings)
+    return Workspace(target).ensure()

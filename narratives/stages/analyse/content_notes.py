@@ -1,0 +1,211 @@
+"""Content notes: what an editor and a reader should be warned of before a story.
+
+A note is flagged when any of three signals says so, because a missed warning costs more than
+an extra one and each signal misses what another catches (measured on the labelled corpus,
+bench/tagging.py):
+
+- a classifier learnt from the example stories' notes (`narratives.stages.analyse.tagging`);
+- cue phrases: rare notes such as violence or self-harm are often one sentence in a story,
+  which neither a whole-story classifier nor a sentence average can hear, and too few example
+  stories carry them to learn from;
+- evidence: private names and identifying places found in the text (the names heuristic of
+  the analysis, and spaCy's named-entity recogniser for people). Named people and identifying
+  places are flagged on evidence alone: a story-level score for them was mostly wrong
+  (cross-validated on the corpus's tuning half, F1 0.39 and 0.22 against 0.89 and 0.76).
+
+Without examples, a note falls back to its description's similarity (`content_note_threshold`).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from narratives.core.config import AnalyseSettings
+from narratives.core.errors import ConfigError
+
+__all__ = ["DEFAULT_CONTENT_NOTES", "NoteSpec", "note_specs", "cue_hits", "note_evidence"]
+
+DEFAULT_CONTENT_NOTES: list[dict[str, Any]] = [
+    {
+        "name": "grief",
+        "cues": [
+            (
+                r"\b(?:died|passed away|passed on|funeral|buried|her grave|his grave|widow(?:ed|"
+                r"er)?)\b"
+            ),
+            r"\b(?:since|after) (?:my|our|his|her) \w+ (?:died|passed)",
+        ],
+        "description": "Grief and loss: someone the narrator loved has died; mourning, missing "
+        "them, a funeral, never getting to say goodbye.",
+        "examples": [
+            "My grandmother died and I never got to say goodbye.",
+            "I still miss him every day since he passed away.",
+        ],
+    },
+    {
+        "name": "self-harm",
+        "cues": [
+            (
+                r"\b(?:hurt(?:ing)?|cut(?:ting)?|harm(?:ing)?|kill(?:ing)?) (?:myself|herself|"
+                r"himself|themselves)\b"
+            ),
+            (
+                r"\b(?:suicid\w*|overdos\w*|end(?:ing)? (?:it all|my life)|not wanting to (?:live|"
+                r"wake up))\b"
+            ),
+            r"\b(?:wanted|want) to die\b",
+        ],
+        "description": "Self-harm or suicide: hurting oneself on purpose, wanting to die, "
+        "suicidal thoughts or attempts.",
+        "examples": ["I wanted to hurt myself.", "I thought about ending my life."],
+    },
+    {
+        "name": "violence",
+        "cues": [
+            (
+                r"\b(?:punch(?:ed|ing)?|stabb(?:ed|ing)|beat(?:en)? (?:me|him|her|them|up)|"
+                r"kick(?:ed|ing) (?:me|him|her)|slapp(?:ed|ing))\b"
+            ),
+            (
+                r"\b(?:assault\w*|attack(?:ed|ing) (?:me|him|her|us)|abus(?:e|ed|ive)|ambush\w*|"
+                r"shelling|gunfire|shot at|got shot)\b"
+            ),
+            r"\b(?:a fight|fighting|hit me|hit her|hit him|threaten(?:ed|ing) (?:me|to kill))\b",
+        ],
+        "description": "Violence or abuse: someone was hit, beaten, attacked, shot, stabbed, "
+        "threatened or abused.",
+        "examples": [
+            "He hit me and I was afraid he would kill me.",
+            "There was a fight and someone was stabbed.",
+        ],
+    },
+    {
+        "name": "medical",
+        "cues": [
+            (
+                r"\b(?:hospital|ward|surgery|operation|diagnos\w*|chemo\w*|cancer|tumou?r|stroke|"
+                r"seizures?|epilep\w*)\b"
+            ),
+            (
+                r"\b(?:dementia|alzheimer\w*|diabet\w*|medication|prescri\w*|pills|"
+                r"antidepressants?|morphine|ambulance)\b"
+            ),
+            (
+                r"\b(?:a&e|icu|intensive care|doctors? said|my gp|the gp|heart attack|physio\w*|"
+                r"wheelchair|inhaler)\b"
+            ),
+        ],
+        "description": "Medical detail: an illness, diagnosis, hospital stay, surgery, "
+        "medication, symptoms or injuries.",
+        "examples": [
+            "The doctors said it was cancer and I started chemotherapy.",
+            "I was in the hospital for weeks after the surgery.",
+        ],
+    },
+    {
+        "name": "named-people",
+        "evidence_only": True,
+        "description": "A private person named by their first or full name: a relative, friend, "
+        "neighbour or colleague called by name.",
+        "examples": ["My sister Maria told me about it.", "My neighbour John Smith helped us."],
+    },
+    {
+        "name": "identifying-places",
+        "evidence_only": True,
+        "description": "A place that could identify someone: their home town, street, "
+        "workplace, school, or the named city where they or their family live.",
+        "examples": [
+            "I live on Elm Street in Springfield.",
+            "She was in her house in Santiago, where she always lived.",
+        ],
+    },
+]
+
+
+#: Notes that found entities flag, by entity kind of the analysis.
+_NOTE_EVIDENCE = {"named-people": ("person",), "identifying-places": ("place",)}
+#: Capitalised words spaCy sometimes takes for a person's name that name no one in particular.
+_NOT_NAMES = set(
+    """mum mom dad mam mama papa mother father nan nana nanna gran granny grandma grandad
+    grandpa grandmother grandfather auntie aunty uncle sister brother baby god""".split()
+)
+
+
+class NoteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = Field(min_length=10)
+    examples: list[str] = []
+    #: Regular expressions (case-insensitive); any match flags the note.
+    cues: list[str] = []
+    #: Flag only on evidence (names, places, cues), not on a score: for notes that are about
+    #: what is said rather than what the story is about.
+    evidence_only: bool = False
+
+    @field_validator("cues")
+    @classmethod
+    def _compiles(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"cue {pattern!r} is not a regular expression: {exc}") from None
+        return v
+
+
+def note_specs(settings: AnalyseSettings) -> list[NoteSpec]:
+    raw = settings.content_notes or DEFAULT_CONTENT_NOTES
+    specs = []
+    for i, item in enumerate(raw):
+        try:
+            specs.append(NoteSpec.model_validate(item))
+        except ValidationError as exc:
+            lines = [f"narratives.toml: invalid analyse.content_notes[{i}]"]
+            for err in exc.errors():
+                lines.append(f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
+            raise ConfigError("\n".join(lines)) from None
+    return specs
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def cue_hits(spec: NoteSpec, text: str) -> list[str]:
+    """The cue phrases of a note found in the text, as said."""
+    hits: dict[str, None] = {}
+    for pattern in spec.cues:
+        for m in _compiled(pattern).finditer(text):
+            hits.setdefault(m.group(0), None)
+    return list(hits)
+
+
+def note_evidence(
+    spec: NoteSpec, entities: list[Any], text: str, public_terms: set[str] | frozenset[str]
+) -> list[str]:
+    """Names or places that support a note: the analysis's entities of the note's kind and,
+    for named people, the people spaCy's recogniser finds (minus kin words and public names)."""
+    kinds = _NOTE_EVIDENCE.get(spec.name, ())
+    found = {e.text for e in entities if e.kind in kinds}
+    if spec.name == "named-people":
+        found |= _recognised_people(text, frozenset(public_terms))
+    return sorted(found)
+
+
+def _recognised_people(text: str, public_terms: frozenset[str]) -> set[str]:
+    from narratives.engines.nlp import get_pipeline
+
+    people = set()
+    for ent in get_pipeline()(text).ents:
+        if ent.label_ != "PERSON" or not ent.text[:1].isupper():
+            continue
+        words = [w.lower().strip("'’") for w in ent.text.split()]
+        if all(w in _NOT_NAMES or w in public_terms for w in words):
+            continue
+        people.add(ent.text)
+    return people
