@@ -170,10 +170,11 @@ def test_intake_assign_unassign_and_unassigned_stories(ctx, clip, tmp_path):
     withdraw(ctx, nid, actor="kai", reason="asked by phone")
     refused = _run("assign", nid[:8], "--campaign", MANDATE, "--as", "kai")
     assert refused.exit_code == 6 and "withdrawn" in refused.stderr
-    # Nothing to change (already assigned): not refused, no row.
-    assert (
-        _run("assign", nid[:8], "--campaign", EQUITY, "--as", "kai", "--no-outputs").exit_code == 0
-    )
+    # Already assigned, but withdrawn: refused too (a withdrawn story goes to no campaign).
+    again = _run("assign", nid[:8], "--campaign", EQUITY, "--as", "kai", "--no-outputs")
+    assert again.exit_code == 6 and "withdrawn" in again.stderr
+    # Only a user here may assign from the terminal.
+    assert _run("assign", nid[:8], "--campaign", EQUITY, "--as", "ghost").exit_code == 7
     # At intake, a withdrawn story fails that recording with the reason.
     (item,) = _lines(_run("process", "--campaign", MANDATE, "--json", str(rec)).stdout)
     assert item["status"] == "failed" and "withdrawn" in item["error"]

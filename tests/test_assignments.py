@@ -32,7 +32,10 @@ EQUITY, MANDATE = "emotional-equity", "neural-mandate"
 def ctx(workspace):
     """Rendering off: making outputs is then drafts only (fast)."""
     workspace.settings_path.write_text("[render]\nenabled = false\n", encoding="utf-8")
-    return Context(workspace)
+    ctx = Context(workspace)
+    for name in ("kai", "ada"):  # assigning from the CLI or the web page needs a user here
+        add_user(ctx, name)
+    return ctx
 
 
 def _analysed(ctx, seed="story-1", **overrides) -> str:
@@ -231,14 +234,20 @@ def test_refusals(ctx):
     assert "silent" in str(err.value)
 
     withdrawn = _analysed(ctx, "withdrawn")
+    assert assignments.assign(ctx, withdrawn, EQUITY, actor="kai").changed
     withdraw(ctx, withdrawn, actor="kai", reason="asked by phone")
+    # A withdrawn story goes to no campaign, even one it was assigned to...
+    assert assignments.routes(ctx, withdrawn) == []
+    # ...and assigning it again is refused, not a silent no-op that makes outputs.
+    with pytest.raises(InvalidState, match="withdrawn"):
+        assignments.assign(ctx, withdrawn, EQUITY, actor="kai")
     for source in ("cli", "intake", "sidecar"):
         with pytest.raises(InvalidState) as err:
             assignments.assign(ctx, withdrawn, MANDATE, actor="kai", source=source)
         assert "withdrawn" in str(err.value)
     # Unassigning only takes away: allowed.
     assert assignments.unassign(ctx, withdrawn, EQUITY, actor="kai").changed
-    assert _rows(ctx, empty) == [] and len(_rows(ctx, withdrawn)) == 1
+    assert _rows(ctx, empty) == [] and len(_rows(ctx, withdrawn)) == 2
     assert _audit(ctx, empty) == []
 
 
@@ -255,7 +264,6 @@ def test_drafts_follow_the_routes_and_an_assigned_campaign_keeps_its_best_tag(ct
 
 
 def test_make_outputs_then_unassign_settles_drafts_and_reassign_reopens_them(ctx):
-    add_user(ctx, "kai")
     nid = _analysed(ctx, campaigns=_off_topic())
     assignments.assign(ctx, nid, MANDATE, actor="kai")
     seen: list[str] = []
@@ -290,8 +298,11 @@ def test_settle_drafts_needs_a_user_to_reject_and_can_keep_them(ctx):
     nid = _analysed(ctx, campaigns=_off_topic())
     assignments.assign(ctx, nid, MANDATE, actor="kai")
     assignments.make_outputs(ctx, nid)
-    assignments.unassign(ctx, nid, MANDATE, actor="ghost")
     from narratives.core.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        assignments.unassign(ctx, nid, MANDATE, actor="ghost")
+    assignments.unassign(ctx, nid, MANDATE, actor="kai")
 
     with pytest.raises(PermissionDenied):
         assignments.settle_drafts(ctx, nid, MANDATE, actor="ghost")
@@ -328,7 +339,7 @@ def test_sidecar_campaigns_key(tmp_path):
     assert "story.consent.toml" in str(err.value) and "campaigns" in str(err.value)
 
 
-def _race(ctx, nid: str, rounds: int) -> None:
+def _race(ctx, nid: str, rounds: int, actors: tuple[str, str] = ("kai", "ada")) -> None:
     """Two threads: one assigns then unassigns, the other unassigns then assigns, `rounds`
     times each, on one narrative and campaign. Checks the table and the audit log."""
     changes: list[int] = []
@@ -348,8 +359,8 @@ def _race(ctx, nid: str, rounds: int) -> None:
             errors.append(exc)
 
     threads = [
-        threading.Thread(target=worker, args=((True, False), "kai")),
-        threading.Thread(target=worker, args=((False, True), "ada")),
+        threading.Thread(target=worker, args=((True, False), actors[0])),
+        threading.Thread(target=worker, args=((False, True), actors[1])),
     ]
     for t in threads:
         t.start()
@@ -382,13 +393,15 @@ def test_migration_and_racing_writers_on_postgres(postgres_url, workspace):
     )
     ctx = Context(workspace)
     assert ctx.db.dialect.name == "postgresql"
+    for name in ("racer-a", "racer-b"):  # the Postgres database is shared by the session
+        add_user(ctx, name)
     with ctx.db.connect() as conn:
         mc = MigrationContext.configure(
             conn, opts={"compare_type": True, "include_object": include_object}
         )
         assert compare_metadata(mc, metadata) == []
     nid = _analysed(ctx, "assignments-on-postgres")
-    _race(ctx, nid, rounds=100)
+    _race(ctx, nid, rounds=100, actors=("racer-a", "racer-b"))
     # Assigned: that campaign alone; unassigned: back to the tags (emotional-equity).
     expected = [MANDATE] if assignments.explicit(ctx, nid)[MANDATE] else [EQUITY]
     assert [r.campaign for r in assignments.routes(ctx, nid)] == expected

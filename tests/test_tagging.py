@@ -96,7 +96,7 @@ def test_content_notes_hold_on_the_held_out_half(held_out):
     f = routing_figures(held_out)
     assert f["notes.recall"] >= NOTES_RECALL
     assert f["notes.precision"] >= NOTES_PRECISION
-    assert f["notes.grief.recall"] >= 0.85  # measured 0.92
+    assert f["notes.grief.recall"] >= 0.78  # measured 0.83
     assert f["notes.named-people.precision"] >= 0.7  # measured 0.79
 
 
@@ -175,6 +175,13 @@ def test_title_rule():
     assert not is_title_phrase("Rye")  # one word
     assert not is_title_phrase("of the")
     assert not is_title_phrase("1 2 3")
+    # Fragments seen in review: a clause inside a noun phrase, a stray quote, a repetition.
+    assert not is_title_phrase("A fool his dreams weren't theirs")
+    assert is_title_phrase("My sister's flat")
+    assert not is_title_phrase("The pasta' at the exact same moment")
+    assert not is_title_phrase("A journey a journey")
+    assert is_title_phrase("The walls in our block")
+    assert is_title_phrase("The room where we slept")
 
 
 def test_a_pause_cuts_an_unpunctuated_run_and_is_sure():
@@ -208,6 +215,13 @@ def test_cues_flag_rare_notes():
     assert cue_hits(specs["self-harm"], "some nights I think about hurting myself again")
     assert not cue_hits(specs["violence"], "we had a friendly chat about the punchline")
     assert not cue_hits(specs["self-harm"], "I hurt my knee on the stairs")
+    # Everyday phrases are not warnings.
+    assert not cue_hits(specs["grief"], "My phone died during the session")
+    assert cue_hits(specs["grief"], "since my nan passed away I have not slept")
+    assert not cue_hits(specs["violence"], "an abuse of my data, and we are fighting for it")
+    assert not cue_hits(specs["violence"], "a fight with the council about the clinic")
+    assert not cue_hits(specs["medical"], "it was a stroke of luck, the operation of the clinic")
+    assert cue_hits(specs["medical"], "she had a stroke last spring")
 
 
 def test_a_cue_must_be_a_regular_expression():
@@ -270,8 +284,8 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 
 
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
-NOTES_RECALL = 0.68  # measured 0.74
-NOTES_PRECISION = 0.62  # measured 0.69
+NOTES_RECALL = 0.66  # measured 0.71
+NOTES_PRECISION = 0.64  # measured 0.70
 UNPUNCTUATED_WHOLE = 0.42  # measured 0.46 (summaries) and 0.56 (quotes)
 
 
@@ -286,6 +300,8 @@ def test_cli_tag_correction_teaches_and_is_audited(ctx):
     from tests.test_analyse import _register
 
     add_user(ctx, "kai", "a long enough password", actor="setup")
+    settings = ctx.workspace.root / "narratives.toml"
+    settings.write_text(settings.read_text().replace("[render]\n", "[render]\nenabled = false\n"))
     story = next(s for s in split("heldout") if not s.tags and not s.hard_negative)
     t = transcript_of(story.text, narrative_id="ab" * 32)
     nid = _register(ctx, t)
@@ -295,12 +311,31 @@ def test_cli_tag_correction_teaches_and_is_audited(ctx):
     args = ["tag", nid[:10], "neural-mandate", "shared-dreamscapes", "--as", "kai", "--json"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
-    fit = json.loads(result.output)
+    fit = json.loads(result.stdout)
     assert fit["on_topic"] and fit["top"] == "shared-dreamscapes"
     corrected = next(t for t in fit["tags"] if t["name"] == "shared-dreamscapes")
     old = next(t for t in before.tags if t.name == "shared-dreamscapes")
     assert corrected["corrected"] is True and corrected["score"] > old.score
     with ctx.db.connect() as conn:
         assert [r["action"] for r in history(conn, "narrative", nid)] == ["tag.correct"]
+    assert fit["gained"] == ["neural-mandate"] and fit["outputs"]["drafts"] >= 1
+    assert _draft_states(ctx, nid) == {"pending_review"}
+    # Saying it does not apply after all: the story leaves the campaign, its drafts leave review.
+    args = [*args, "--does-not-apply"]
+    undo = json.loads(runner.invoke(cli, args).stdout)
+    assert undo["lost"] == ["neural-mandate"] and not undo["on_topic"]
+    assert _draft_states(ctx, nid) == {"rejected"}
     bad = runner.invoke(cli, ["tag", nid[:10], "neural-mandate", "no-such", "--as", "kai"])
-    assert bad.exit_code == 5 and "no-such" in bad.output
+    assert bad.exit_code == 5 and "no-such" in bad.output and "shared-dreamscapes" in bad.output
+    unknown = runner.invoke(cli, ["tag", nid[:10], "no-campaign", "x", "--as", "kai"])
+    assert unknown.exit_code == 2 and "neural-mandate" in unknown.output
+
+
+def _draft_states(ctx, narrative_id: str) -> set[str]:
+    import sqlalchemy as sa
+
+    from narratives.store.schema import drafts
+
+    with ctx.db.connect() as conn:
+        rows = conn.execute(sa.select(drafts.c.state).where(drafts.c.narrative_id == narrative_id))
+        return {r.state for r in rows}

@@ -84,19 +84,49 @@ def tag(narrative_id, campaign, tag, applies, actor, as_json):
     """Correct a campaign tag of story ID: the story becomes an example for (or against) the
     tag, so later analyses learn from it, and the story is re-scored now (audited).
 
-    Tags only suggest campaigns: `narrative assign` says which campaign a story is for.
-    Exit codes: 0 done, 5 no such story, campaign or tag, 7 not an active user.
+    Tags only suggest campaigns: `narrative assign` says which campaign a story is for. When
+    the correction changes where the story goes, the drafts of a campaign it leaves that
+    await review are rejected, and a campaign it joins gets its video and drafts now.
+    Exit codes: 0 done, 1 a video or draft failed, 2 unknown campaign, 5 no such story or
+    tag, 7 not an active user.
     """
     from narratives.stages.analyse import stage
     from narratives.workflow.review import correct_tag
 
+    from ..workflow import assignments
+
     ctx = get_context()
     actor = require_actor(actor)
+    (campaign,) = assignments.check_slugs(ctx, [campaign])  # exit 2, naming the known ones
     nid = resolve_narrative_id(narrative_id)
+    before = [r.campaign for r in assignments.routes(ctx, nid)]
     correct_tag(ctx, nid, campaign, tag, applies, actor=actor)
+    change = assignments.route_change(ctx, nid, before, actor=actor)
+    made = None
+    if change.gained:
+        made = assignments.make_outputs(
+            ctx, nid, campaigns=change.gained, progress=lambda m: err_console.print(m), actor=actor
+        )
     fit = stage.load_analysis(ctx.workspace, nid).campaigns[campaign]
     if as_json:
-        echo_json({"narrative_id": nid, "campaign": campaign, **_fit_json(fit)})
+        echo_json(
+            {
+                "narrative_id": nid,
+                "campaign": campaign,
+                **_fit_json(fit),
+                "gained": change.gained,
+                "lost": change.lost,
+                "drafts": [n.to_json() for n in change.notes],
+                "outputs": None
+                if made is None
+                else {"videos": made.videos, "drafts": made.drafts, "errors": made.errors},
+            }
+        )
+    else:
+        _say_change(nid, change, made)
+    if made is not None and made.errors:
+        raise click.exceptions.Exit(1)
+    if as_json:
         return
     scores = ", ".join(
         f"{t.name} {t.score:.2f}{' (corrected)' if t.corrected is not None else ''}"
@@ -104,6 +134,25 @@ def tag(narrative_id, campaign, tag, applies, actor, as_json):
     )
     verdict = "fits" if fit.on_topic else "does not fit"
     console.print(f"{nid[:12]} {verdict} {campaign} by its tags: {scores}", highlight=False)
+
+
+def _say_change(nid: str, change, made) -> None:
+    for slug in change.lost:
+        err_console.print(f"{nid[:12]}: its tags no longer send it to {slug}", highlight=False)
+    for note in change.notes:
+        err_console.print(f"  draft {note.draft_id}: {note.message}", highlight=False)
+    for slug in change.gained:
+        err_console.print(f"{nid[:12]}: its tags now send it to {slug}", highlight=False)
+    if made is not None:
+        err_console.print(
+            f"  made {made.videos} video(s) and {made.drafts} draft(s)", highlight=False
+        )
+        for e in made.errors:
+            err_console.print(f"  [red]failed:[/red] {e}", highlight=False)
+
+
+def _made_json(made) -> dict:
+    return {"videos": made.videos, "drafts": made.drafts, "errors": made.errors}
 
 
 def _fit_json(fit) -> dict:

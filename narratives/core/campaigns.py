@@ -204,7 +204,10 @@ class Campaign(_Model):
         for t in self.tags:
             if t.name == name:
                 return t
-        raise NotFound(f"campaign {self.slug} has no tag {name!r}")
+        raise NotFound(
+            f"campaign {self.slug} has no tag {name!r}",
+            hint="its tags: " + ", ".join(t.name for t in self.tags),
+        )
 
 
 def load_campaign_file(path: Path) -> Campaign:

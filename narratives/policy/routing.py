@@ -36,6 +36,7 @@ from narratives.core.errors import InvalidState, NotFound, UsageError
 from narratives.store import audit
 from narratives.store.context import Context
 from narratives.store.schema import campaign_assignments, consents, narratives, stage_runs, utcnow
+from narratives.store.users import require_active
 
 __all__ = [
     "SOURCES",
@@ -266,6 +267,8 @@ def routes(
     (`on_topic` in the analysis) minus the explicitly unassigned ones. Only campaigns that
     exist in the workspace count. `analysis` is analysis.json's dict (read when None).
     """
+    if _withdrawn(ctx, narrative_id):
+        return []  # a withdrawn story goes to no campaign
     if analysis is None:
         analysis = read_analysis(ctx, narrative_id)
     slugs = {
@@ -283,6 +286,14 @@ def routes(
         if fit.get("on_topic") and chosen.get(slug) is not False:
             out.append(Route(slug, "tags", *_top(fit)))
     return out
+
+
+def _withdrawn(ctx: Context, narrative_id: str) -> bool:
+    with ctx.db.connect() as conn:
+        at = conn.execute(
+            sa.select(consents.c.withdrawn_at).where(consents.c.narrative_id == narrative_id)
+        ).scalar()
+    return at is not None
 
 
 def suggestions(
@@ -436,8 +447,8 @@ def _refusal(conn: Connection, ctx: Context, narrative_id: str, *, stages: bool)
         )
     analysis = read_analysis(ctx, narrative_id)
     if analysis is not None and analysis.get("empty"):
-        reason = analysis.get("reason") or "the recording holds no speech"
-        return f"there is nothing to publish: {reason}"
+        reason = analysis.get("reason") or "nothing to analyse: the recording holds no speech"
+        return reason.replace("nothing to analyse: ", "there is nothing to publish: ")
     return None
 
 
@@ -455,18 +466,20 @@ def _change(
     if not actor or not actor.strip():
         raise UsageError("who is acting?", hint="pass --as USER or set NARRATIVES_USER")
     check_slugs(ctx, [campaign])
+    if source in ("cli", "web"):
+        require_active(ctx, actor)  # PermissionDenied (exit 7) for a name nobody has
     verb = "assign" if assigned else "unassign"
     with ctx.db.begin() as conn:
         if not _lock(conn, narrative_id):
             raise NotFound(f"no narrative with id {narrative_id}", hint="see `narrative status`")
         before = _latest(conn, narrative_id, campaign).get(campaign)
-        if before is not None and bool(before.assigned) == assigned:
-            return _row(before, changed=False)
         if assigned:
             # Sources at intake come before the stages run, which are about to be (re)done.
             problem = _refusal(conn, ctx, narrative_id, stages=source not in ("intake", "sidecar"))
             if problem:
                 raise InvalidState(f"cannot assign {narrative_id[:12]} to {campaign}: {problem}")
+        if before is not None and bool(before.assigned) == assigned:
+            return _row(before, changed=False)
         now = utcnow()
         new_id = conn.execute(
             campaign_assignments.insert().values(
@@ -499,8 +512,9 @@ def assign(
 
     UsageError for an unknown slug (naming the known ones); NotFound for an unknown
     narrative; InvalidState when the narrator's consent is withdrawn, or (except at intake)
-    its transcribe/analyse stage failed or it holds no speech. Already assigned: no new row
-    (and no refusal: nothing changes).
+    its transcribe/analyse stage failed or it holds no speech (also when already assigned);
+    PermissionDenied when the actor of a CLI or web change is not an active user.
+    Already assigned: no new row.
     """
     return _change(ctx, narrative_id, campaign, assigned=True, actor=actor, source=source)
 

@@ -42,7 +42,7 @@ from narratives.stages.draft.stage import (
 from narratives.store.context import Context
 from narratives.store.schema import narrative_paths
 from narratives.store.users import authenticate, end_sessions
-from narratives.web.assign_pages import AssignPages, OutputJobs
+from narratives.web.assign_pages import AssignPages, OutputJobs, _note_sentence, story_title
 from narratives.web.consent_pages import ConsentPages
 from narratives.web.fidelity import quote_edited, quote_forms
 from narratives.web.public import routes as public_routes
@@ -56,7 +56,7 @@ from narratives.web.security import (
     current_user,
     session_secret,
 )
-from narratives.workflow import review
+from narratives.workflow import assignments, review
 
 __all__ = ["create_app", "SESSION_COOKIE", "SESSION_MAX_AGE"]
 
@@ -408,15 +408,21 @@ class _App(SchedulePages, ConsentPages, AssignPages):
         if applies not in ("1", "0"):
             raise UsageError("Choose whether the tag applies.")
         tag = _text(form, "tag")
-        review.correct_tag(
-            self.ctx,
-            draft.narrative_id,
-            draft.campaign,
-            tag,
-            applies == "1",
-            actor=current_user(request).name,
-        )
-        return self._back(request, draft_id, f"Tag correction for “{tag}” saved.")
+        actor = current_user(request).name
+        nid = draft.narrative_id
+        before = [r.campaign for r in assignments.routes(self.ctx, nid)]
+        review.correct_tag(self.ctx, nid, draft.campaign, tag, applies == "1", actor=actor)
+        change = assignments.route_change(self.ctx, nid, before, actor=actor)
+        message = f"Tag correction for “{tag}” saved."
+        title = story_title(self.ctx, nid)
+        for slug in change.gained:
+            name = self._campaign_name(slug)
+            self.jobs.submit(nid, slug, campaign_name=name, title=title, actor=actor)
+            message += f" Its tags now send it to {name}: its drafts are being made."
+        for slug in change.lost:
+            message += f" Its tags no longer send it to {self._campaign_name(slug)}."
+        message += "".join(" " + _note_sentence(n) for n in change.notes)
+        return self._back(request, draft_id, message)
 
     # -- files -----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ The rule of which campaigns a story goes to, and the assignments table, are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +60,8 @@ __all__ = [
     "DraftNote",
     "pending_drafts",
     "settle_drafts",
+    "RouteChange",
+    "route_change",
 ]
 
 
@@ -331,3 +333,26 @@ def settle_drafts(
             )
         notes.append(DraftNote(r.id, r.channel, state, "kept", message))
     return notes
+
+
+@dataclass
+class RouteChange:
+    """What changed in where a story goes, after a tag correction."""
+
+    gained: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    notes: list[DraftNote] = field(default_factory=list)
+
+
+def route_change(
+    ctx: Context, narrative_id: str, before: Iterable[str], *, actor: str
+) -> RouteChange:
+    """Compare the story's routes with `before`: the drafts awaiting review in campaigns it
+    left are rejected (others are reported, never changed); the campaigns it joined are
+    returned for the caller to make their outputs (`make_outputs`, or a web job)."""
+    now = {r.campaign for r in routes(ctx, narrative_id)}
+    then = set(before)
+    change = RouteChange(sorted(now - then), sorted(then - now))
+    for slug in change.lost:
+        change.notes += settle_drafts(ctx, narrative_id, slug, actor=actor, reject=True)
+    return change

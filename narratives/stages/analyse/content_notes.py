@@ -34,10 +34,12 @@ DEFAULT_CONTENT_NOTES: list[dict[str, Any]] = [
         "name": "grief",
         "cues": [
             (
-                r"\b(?:died|passed away|passed on|funeral|buried|her grave|his grave|widow(?:ed|"
-                r"er)?)\b"
+                r"\b(?:my|our|his|her|their) (?:\w+ )?(?:mum|mom|mam|mother|dad|father|"
+                r"nan|nana|gran|granny|grandma|grandmother|grandad|grandpa|grandfather|"
+                r"brother|sister|son|daughter|wife|husband|partner|friend|uncle|aunt|auntie|"
+                r"cousin|baby|boy|girl|child|neighbou?r|dog|cat)s? (?:died|passed away|passed on)\b"
             ),
-            r"\b(?:since|after) (?:my|our|his|her) \w+ (?:died|passed)",
+            r"\b(?:funeral|buried (?:him|her|them|my)|widow(?:ed|er)?)\b",
         ],
         "description": "Grief and loss: someone the narrator loved has died; mourning, missing "
         "them, a funeral, never getting to say goodbye.",
@@ -67,14 +69,18 @@ DEFAULT_CONTENT_NOTES: list[dict[str, Any]] = [
         "name": "violence",
         "cues": [
             (
-                r"\b(?:punch(?:ed|ing)?|stabb(?:ed|ing)|beat(?:en)? (?:me|him|her|them|up)|"
-                r"kick(?:ed|ing) (?:me|him|her)|slapp(?:ed|ing))\b"
+                r"\b(?:punch(?:ed|ing) (?:me|him|her|them)|got punched|stabb(?:ed|ing)|"
+                r"beat (?:me|him|her|them) up|beaten up|kick(?:ed|ing) (?:me|him|her)|"
+                r"slapp(?:ed|ing))\b"
             ),
             (
-                r"\b(?:assault\w*|attack(?:ed|ing) (?:me|him|her|us)|abus(?:e|ed|ive)|ambush\w*|"
-                r"shelling|gunfire|shot at|got shot)\b"
+                r"\b(?:assault(?:ed)?|attacked (?:me|him|her|us)|abused (?:me|him|her)|"
+                r"ambush\w*|shelling|gunfire|shot at|got shot)\b"
             ),
-            r"\b(?:a fight|fighting|hit me|hit her|hit him|threaten(?:ed|ing) (?:me|to kill))\b",
+            (
+                r"\b(?:hit me|hit her|hit him|threaten(?:ed|ing) to kill|fist ?fight|"
+                r"a fight broke out)\b"
+            ),
         ],
         "description": "Violence or abuse: someone was hit, beaten, attacked, shot, stabbed, "
         "threatened or abused.",
@@ -87,16 +93,12 @@ DEFAULT_CONTENT_NOTES: list[dict[str, Any]] = [
         "name": "medical",
         "cues": [
             (
-                r"\b(?:hospital|ward|surgery|operation|diagnos\w*|chemo\w*|cancer|tumou?r|stroke|"
-                r"seizures?|epilep\w*)\b"
+                r"\b(?:in (?:the )?hospital|hospital (?:bed|ward|stay)|surgery|diagnos\w*|chemo\w*|"
+                r"cancer|tumou?r|(?:had|has|have) a stroke|seizures?|epilep\w*)\b"
             ),
             (
-                r"\b(?:dementia|alzheimer\w*|diabet\w*|medication|prescri\w*|pills|"
-                r"antidepressants?|morphine|ambulance)\b"
-            ),
-            (
-                r"\b(?:a&e|icu|intensive care|doctors? said|my gp|the gp|heart attack|physio\w*|"
-                r"wheelchair|inhaler)\b"
+                r"\b(?:dementia|alzheimer\w*|diabet\w*|medication|prescri\w*|antidepressants?|"
+                r"morphine|ambulance|intensive care|heart attack|wheelchair|inhaler)\b"
             ),
         ],
         "description": "Medical detail: an illness, diagnosis, hospital stay, surgery, "

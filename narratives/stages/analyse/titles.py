@@ -9,6 +9,8 @@ written once and used both to choose a title and to measure titles (bench/taggin
 - 2 to 8 words, from one sentence, with letters;
 - parsed alone it is one tree: a noun phrase (its head a noun, proper noun or number) or a clause
   (a verb with its subject);
+- a noun phrase holds no clause of its own (a relative or participle clause is fine), no
+  stray quote mark and no words said twice in a row;
 - it does not open with a conjunction, preposition, particle or auxiliary verb, nor end with a
   determiner, preposition, conjunction, particle, auxiliary or possessive word, or a verb that
   needs an object ("made", "told"): a dangling edge.
@@ -31,6 +33,7 @@ MIN_TITLE_WORDS = 2
 _BAD_START = {"CCONJ", "SCONJ", "ADP", "PART", "AUX", "PUNCT", "INTJ"}
 _BAD_END = {"DET", "ADP", "CCONJ", "SCONJ", "PART", "AUX", "PUNCT", "INTJ"}
 _HEADS = {"NOUN", "PROPN", "NUM"}
+_RELATIVE = {"that", "which", "who", "whom", "whose", "where", "when", "why"}
 _FILLERS = {"um", "uh", "erm", "er", "hmm", "like", "yeah", "okay", "ok", "so", "well"}
 #: Verbs that need what follows them: a title ending on one hangs ("...strangers made").
 _NEEDS_OBJECT = set(
@@ -70,10 +73,48 @@ def is_title_phrase(title: str, nlp=None) -> bool:
     if len(roots) != 1:
         return False
     root = roots[0]
-    if root.pos_ in _HEADS:
-        return True
-    has_subject = any(c.dep_ in {"nsubj", "nsubjpass", "expl"} for c in root.children)
-    return root.pos_ in {"VERB", "AUX"} and has_subject
+    words = [t.lower_ for t in tokens if t.is_alpha]
+    if any(a == b for a, b in zip(words, words[1:], strict=False)) or _repeats(words):
+        return False  # "A journey a journey"
+    if sum(title.count(q) for q in '"“”') % 2 or re.search(r"\w['’](?:\s|$)(?<!s['’]\s)", title):
+        return False  # a stray quote mark: "The pasta' at"
+    # "My sister's flat": a short phrase's head noun is sometimes tagged as an adjective.
+    noun_like = root.pos_ in _HEADS or (
+        root.pos_ == "ADJ" and any(c.dep_ in {"poss", "det"} for c in root.children)
+    )
+    if noun_like:
+        # A noun phrase may hold a relative or participle clause, not a clause of its own
+        # ("Proper windows they sleep", "A fool his dreams weren't theirs").
+        finite = [
+            t for t in tokens
+            if t.pos_ in {"VERB", "AUX"} and t.dep_ not in {"acl", "relcl", "amod", "compound"}
+            and t.head.dep_ not in {"acl", "relcl"}
+        ]  # fmt: skip
+        # A relative clause with no relative word must leave a gap ("the people I met");
+        # a complete clause there is a second sentence ("A fool his dreams weren't theirs").
+        run_on = [
+            t for t in tokens
+            if t.dep_ == "relcl"
+            and not any(c.lower_ in _RELATIVE for c in t.subtree)
+            and any(c.dep_ in {"dobj", "attr", "acomp", "ccomp", "oprd"} for c in t.children)
+        ]  # fmt: skip
+        return not finite and not run_on
+    subjects = [c for c in root.children if c.dep_ in {"nsubj", "nsubjpass", "expl"}]
+    # A clause opens with its subject (or an adverb): "Proper windows they sleep" does not.
+    opens = bool(subjects) and (
+        tokens[0] in list(subjects[0].subtree) or tokens[0].pos_ in {"ADV", "SCONJ"}
+    )
+    return root.pos_ in {"VERB", "AUX"} and opens
+
+
+def _repeats(words: list[str]) -> bool:
+    """A phrase of two or more words said twice in a row ("a journey a journey")."""
+    n = len(words)
+    for size in range(2, n // 2 + 1):
+        for i in range(n - 2 * size + 1):
+            if words[i : i + size] == words[i + size : i + 2 * size]:
+                return True
+    return False
 
 
 def _span_ok(span) -> bool:
