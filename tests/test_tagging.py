@@ -261,11 +261,15 @@ def test_campaign_files_check_their_examples(ctx):
     from narratives.cli import cli
 
     path = ctx.workspace.campaigns_dir / "examples.jsonl"
+    lines = len(path.read_text(encoding="utf-8").splitlines())
     with path.open("a", encoding="utf-8") as f:
+        f.write("not json\n")
         f.write(json.dumps({"text": "x", "tags": ["made-up"]}) + "\n")
     result = CliRunner().invoke(cli, ["campaigns", "check"])
     assert result.exit_code == 2
-    assert "made-up" in result.output
+    # Every bad line is reported with its number, not only the first.
+    assert f"examples.jsonl:{lines + 1}: not an example story" in result.output
+    assert f"examples.jsonl:{lines + 2}: tags no campaign defines: made-up" in result.output
 
 
 def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):

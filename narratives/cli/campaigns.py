@@ -10,7 +10,7 @@ from narratives.cli._common import console, echo_json, get_context
 from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
 from narratives.core.errors import EXIT_USAGE, ConfigError
 from narratives.stages.analyse.content_notes import note_specs
-from narratives.stages.analyse.tagging import EXAMPLES_FILE, check_examples, load_examples
+from narratives.stages.analyse.tagging import EXAMPLES_FILE, check_examples, read_examples
 from narratives.stages.draft.stage import check_template, post_environment
 
 
@@ -100,15 +100,11 @@ def check() -> None:
     for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
         errors.append(f"campaign slug {slug!r} is used twice")
     remarks: list[str] = []
-    examples = []
-    try:
-        examples = load_examples(ctx.workspace.campaigns_dir)
-    except ConfigError as exc:
-        errors.append(str(exc))
-    else:
-        notes = [n.name for n in note_specs(ctx.settings.analyse)]
-        found_errors, remarks = check_examples(examples, found, notes)
-        errors += found_errors
+    examples, found_errors = read_examples(ctx.workspace.campaigns_dir)
+    errors += found_errors
+    notes = [n.name for n in note_specs(ctx.settings.analyse)]
+    label_errors, remarks = check_examples(examples, found, notes)
+    errors += label_errors
     for remark in remarks:
         click.echo(f"Note: {remark}", err=True)
     for message in errors:

@@ -33,6 +33,7 @@ __all__ = [
     "ExampleStory",
     "LabelModel",
     "load_examples",
+    "read_examples",
     "cached_array",
     "features",
     "train_label_model",
@@ -58,14 +59,29 @@ class ExampleStory:
     notes: tuple[str, ...] = ()
     #: Where it came from: the examples file, or "correction" for an editor's.
     source: str = "examples"
+    #: Its line in the examples file (0 when it did not come from one).
+    line: int = 0
 
 
 def load_examples(campaigns_dir: Path) -> list[ExampleStory]:
-    """The workspace's example stories; none when it has no examples file."""
+    """The workspace's example stories; none when it has no examples file. ConfigError names
+    the first line that is not an example story."""
+    examples, errors = read_examples(campaigns_dir)
+    if errors:
+        raise ConfigError(
+            errors[0],
+            hint='each line is JSON: {"text": "...", "tags": [...], "notes": [...]}',
+        )
+    return examples
+
+
+def read_examples(campaigns_dir: Path) -> tuple[list[ExampleStory], list[str]]:
+    """The example stories that read, and an error for each line that does not."""
     path = campaigns_dir / EXAMPLES_FILE
     if not path.is_file():
-        return []
+        return [], []
     out: list[ExampleStory] = []
+    errors: list[str] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -74,14 +90,12 @@ def load_examples(campaigns_dir: Path) -> list[ExampleStory]:
             text = str(data["text"]).strip()
             tags = tuple(str(t) for t in data.get("tags") or ())
             notes = tuple(str(t) for t in data.get("notes") or ())
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"{path}:{n}: not an example story ({type(exc).__name__}: {exc})",
-                hint='each line is JSON: {"text": "...", "tags": [...], "notes": [...]}',
-            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            errors.append(f"{path}:{n}: not an example story ({type(exc).__name__}: {exc})")
+            continue
         if text:
-            out.append(ExampleStory(text, tags, notes))
-    return out
+            out.append(ExampleStory(text, tags, notes, line=n))
+    return out, errors
 
 
 @dataclass
@@ -177,12 +191,14 @@ def check_examples(examples: list[ExampleStory], campaigns, note_names: list[str
     defines are errors; tags with too few examples to learn are remarks."""
     tags = {t.name for c in campaigns for t in c.tags}
     errors, remarks = [], []
-    unknown_tags = sorted({t for e in examples for t in e.tags} - tags)
-    unknown_notes = sorted({n for e in examples for n in e.notes} - set(note_names))
-    if unknown_tags:
-        errors.append(f"{EXAMPLES_FILE}: tags no campaign defines: {', '.join(unknown_tags)}")
-    if unknown_notes:
-        errors.append(f"{EXAMPLES_FILE}: unknown content notes: {', '.join(unknown_notes)}")
+    for e in examples:
+        where = f"{EXAMPLES_FILE}:{e.line}" if e.line else EXAMPLES_FILE
+        unknown_tags = sorted(set(e.tags) - tags)
+        unknown_notes = sorted(set(e.notes) - set(note_names))
+        if unknown_tags:
+            errors.append(f"{where}: tags no campaign defines: {', '.join(unknown_tags)}")
+        if unknown_notes:
+            errors.append(f"{where}: unknown content notes: {', '.join(unknown_notes)}")
     for c in campaigns:
         for t in c.tags:
             n = sum(t.name in e.tags for e in examples)
