@@ -295,3 +295,16 @@ def test_without_consent_drafts_are_anonymised_and_cannot_be_approved(ctx):
     assert "Rosa said rest" in "\n".join(named["emotional-equity", "bluesky"].posts)
     review.approve(ctx, named["emotional-equity", "rss"].id, actor=user)
     assert review.get_draft(ctx, named["emotional-equity", "rss"].id).state == "approved"
+
+
+def test_drafting_and_the_cli_do_not_load_the_bluesky_sdk():
+    """Counting graphemes needs no atproto: `narrative --help` and the draft stage stay quick."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, narratives.cli, narratives.stages.draft.stage, narratives.workflow.review;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('atproto', 'atproto_client')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import grapheme
 import httpx
 from atproto import Client, Session, SessionEvent, models
 from atproto_client.exceptions import (
@@ -54,6 +53,13 @@ from atproto_client.exceptions import (
 from atproto_client.request import Request
 from atproto_core.uri import AtUri
 
+from narratives.channels.bluesky_text import (  # noqa: F401  (re-exported)
+    MAX_GRAPHEMES,
+    MAX_TEXT_BYTES,
+    _fits,
+    count_graphemes,
+    split_thread,
+)
 from narratives.core.errors import ChannelError, PermanentChannelError, TransientChannelError
 from narratives.core.files import atomic_write
 from narratives.core.workspace import Workspace
@@ -84,9 +90,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: app.bsky.feed.post limits: text at most 300 graphemes and 3000 UTF-8 bytes.
-MAX_GRAPHEMES = 300
-MAX_TEXT_BYTES = 3000
+#: app.bsky.feed.post limits (the text's are in bluesky_text).
 MAX_LANGS = 3
 MAX_IMAGES = 4
 #: "976.56 KB": the lexicon's image blob limit is 1,000,000 bytes.
@@ -104,15 +108,6 @@ T = TypeVar("T")
 
 
 # --- text: graphemes, facets, threads --------------------------------------------------------
-
-
-def count_graphemes(text: str) -> int:
-    """User-perceived characters, as Bluesky counts them (an emoji family or e + U+0301 is one)."""
-    return grapheme.length(text)
-
-
-def _fits(text: str, limit: int = MAX_GRAPHEMES) -> bool:
-    return count_graphemes(text) <= limit and len(text.encode("utf-8")) <= MAX_TEXT_BYTES
 
 
 _URL = re.compile(r"(?:^|(?<=[\s(\[]))https?://[^\s<>\"]+", re.IGNORECASE)
@@ -204,69 +199,6 @@ def build_facets(
         )
 
     return [facet for _, facet in sorted(facets, key=lambda item: item[0])]
-
-
-# A sentence ends at . ! ? … (plus closing quotes or brackets) followed by whitespace, or at a
-# blank line. Abbreviations ("Dr. Ames") may end a "sentence" too early; that only moves where a
-# thread is cut, never what it says.
-_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’»)\]]*\s+|\n\s*\n\s*")
-
-
-def _sentences(text: str) -> list[str]:
-    """Pieces of `text`, each a sentence with the whitespace that follows it."""
-    pieces, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        pieces.append(text[start : match.end()])
-        start = match.end()
-    if start < len(text):
-        pieces.append(text[start:])
-    return pieces
-
-
-def _words(text: str, limit: int) -> list[str]:
-    """Words of `text` with their trailing whitespace; a word longer than a post is cut,
-    except a link: half a URL is a broken link, so it stays whole and its post too long,
-    which stops approval until an editor shortens it."""
-    out: list[str] = []
-    for word in re.findall(r"\S+\s*", text):
-        if _fits(word.strip(), limit) or re.match(r"(?i)https?://", word):
-            out.append(word)
-            continue
-        piece = ""
-        for cluster in grapheme.graphemes(word.strip()):
-            if not _fits(piece + cluster, limit):
-                out.append(piece)
-                piece = ""
-            piece += cluster
-        out.append(piece + word[len(word.rstrip()) :])
-    return out
-
-
-def split_thread(text: str, limit: int = MAX_GRAPHEMES) -> list[str]:
-    """Cut `text` into posts of at most `limit` graphemes (and 3000 bytes) for a thread.
-
-    Cuts fall between sentences where possible, else between words; only a single word longer
-    than a post is cut inside. Whitespace at the cuts is dropped; the rest is kept as written.
-    """
-    text = text.strip()
-    if not text:
-        return []
-    if _fits(text, limit):
-        return [text]
-    units: list[str] = []
-    for sentence in _sentences(text):
-        units.extend([sentence] if _fits(sentence.strip(), limit) else _words(sentence, limit))
-    posts: list[str] = []
-    current = ""
-    for unit in units:
-        if current.strip() and not _fits((current + unit).strip(), limit):
-            posts.append(current.strip())
-            current = unit
-        else:
-            current += unit
-    if current.strip():
-        posts.append(current.strip())
-    return posts
 
 
 def labels_for_content_notes(notes: Iterable[str]) -> tuple[str, ...]:

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from jinja2.sandbox import SandboxedEnvironment
 
 # One grapheme count and one thread splitter for drafting and publishing: the adapter's.
-from narratives.channels.bluesky import MAX_GRAPHEMES as BLUESKY_LIMIT
-from narratives.channels.bluesky import count_graphemes, split_thread
+from narratives.channels.bluesky_text import MAX_GRAPHEMES as BLUESKY_LIMIT
+from narratives.channels.bluesky_text import count_graphemes, split_thread
 from narratives.core.campaigns import Campaign, load_campaigns
 from narratives.core.errors import ConfigError, StageFailed
 from narratives.core.workspace import Workspace
