@@ -16,7 +16,7 @@ test:
 	$(VENV)/pytest -q
 
 test-fast:
-	$(VENV)/pytest -q -m "not browser and not pds"
+	$(VENV)/pytest -q -m "not slow" --durations=5
 
 lint:
 	$(VENV)/ruff check .

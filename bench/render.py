@@ -91,7 +91,7 @@ def _worker(args) -> None:
     """Child process: render with our renderer, print its own rusage as JSON."""
     from narratives.core.campaigns import load_campaign_file
     from narratives.records.transcript import Transcript
-    from narratives.stages.render.stage import render_video
+    from narratives.stages.render.video import render_video
 
     data = json.loads(Path(args.worker).read_text())
     campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
@@ -144,11 +144,13 @@ def _ffmpeg_graph(folder: Path, audio: Path, seconds: float, title: str, words) 
     from PIL import Image
 
     from narratives.core.campaigns import load_campaign_file
-    from narratives.stages.render import stage as R
+    from narratives.stages.render.design import Design
+    from narratives.stages.render.fonts import roboto
+    from narratives.stages.render.layout import load_layout
 
     campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
-    layout = R.load_layout(None, "vertical")
-    design = R._Design(
+    layout = load_layout(None, "vertical")
+    design = Design(
         layout=layout,
         scale=1.0,
         campaign=campaign,
@@ -164,7 +166,7 @@ def _ffmpeg_graph(folder: Path, audio: Path, seconds: float, title: str, words) 
     )
     bg = folder / "background.png"
     Image.fromarray(design.base).save(bg)
-    font = R._roboto("Bold")
+    font = roboto("Bold")
     text_c, accent = campaign.look.text_color, campaign.look.accent_color
     cap, size = layout.captions, layout.captions.size
     draws = []

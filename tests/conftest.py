@@ -18,6 +18,35 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "media" / "samples"
 TEST_OUTPUT = REPO / "test-output"
 
+#: Where a model gets loaded (module, object, attribute). Tests that reach one are `slow`.
+MODEL_LOADERS = (
+    ("transformers", "AutoModel", "from_pretrained"),
+    ("transformers", "AutoModelForSeq2SeqLM", "from_pretrained"),
+    ("faster_whisper", None, "WhisperModel"),
+    ("whisper", None, "load_model"),
+    ("spacy", None, "load"),
+)
+
+
+def _fast_tier(config) -> bool:
+    """Whether this run leaves out the slow tests (`make test-fast`: `-m "not slow ..."`)."""
+    return "not slow" in (config.getoption("markexpr") or "")
+
+
+def pytest_configure(config):
+    """In the fast tier every model loader refuses, so a test (or fixture) that loads a model
+    fails there and says to mark it `slow`: the fast tier stays fast as tests are added."""
+    if not _fast_tier(config):
+        return
+    import importlib
+
+    def refuse(*args, **kwargs):
+        pytest.fail("this test loads a model: mark it @pytest.mark.slow")
+
+    for module, owner, attr in MODEL_LOADERS:
+        target = importlib.import_module(module)
+        setattr(getattr(target, owner) if owner else target, attr, refuse)
+
 
 @pytest.fixture(autouse=True)
 def workspace(tmp_path_factory, monkeypatch):

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from narratives.records.transcript import Segment, Transcript, Word
+from narratives.stages.analyse.analyser import analyse_transcript
+from narratives.stages.analyse.scoring import Corrections
+from narratives.stages.analyse.tagging import ExampleStory
 
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 SPLIT = CORPUS / "split.json"
@@ -220,8 +224,6 @@ def routing_figures(results) -> dict[str, float]:
 
 def analyse_stories(stories, campaigns, examples, corrections=None, cache=None):
     """[(story, Analysis)] of each story as written, tagged with the given examples."""
-    from narratives.stages.analyse.stage import analyse_transcript
-
     return [
         (
             s,
@@ -243,11 +245,6 @@ def correction_experiment(campaigns, held, cache=None, n=10):
 
     The editors mark each story's own tags as applying, and say of the first tag of each other
     campaign of the story (or, for an off-topic story, of every campaign) that it does not."""
-    import random
-
-    from narratives.stages.analyse.stage import Corrections
-    from narratives.stages.analyse.tagging import ExampleStory
-
     tune = split("tune")
     rng = random.Random(13)
     picked = rng.sample([s for s in tune if s.tags], n - 2)

@@ -9,8 +9,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from narratives.core.clock import utcnow
 from narratives.store.context import Context
-from narratives.store.schema import consents, drafts, narratives, utcnow
+from narratives.store.schema import consents, drafts, narratives
 
 _counter = itertools.count(1)
 

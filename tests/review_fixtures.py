@@ -7,10 +7,13 @@ import hashlib
 import json
 from typing import Any
 
+from narratives.core.clock import utcnow
 from narratives.records.transcript import Segment, Transcript, Word
 from narratives.store.context import Context
-from narratives.store.schema import narrative_paths, narratives, stage_runs, utcnow
+from narratives.store.schema import narrative_paths, narratives, stage_runs
 from narratives.store.stage_runs import stage_run
+from narratives.store.users import add_user as _add
+from narratives.workflow.takedown import set_consent
 
 PASSWORD = "correct horse battery"
 
@@ -125,8 +128,6 @@ def add_narrative(
     with stage_run(ctx.db, nid, "transcribe") as run:  # as the pipeline leaves it
         run.engine, run.model = t.engine, t.model
     if consent:
-        from narratives.policy.consent import set_consent
-
         set_consent(
             ctx,
             nid,
@@ -178,7 +179,5 @@ def add_render(ctx: Context, nid: str, campaign: str, fmt: str = "vertical") -> 
 
 
 def add_user(ctx: Context, name: str = "kai", role: str = "editor") -> str:
-    from narratives.store.users import add_user as _add
-
     _add(ctx, name, PASSWORD, role=role, actor="test")
     return name

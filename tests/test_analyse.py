@@ -10,23 +10,22 @@ import pytest
 import sqlalchemy as sa
 
 from narratives.core.campaigns import load_campaigns
+from narratives.core.clock import utcnow
 from narratives.core.config import AnalyseSettings
 from narratives.core.errors import ConfigError, InvalidState, ModelNotAvailable, NotFound
+from narratives.records.analysis import Analysis
 from narratives.records.transcript import Segment, Transcript, Word
 from narratives.stages.analyse import stage as analyse
-from narratives.stages.analyse.stage import (
-    Analysis,
-    analyse_transcript,
-    correct_tag,
-    find_entities,
-    load_analysis,
-    load_corrections,
-    trim_fillers,
-)
+from narratives.stages.analyse.abstractive import abstractive_summary
+from narratives.stages.analyse.analyser import analyse_transcript
+from narratives.stages.analyse.entities import find_entities
+from narratives.stages.analyse.excerpts import MAX_TITLE_CANDIDATES, candidate_titles
+from narratives.stages.analyse.fillers import trim_fillers
+from narratives.stages.analyse.stage import correct_tag, load_analysis, load_corrections
+from narratives.stages.analyse.timing import align_words, split_sentences
 from narratives.stages.analyse.titles import MAX_TITLE_WORDS, is_title_phrase
 from narratives.store.audit import history
 from narratives.store.schema import narratives as narratives_table
-from narratives.store.schema import utcnow
 from narratives.store.stage_runs import get_run, stage_run
 
 pytestmark = pytest.mark.slow
@@ -163,14 +162,12 @@ def test_an_unpunctuated_transcript_still_gets_a_short_summary(sample_transcript
 
 
 def test_title_candidates_come_from_the_whole_story():
-    from narratives.stages.analyse import stage as A
-
     said = [f"On day {i} the number {i * 7} bus came late again." for i in range(130)]
     said.append("My grandmother said rest should not be bought.")
     t = _transcript(" ".join(said))
-    sentences = A._split_sentences(t.text, A._align_words(t, t.text), t)
-    phrases = A._title_candidates(sentences)
-    assert len(phrases) == A._MAX_TITLE_CANDIDATES
+    sentences = split_sentences(t.text, align_words(t, t.text), t)
+    phrases = candidate_titles(sentences)
+    assert len(phrases) == MAX_TITLE_CANDIDATES
     assert any(p in said[-1] for p in phrases)  # the last sentence is in the running
     assert any(p in said[0] for p in phrases)
 
@@ -494,7 +491,7 @@ def tiny_seq2seq(tmp_path_factory, sample_transcripts):
 def test_abstractive_summary_chunks_and_limits_length(tiny_seq2seq, sample_transcripts):
     text = sample_transcripts["lena-grandmother"].text
     sentences = [s for s in text.split(". ") if s]
-    result = analyse.abstractive_summary(sentences, str(tiny_seq2seq), max_tokens=20)
+    result = abstractive_summary(sentences, str(tiny_seq2seq), max_tokens=20)
     n_tokens = len(text.split())
     assert result["max_input"] == 24
     assert result["chunks"] >= math.ceil(n_tokens / 24)

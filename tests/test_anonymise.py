@@ -10,15 +10,17 @@ import subprocess
 import numpy as np
 import pytest
 
+from narratives.core.clock import utcnow
 from narratives.core.config import TranscribeSettings
 from narratives.core.errors import UsageError
-from narratives.media import captions
+from narratives.media import captions, effects
 from narratives.media.audio import decode
-from narratives.policy import anonymise, consent
-from narratives.policy.anonymise import Term
+from narratives.policy import anonymise
+from narratives.records.redactions import Term
 from narratives.records.transcript import Segment, Transcript, Word
-from narratives.store import audit
-from narratives.store.schema import narratives, utcnow
+from narratives.store import audit, redactions
+from narratives.store.schema import narratives
+from narratives.workflow.takedown import set_consent
 
 ROSALIND = "My friend Rosalind met me at the station."
 
@@ -148,9 +150,9 @@ def test_analysis_and_draft_redaction_keep_paths():
 
 def test_marked_terms_stored_atomically_and_audited(ctx):
     nid = add_narrative(ctx)
-    anonymise.mark_term(ctx, nid, "Rosalind", actor="kai")
-    anonymise.mark_term(ctx, nid, "  rosalind ", actor="kai")  # same term
-    anonymise.mark_term(ctx, nid, "Santa Cruz", kind="place", actor="kai")
+    redactions.mark_term(ctx, nid, "Rosalind", actor="kai")
+    redactions.mark_term(ctx, nid, "  rosalind ", actor="kai")  # same term
+    redactions.mark_term(ctx, nid, "Santa Cruz", kind="place", actor="kai")
     path = ctx.workspace.narrative_dir(nid) / "redactions.json"
     stored = json.loads(path.read_text(encoding="utf-8"))
     assert [(t["text"], t["kind"], t["added_by"]) for t in stored["terms"]] == [
@@ -162,16 +164,16 @@ def test_marked_terms_stored_atomically_and_audited(ctx):
         ".redactions.json.lock",
         "redactions.json",
     ]
-    assert [t.text for t in anonymise.unmark_term(ctx, nid, "ROSALIND", actor="kai")] == [
+    assert [t.text for t in redactions.unmark_term(ctx, nid, "ROSALIND", actor="kai")] == [
         "Santa Cruz"
     ]
-    anonymise.set_voice_disguise(ctx, nid, -4, actor="kai")
-    assert anonymise.voice_disguise(ctx, nid) == -4.0
+    redactions.set_voice_disguise(ctx, nid, -4, actor="kai")
+    assert redactions.voice_disguise(ctx, nid) == -4.0
     with ctx.db.connect() as conn:
         actions = [r["action"] for r in audit.history(conn, "narrative", nid)]
     assert actions == ["redaction.add", "redaction.add", "redaction.remove", "redaction.voice"]
     with pytest.raises(UsageError, match="semitones"):
-        anonymise.set_voice_disguise(ctx, nid, 30, actor="kai")
+        redactions.set_voice_disguise(ctx, nid, 30, actor="kai")
 
 
 def test_for_publication_follows_consent(ctx):
@@ -187,7 +189,7 @@ def test_for_publication_follows_consent(ctx):
     assert pub.analysis["title"] == "[name] waited" and pub.intervals == [(0.0, 0.46)]
     assert pub.redactions.intervals == pub.intervals
     assert pub.redactions.replace("Rosalind's") == "[name]'s"
-    consent.set_consent(
+    set_consent(
         ctx, nid, given_by="Rosalind", method="form", channels=["rss"], anonymous=False, actor="kai"
     )
     named = anonymise.for_publication(ctx, nid, t, analysis)
@@ -249,7 +251,7 @@ def spoken_name(tmp_path_factory):
 @pytest.mark.slow
 def test_spoken_name_is_bleeped_and_gone_from_every_text(ctx, spoken_name, tmp_path):
     from narratives.engines.whisper import transcribe_file
-    from narratives.stages.analyse.stage import find_entities
+    from narratives.stages.analyse.entities import find_entities
 
     wav, t = spoken_name
     [name] = [w for w in t.words if "rosalind" in w.text.lower()]
@@ -268,7 +270,7 @@ def test_spoken_name_is_bleeped_and_gone_from_every_text(ctx, spoken_name, tmp_p
     (a, b) = pub.intervals[0]
     assert a <= name.start and b >= name.end
 
-    out = anonymise.bleep_audio(wav, tmp_path / "bleeped.m4a", pub.intervals)
+    out = effects.bleep_audio(wav, tmp_path / "bleeped.m4a", pub.intervals)
     rate = 16000
     before, after = decode(wav, rate), decode(out, rate)
     assert abs(after.size - before.size) < rate * 0.1
@@ -312,7 +314,7 @@ def test_strip_metadata_removes_identifying_tags(tmp_path):
         "-c:a", "aac", str(src),
     )  # fmt: skip
     assert {"title", "artist", "comment"} <= set(tags(src))
-    out = anonymise.strip_metadata(src, tmp_path / "clean.m4a")
+    out = effects.strip_metadata(src, tmp_path / "clean.m4a")
     left = tags(out)
     assert not {"title", "artist", "location", "comment", "encoder"} & set(left), left
     assert "rosalind" not in out.read_bytes().decode("latin-1").lower()
@@ -322,12 +324,12 @@ def test_strip_metadata_removes_identifying_tags(tmp_path):
 def test_voice_disguise_shifts_pitch_and_keeps_length(tmp_path):
     src = tmp_path / "tone.wav"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=1.5:sample_rate=16000", str(src))
-    out = anonymise.disguise_voice(src, tmp_path / "low.wav", semitones=-3)
+    out = effects.disguise_voice(src, tmp_path / "low.wav", semitones=-3)
     a, b = decode(src, 16000), decode(out, 16000)
     assert abs(b.size - a.size) < 16000 * 0.05
     peak, _ = dominant_hz(b[1600:-1600], 16000)
     assert abs(peak - 220 * 2 ** (-3 / 12)) < 6, peak  # 185 Hz, not 220
-    shifted = anonymise.disguise_samples(a, 16000, semitones=4)
+    shifted = effects.disguise_samples(a, 16000, semitones=4)
     assert shifted.size == a.size
     assert abs(dominant_hz(shifted[1600:-1600], 16000)[0] - 220 * 2 ** (4 / 12)) < 6
 
@@ -337,12 +339,12 @@ def test_published_video_is_bleeped_with_captions_redacted(ctx, spoken_name, tmp
     """The render stage given `for_publication`'s transcript and redactions: the video's own
     audio track is the tone at the name, and its captions say [name]."""
     from narratives.core.campaigns import get_campaign
-    from narratives.stages.render.stage import render_video
+    from narratives.stages.render.video import render_video
 
     wav, t = spoken_name
     [name] = [w for w in t.words if "rosalind" in w.text.lower()]
     nid = add_narrative(ctx, wav.read_bytes() + b"video")
-    anonymise.mark_term(ctx, nid, "Rosalind", actor="kai")
+    redactions.mark_term(ctx, nid, "Rosalind", actor="kai")
     pub = anonymise.for_publication(ctx, nid, t, {"title": "Rosalind at the station"})
     campaign = get_campaign(ctx.workspace, "emotional-equity")
     done = render_video(
@@ -373,7 +375,7 @@ def test_a_name_is_hidden_whatever_its_accents_case_or_unicode_form():
     all are the same name to hide; other words that merely contain it are not."""
     import unicodedata
 
-    from narratives.policy.anonymise import Term, redact_text
+    from narratives.policy.anonymise import redact_text
 
     marked = [Term("Zoë", "person")]
     for text in ["Zoe came", "ZOË came", unicodedata.normalize("NFD", "Zoë came")]:

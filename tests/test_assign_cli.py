@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from narratives.cli import cli
-from narratives.policy.consent import get_consent, set_consent, withdraw
+from narratives.policy import campaign_assignments as choices
+from narratives.policy.consent import get_consent
 from narratives.store.context import Context
 from narratives.store.schema import audit_log
-from narratives.workflow import assignments, review
+from narratives.workflow import review
+from narratives.workflow.takedown import set_consent, withdraw
 from tests.review_fixtures import add_user
 
 EQUITY, MANDATE = "emotional-equity", "neural-mandate"
@@ -67,6 +69,7 @@ def _campaign_audit(ctx, nid) -> list[tuple[str, str, dict]]:
         return [tuple(r) for r in rows]
 
 
+@pytest.mark.slow
 def test_intake_assign_unassign_and_unassigned_stories(ctx, clip, tmp_path):
     rec = tmp_path / "rec"
     rec.mkdir()
@@ -181,6 +184,7 @@ def test_intake_assign_unassign_and_unassigned_stories(ctx, clip, tmp_path):
     assert "night-bus.wav" in item["error"]
 
 
+@pytest.mark.slow
 def test_sidecar_campaigns_assign_at_intake_and_a_bad_slug_fails_only_its_file(
     workspace, clip, tmp_path
 ):
@@ -207,8 +211,6 @@ def test_sidecar_campaigns_assign_at_intake_and_a_bad_slug_fails_only_its_file(
     assert [(c["campaign"], c["reason"]) for c in a["campaigns"]] == [(EQUITY, "assigned")]
     assert a["new_drafts"] == 2
     assert get_consent(ctx, a["id"]).given_by == "Lena M."
-    assert [(r.campaign, r.source) for r in assignments.history(ctx, a["id"])] == [
-        (EQUITY, "sidecar")
-    ]
+    assert [(r.campaign, r.source) for r in choices.history(ctx, a["id"])] == [(EQUITY, "sidecar")]
     # Only a.wav became a narrative.
     assert [r["id"] for r in _lines(_run("status", "--json").output)] == [a["id"]]

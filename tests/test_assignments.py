@@ -1,6 +1,7 @@
-"""Campaign assignments (`narratives/assignments.py`): the routing rule, the append-only table
-and its audit rows, refusals, the unassigned list, drafts following the routes, sidecar
-`campaigns`, and writers racing on one narrative (real threads, SQLite and PostgreSQL).
+"""Campaign assignments (`narratives/policy/routing.py`, `campaign_assignments.py`,
+`narratives/workflow/assignments.py`): the routing rule, the append-only table and its audit
+rows, refusals, the unassigned list, drafts following the routes, sidecar `campaigns`, and
+writers racing on one narrative (real threads, SQLite and PostgreSQL).
 
 No models here: narratives are written straight into the workspace (tests/review_fixtures.py)
 and rendering is switched off, so making outputs is drafts only."""
@@ -16,13 +17,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from narratives.core.errors import ConfigError, InvalidState, NotFound, UsageError
-from narratives.policy.consent import load_sidecar, sidecar_campaigns, withdraw
+from narratives.policy import campaign_assignments as choices
+from narratives.policy import routing
+from narratives.policy.sidecar import load_sidecar, sidecar_campaigns
+from narratives.records.analysis import Analysis
 from narratives.stages.draft import stage as drafting
 from narratives.store.context import Context
 from narratives.store.db import include_object
 from narratives.store.schema import audit_log, campaign_assignments, metadata
 from narratives.store.stage_runs import stage_run
 from narratives.workflow import assignments, review
+from narratives.workflow.takedown import withdraw
 from tests.review_fixtures import add_narrative, add_user, analysis_for
 
 EQUITY, MANDATE = "emotional-equity", "neural-mandate"
@@ -110,42 +115,42 @@ def test_the_table_is_in_the_migrations(ctx):
 
 def test_routing_rule_assigned_campaigns_hold_and_tags_only_fill_in(ctx):
     nid = _analysed(ctx)  # the fixture's tags fit emotional-equity only
-    assert assignments.routes(ctx, nid) == [assignments.Route(EQUITY, "tags", "equal-access", 0.81)]
+    assert routing.routes(ctx, nid) == [routing.Route(EQUITY, "tags", "equal-access", 0.81)]
 
     # Assigned: exactly the assigned campaigns, whatever the tags say.
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
     # (The analysis names no top tag for it: the best-scoring one stands in.)
-    assert assignments.routes(ctx, nid) == [
-        assignments.Route(MANDATE, "assigned", "shared-dreamscapes", 0.1)
+    assert routing.routes(ctx, nid) == [
+        routing.Route(MANDATE, "assigned", "shared-dreamscapes", 0.1)
     ]
-    assignments.assign(ctx, nid, EQUITY, actor="kai")
-    assert [(r.campaign, r.reason) for r in assignments.routes(ctx, nid)] == [
+    choices.assign(ctx, nid, EQUITY, actor="kai")
+    assert [(r.campaign, r.reason) for r in routing.routes(ctx, nid)] == [
         (EQUITY, "assigned"),
         (MANDATE, "assigned"),
     ]
 
     # No assigned campaign left: back to the tags, minus what was explicitly unassigned.
-    assignments.unassign(ctx, nid, MANDATE, actor="kai")
-    assignments.unassign(ctx, nid, EQUITY, actor="kai")
-    assert assignments.explicit(ctx, nid) == {MANDATE: False, EQUITY: False}
-    assert assignments.routes(ctx, nid) == []
-    assert [u.id for u in assignments.unassigned(ctx)] == [nid]
+    choices.unassign(ctx, nid, MANDATE, actor="kai")
+    choices.unassign(ctx, nid, EQUITY, actor="kai")
+    assert choices.explicit(ctx, nid) == {MANDATE: False, EQUITY: False}
+    assert routing.routes(ctx, nid) == []
+    assert [u.id for u in routing.unassigned(ctx)] == [nid]
 
-    assignments.assign(ctx, nid, EQUITY, actor="kai")
-    assignments.unassign(ctx, nid, EQUITY, actor="kai")
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
-    assignments.unassign(ctx, nid, MANDATE, actor="kai")
-    assert assignments.routes(ctx, nid) == []
-    # The analysis given as a dict is used instead of the file.
+    choices.assign(ctx, nid, EQUITY, actor="kai")
+    choices.unassign(ctx, nid, EQUITY, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
+    choices.unassign(ctx, nid, MANDATE, actor="kai")
+    assert routing.routes(ctx, nid) == []
+    # The analysis given is used instead of the file.
     data = analysis_for()
     data["campaigns"][MANDATE]["on_topic"] = True
-    assert assignments.routes(ctx, nid, data) == []  # both explicitly unassigned
+    assert routing.routes(ctx, nid, Analysis.from_dict(data)) == []  # both explicitly unassigned
 
 
 def test_a_story_fitting_no_campaign_is_listed_with_suggestions(ctx):
     lost = _analysed(ctx, "lost", campaigns=_off_topic(), title="The night bus")
     fits = _analysed(ctx, "fits")
-    found = assignments.unassigned(ctx)
+    found = routing.unassigned(ctx)
     assert [u.id for u in found] == [lost]
     story = found[0]
     assert story.title == "The night bus" and story.label == "story.wav"
@@ -154,12 +159,12 @@ def test_a_story_fitting_no_campaign_is_listed_with_suggestions(ctx):
     assert (best.name, best.top, best.score) == ("Emotional Equity", "sleep-inequality", 0.41)
     assert best.tags == [("sleep-inequality", 0.41), ("equal-access", 0.33)]
     assert json.loads(json.dumps(story.to_json()))["suggestions"][1]["top"] == "shared-dreamscapes"
-    assert assignments.is_unassigned(ctx, lost) and not assignments.is_unassigned(ctx, fits)
+    assert routing.is_unassigned(ctx, lost) and not routing.is_unassigned(ctx, fits)
 
-    assignments.assign(ctx, lost, MANDATE, actor="kai")
-    assert assignments.unassigned(ctx) == []
-    assert assignments.routes(ctx, lost) == [
-        assignments.Route(MANDATE, "assigned", "shared-dreamscapes", 0.29)
+    choices.assign(ctx, lost, MANDATE, actor="kai")
+    assert routing.unassigned(ctx) == []
+    assert routing.routes(ctx, lost) == [
+        routing.Route(MANDATE, "assigned", "shared-dreamscapes", 0.29)
     ]
 
 
@@ -172,17 +177,51 @@ def test_unassigned_leaves_out_failed_withdrawn_empty_and_unanalysed_stories(ctx
     _analysed(ctx, "empty", campaigns={}, empty=True, reason="no speech")
     add_narrative(ctx, "not-analysed", analysis=analysis_for(campaigns=_off_topic()))
     lost = _analysed(ctx, "lost", campaigns=_off_topic())
-    assert [u.id for u in assignments.unassigned(ctx)] == [lost]
+    assert [u.id for u in routing.unassigned(ctx)] == [lost]
+
+
+def test_a_damaged_analysis_is_listed_with_why_and_hides_no_other_story(ctx):
+    """One damaged analysis.json among others: `unassigned`, `narrative status` and the review
+    pages list every story, the damaged one with the file named, instead of failing whole."""
+    from click.testing import CliRunner
+
+    from narratives.cli import cli
+    from tests.web_client import client_for
+
+    first = _analysed(ctx, "lost-1", campaigns=_off_topic(), title="The night bus")
+    damaged = _analysed(ctx, "damaged", campaigns=_off_topic(), title="The ferry")
+    fits = _analysed(ctx, "fits")
+    (ctx.workspace.narrative_dir(damaged) / "analysis.json").write_text("{not json")
+
+    found = {u.id: u for u in routing.unassigned(ctx)}
+    assert set(found) == {first, damaged}
+    assert found[first].problem is None
+    assert "analysis.json" in found[damaged].problem
+    assert [s.score for s in found[damaged].suggestions] == [None, None]  # still assignable
+    assert found[damaged].to_json()["problem"] == found[damaged].problem
+
+    r = CliRunner().invoke(cli, ["status", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in map(json.loads, r.output.splitlines())}
+    assert set(rows) == {first, damaged, fits}
+    assert any("analysis.json" in e for e in rows[damaged]["errors"])
+    assert rows[fits]["campaigns"] and not rows[fits]["errors"]
+
+    client = client_for(ctx, user="edna")
+    page = client.get("/unassigned")
+    assert page.status_code == 200
+    assert "Its analysis cannot be read" in page.text and "The night bus" in page.text
+    assert client.get("/").status_code == 200
 
 
 def test_every_change_has_one_audit_row_and_repeats_write_nothing(ctx):
     nid = _analysed(ctx)
-    first = assignments.assign(ctx, nid, MANDATE, actor="kai", source="web")
-    again = assignments.assign(ctx, nid, MANDATE, actor="ada")
+    first = choices.assign(ctx, nid, MANDATE, actor="kai", source="web")
+    again = choices.assign(ctx, nid, MANDATE, actor="ada")
     assert first.changed and not again.changed and again.id == first.id
     assert again.actor == "kai" and again.source == "web"  # the row in force
-    off = assignments.unassign(ctx, nid, MANDATE, actor="ada")
-    assert assignments.unassign(ctx, nid, MANDATE, actor="ada").changed is False
+    off = choices.unassign(ctx, nid, MANDATE, actor="ada")
+    assert choices.unassign(ctx, nid, MANDATE, actor="ada").changed is False
 
     rows = _rows(ctx, nid)
     assert [(r["campaign"], r["assigned"], r["source"], r["actor"]) for r in rows] == [
@@ -199,54 +238,54 @@ def test_every_change_has_one_audit_row_and_repeats_write_nothing(ctx):
     assert audit[0]["before"] is None
     assert audit[0]["after"] == {"campaign": MANDATE, "assigned": True, "source": "web"}
     assert audit[1]["before"] == {"campaign": MANDATE, "assigned": True}
-    assert [a.id for a in assignments.history(ctx, nid)] == [first.id, off.id]
+    assert [a.id for a in choices.history(ctx, nid)] == [first.id, off.id]
 
 
 def test_refusals(ctx):
     nid = _analysed(ctx)
     with pytest.raises(UsageError) as err:
-        assignments.assign(ctx, nid, "no-such-campaign", actor="kai")
+        choices.assign(ctx, nid, "no-such-campaign", actor="kai")
     assert err.value.exit_code == 2
     assert "no-such-campaign" in str(err.value)
     assert EQUITY in str(err.value) and MANDATE in str(err.value)
     with pytest.raises(UsageError):
-        assignments.unassign(ctx, nid, "nope", actor="kai")
+        choices.unassign(ctx, nid, "nope", actor="kai")
     with pytest.raises(UsageError):
-        assignments.assign(ctx, nid, MANDATE, actor="kai", source="telepathy")
+        choices.assign(ctx, nid, MANDATE, actor="kai", source="telepathy")
     with pytest.raises(UsageError):
-        assignments.assign(ctx, nid, MANDATE, actor=" ")
+        choices.assign(ctx, nid, MANDATE, actor=" ")
     with pytest.raises(NotFound):
-        assignments.assign(ctx, "0" * 64, MANDATE, actor="kai")
+        choices.assign(ctx, "0" * 64, MANDATE, actor="kai")
 
     failed = _analysed(ctx, "failed")
     with pytest.raises(RuntimeError), stage_run(ctx.db, failed, "analyse"):
         raise RuntimeError("the embedding model ran out of memory")
     with pytest.raises(InvalidState) as err:
-        assignments.assign(ctx, failed, MANDATE, actor="kai")
+        choices.assign(ctx, failed, MANDATE, actor="kai")
     assert err.value.exit_code == 6
     assert "analyse stage failed" in str(err.value) and "out of memory" in str(err.value)
     # At intake the stages are about to run again: allowed.
-    assert assignments.assign(ctx, failed, MANDATE, actor="kai", source="intake").changed
+    assert choices.assign(ctx, failed, MANDATE, actor="kai", source="intake").changed
 
     empty = _analysed(ctx, "empty", campaigns={}, empty=True, reason="the recording is silent")
     with pytest.raises(InvalidState) as err:
-        assignments.assign(ctx, empty, MANDATE, actor="kai")
+        choices.assign(ctx, empty, MANDATE, actor="kai")
     assert "silent" in str(err.value)
 
     withdrawn = _analysed(ctx, "withdrawn")
-    assert assignments.assign(ctx, withdrawn, EQUITY, actor="kai").changed
+    assert choices.assign(ctx, withdrawn, EQUITY, actor="kai").changed
     withdraw(ctx, withdrawn, actor="kai", reason="asked by phone")
     # A withdrawn story goes to no campaign, even one it was assigned to...
-    assert assignments.routes(ctx, withdrawn) == []
+    assert routing.routes(ctx, withdrawn) == []
     # ...and assigning it again is refused, not a silent no-op that makes outputs.
     with pytest.raises(InvalidState, match="withdrawn"):
-        assignments.assign(ctx, withdrawn, EQUITY, actor="kai")
+        choices.assign(ctx, withdrawn, EQUITY, actor="kai")
     for source in ("cli", "intake", "sidecar"):
         with pytest.raises(InvalidState) as err:
-            assignments.assign(ctx, withdrawn, MANDATE, actor="kai", source=source)
+            choices.assign(ctx, withdrawn, MANDATE, actor="kai", source=source)
         assert "withdrawn" in str(err.value)
     # Unassigning only takes away: allowed.
-    assert assignments.unassign(ctx, withdrawn, EQUITY, actor="kai").changed
+    assert choices.unassign(ctx, withdrawn, EQUITY, actor="kai").changed
     assert _rows(ctx, empty) == [] and len(_rows(ctx, withdrawn)) == 2
     assert _audit(ctx, empty) == []
 
@@ -254,7 +293,7 @@ def test_refusals(ctx):
 def test_drafts_follow_the_routes_and_an_assigned_campaign_keeps_its_best_tag(ctx):
     nid = _analysed(ctx, campaigns=_off_topic())
     assert drafting.run(ctx, nid) == []
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
     ids = drafting.run(ctx, nid)  # the assignment redoes the stage (its inputs changed)
     made = [review.get_draft(ctx, i) for i in ids]
     assert {(d.campaign, d.channel) for d in made} == {(MANDATE, "bluesky"), (MANDATE, "rss")}
@@ -265,7 +304,7 @@ def test_drafts_follow_the_routes_and_an_assigned_campaign_keeps_its_best_tag(ct
 
 def test_make_outputs_then_unassign_settles_drafts_and_reassign_reopens_them(ctx):
     nid = _analysed(ctx, campaigns=_off_topic())
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
     seen: list[str] = []
     out = assignments.make_outputs(ctx, nid, progress=seen.append, actor="kai")
     assert (out.videos, out.drafts, out.new_drafts, out.errors) == (0, 2, 2, [])
@@ -275,7 +314,7 @@ def test_make_outputs_then_unassign_settles_drafts_and_reassign_reopens_them(ctx
     by_channel = {d.channel: d for d in review.list_drafts(ctx, campaign=MANDATE)}
     review.approve(ctx, by_channel["bluesky"].id, actor="kai")
 
-    assignments.unassign(ctx, nid, MANDATE, actor="kai")
+    choices.unassign(ctx, nid, MANDATE, actor="kai")
     notes = {n.channel: n for n in assignments.settle_drafts(ctx, nid, MANDATE, actor="kai")}
     assert notes["rss"].action == "rejected" and notes["rss"].state == "rejected"
     assert notes["bluesky"].action == "kept" and notes["bluesky"].state == "approved"
@@ -285,7 +324,7 @@ def test_make_outputs_then_unassign_settles_drafts_and_reassign_reopens_them(ctx
     assert assignments.pending_drafts(ctx, nid, MANDATE) == []
 
     # Assigned again: the draft the unassignment withdrew goes back to review.
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
     assignments.make_outputs(ctx, nid, actor="kai")
     assert review.get_draft(ctx, by_channel["rss"].id).state == "pending_review"
     # ...but not one an editor rejected.
@@ -296,13 +335,13 @@ def test_make_outputs_then_unassign_settles_drafts_and_reassign_reopens_them(ctx
 
 def test_settle_drafts_needs_a_user_to_reject_and_can_keep_them(ctx):
     nid = _analysed(ctx, campaigns=_off_topic())
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
     assignments.make_outputs(ctx, nid)
     from narratives.core.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        assignments.unassign(ctx, nid, MANDATE, actor="ghost")
-    assignments.unassign(ctx, nid, MANDATE, actor="kai")
+        choices.unassign(ctx, nid, MANDATE, actor="ghost")
+    choices.unassign(ctx, nid, MANDATE, actor="kai")
 
     with pytest.raises(PermissionDenied):
         assignments.settle_drafts(ctx, nid, MANDATE, actor="ghost")
@@ -313,7 +352,7 @@ def test_settle_drafts_needs_a_user_to_reject_and_can_keep_them(ctx):
 
 def test_make_outputs_reports_errors_instead_of_raising(ctx):
     nid = _analysed(ctx, campaigns=_off_topic())
-    assignments.assign(ctx, nid, MANDATE, actor="kai")
+    choices.assign(ctx, nid, MANDATE, actor="kai")
     (ctx.workspace.narrative_dir(nid) / "analysis.json").unlink()
     out = assignments.make_outputs(ctx, nid)
     assert out.drafts == 0 and len(out.errors) == 1 and "no analysis" in out.errors[0]
@@ -351,7 +390,7 @@ def _race(ctx, nid: str, rounds: int, actors: tuple[str, str] = ("kai", "ada")) 
             start.wait()
             for _ in range(rounds):
                 for yes in order:
-                    fn = assignments.assign if yes else assignments.unassign
+                    fn = choices.assign if yes else choices.unassign
                     row = fn(ctx, nid, MANDATE, actor=actor)
                     if row.changed:
                         changes.append(row.id)
@@ -373,7 +412,7 @@ def _race(ctx, nid: str, rounds: int, actors: tuple[str, str] = ("kai", "ada")) 
     assert sorted(changes) == [r["id"] for r in rows]
     assert len(rows) >= 2
     # The final state is the last row; exactly one audit row per row.
-    assert assignments.explicit(ctx, nid) == {MANDATE: rows[-1]["assigned"]}
+    assert choices.explicit(ctx, nid) == {MANDATE: rows[-1]["assigned"]}
     audit = _audit(ctx, nid)
     assert len(audit) == len(rows)
     assert [a["action"] for a in audit] == [
@@ -403,5 +442,5 @@ def test_migration_and_racing_writers_on_postgres(postgres_url, workspace):
     nid = _analysed(ctx, "assignments-on-postgres")
     _race(ctx, nid, rounds=100, actors=("racer-a", "racer-b"))
     # Assigned: that campaign alone; unassigned: back to the tags (emotional-equity).
-    expected = [MANDATE] if assignments.explicit(ctx, nid)[MANDATE] else [EQUITY]
-    assert [r.campaign for r in assignments.routes(ctx, nid)] == expected
+    expected = [MANDATE] if choices.explicit(ctx, nid)[MANDATE] else [EQUITY]
+    assert [r.campaign for r in routing.routes(ctx, nid)] == expected

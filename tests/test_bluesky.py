@@ -20,23 +20,20 @@ import httpx
 import pytest
 from atproto import Client
 
-from narratives.channels.bluesky import (
-    MAX_GRAPHEMES,
+from narratives.channels.bluesky.client import BlueskyChannel
+from narratives.channels.bluesky.facets import build_facets
+from narratives.channels.bluesky.post import (
     BlueskyAccount,
-    BlueskyChannel,
     BlueskyPost,
     Caption,
     ImageEmbed,
     PublishedRef,
     VideoEmbed,
-    build_facets,
     check_post,
-    count_graphemes,
     labels_for_content_notes,
-    new_tid,
-    split_thread,
-    thread_rkeys,
 )
+from narratives.channels.bluesky.text import MAX_GRAPHEMES, count_graphemes, split_thread
+from narratives.channels.bluesky.tids import new_tid, thread_rkeys
 from narratives.core.errors import PermanentChannelError, TransientChannelError
 
 FAMILY = "\U0001f469\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one grapheme, 25 bytes

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from narratives.workflow import assignments, review
+from narratives.policy import campaign_assignments
+from narratives.workflow import review
 from tests.assign_fixtures import EQUITY, add_unassigned, without_render
 from tests.review_fixtures import PASSWORD, add_user
 
@@ -55,7 +56,7 @@ def test_one_click_assign_moves_the_story_into_the_queue(ctx, server, browser, t
     job = page.locator("#jobs li").first
     expect(job).to_contain_text("Ready", timeout=30_000)
     expect(job.locator("a")).to_have_count(2)
-    assert assignments.history(ctx, nid)[-1].source == "web"
+    assert campaign_assignments.history(ctx, nid)[-1].source == "web"
 
     job.locator("a").first.click()
     expect(page.locator("#campaigns")).to_contain_text("assigned by kai")

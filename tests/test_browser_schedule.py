@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from narratives.core.campaigns import get_campaign
 from narratives.stages.draft import stage as drafting
+from narratives.store import delivery_queries
 from narratives.workflow import review, scheduling
 from tests.review_fixtures import PASSWORD, add_narrative, add_render, add_user
 
@@ -43,7 +44,7 @@ def test_schedule_in_the_next_slot_and_see_it_on_the_agenda(ctx, server, browser
     button.click()
     expect(page.locator(".flash")).to_have_text(f"Scheduled for {label}.")
     with ctx.db.connect() as conn:
-        [d] = scheduling.list_deliveries(conn, draft_id=draft_id)
+        [d] = delivery_queries.list_deliveries(conn, draft_id=draft_id)
     assert d.state == "scheduled"
     delivery = page.locator(f"#delivery-{d.id}")
     expect(delivery).to_contain_text("Scheduled")

@@ -16,9 +16,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from narratives.channels.rss.feeds import item_guid, write_campaign_feeds
+from narratives.channels.bluesky.publisher import BlueskyPublisher
+from narratives.channels.rss.render import item_guid
 from narratives.cli import cli
 from narratives.core.campaigns import get_campaign
+from narratives.core.clock import utcnow
 from narratives.core.errors import (
     ConfigError,
     ConsentError,
@@ -28,10 +30,12 @@ from narratives.core.errors import (
     PermissionDenied,
     UsageError,
 )
-from narratives.policy import consent
+from narratives.policy import consent, sidecar
 from narratives.store import audit
-from narratives.store.schema import deliveries, drafts, narratives, utcnow
-from narratives.workflow import publishing
+from narratives.store.schema import deliveries, drafts, narratives
+from narratives.workflow import publishing, takedown
+from narratives.workflow.channels import default_publishers
+from narratives.workflow.feeds import write_campaign_feeds
 from tests.review_fixtures import add_user
 
 _n = itertools.count(1)
@@ -102,7 +106,7 @@ def kai_is_an_admin(ctx):
 def give(ctx, nid, channels=("bluesky", "rss"), **kw):
     kw.setdefault("given_by", "Ana Example")
     kw.setdefault("method", "form")
-    return consent.set_consent(ctx, nid, channels=list(channels), actor="kai", **kw)
+    return takedown.set_consent(ctx, nid, channels=list(channels), actor="kai", **kw)
 
 
 def delivery_state(ctx, delivery_id: int) -> str:
@@ -125,7 +129,7 @@ def test_only_an_admin_widens_a_consent(ctx):
         kw.setdefault("given_by", "Ana Example")
         kw.setdefault("method", "form")
         kw.setdefault("channels", ["rss"])
-        return consent.set_consent(ctx, nid, actor=actor, **kw)
+        return takedown.set_consent(ctx, nid, actor=actor, **kw)
 
     by("ed", expires_at=date(2030, 1, 1))
     for wider, why in [
@@ -141,7 +145,7 @@ def test_only_an_admin_widens_a_consent(ctx):
     assert consent.get_consent(ctx, nid).channels == ("rss",)
     by("ed", expires_at=date(2029, 6, 1), notes="narrower: an editor may")
     by("kai", channels=["rss", "bluesky"], anonymous=False)  # kai is an admin here
-    consent.withdraw(ctx, nid, actor="ed", reason="asked")
+    takedown.withdraw(ctx, nid, actor="ed", reason="asked")
     later = utcnow() + timedelta(seconds=1)
     with pytest.raises(PermissionDenied, match="withdrawn"):
         by("ed", given_at=later)
@@ -181,7 +185,7 @@ def test_invalid_consent_names_the_field(ctx, changes, key):
     nid = add_narrative(ctx)
     args = {"given_by": "Ana", "method": "form", "channels": ["rss"], **changes}
     with pytest.raises(ConfigError) as err:
-        consent.set_consent(ctx, nid, actor="kai", **args)
+        takedown.set_consent(ctx, nid, actor="kai", **args)
     assert re.search(rf"^\s+{key}(\.\d+)?: ", str(err.value), re.M), str(err.value)
     assert consent.get_consent(ctx, nid) is None
 
@@ -211,15 +215,15 @@ notes = "Agreed on tape at the Dreamscape Assembly."
 def test_sidecar_beside_recording(ctx, tmp_path):
     recording = tmp_path / "story.m4a"
     recording.write_bytes(b"audio")
-    assert consent.sidecar_path(recording) == tmp_path / "story.consent.toml"
-    assert consent.load_sidecar(recording) is None
+    assert sidecar.sidecar_path(recording) == tmp_path / "story.consent.toml"
+    assert sidecar.load_sidecar(recording) is None
     nid = add_narrative(ctx)
-    assert consent.import_sidecar(ctx, nid, recording) is None
+    assert sidecar.import_sidecar(ctx, nid, recording) is None
 
     (tmp_path / "story.consent.toml").write_text(SIDECAR, encoding="utf-8")
-    parsed = consent.load_sidecar(recording)
+    parsed = sidecar.load_sidecar(recording)
     assert parsed is not None and parsed.method == "recording" and parsed.anonymous is False
-    c = consent.import_sidecar(ctx, nid, recording)
+    c = sidecar.import_sidecar(ctx, nid, recording)
     assert c.given_by == "Ana Example" and c.channels == ("bluesky",)
     assert c.given_at == datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert c.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
@@ -232,9 +236,9 @@ def test_sidecar_beside_recording(ctx, tmp_path):
     (tmp_path / "story.consent.toml").write_text(
         SIDECAR.replace('["bluesky"]', '["bluesky", "rss"]'), encoding="utf-8"
     )
-    assert consent.import_sidecar(ctx, nid, recording).channels == ("bluesky",)
+    assert sidecar.import_sidecar(ctx, nid, recording).channels == ("bluesky",)
     # An explicit import replaces it.
-    assert consent.import_sidecar(ctx, nid, recording, replace=True).channels == (
+    assert takedown.import_consent(ctx, nid, recording, actor="import", replace=True).channels == (
         "bluesky",
         "rss",
     )
@@ -254,7 +258,7 @@ def test_bad_sidecars_name_file_and_key(tmp_path, text, needle):
     path = tmp_path / "story.consent.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as err:
-        consent.load_sidecar(tmp_path / "story.m4a")
+        sidecar.load_sidecar(tmp_path / "story.m4a")
     assert str(path) in str(err.value)
     assert needle in str(err.value)
 
@@ -263,11 +267,11 @@ def test_withdrawn_consent_is_not_revived_by_an_old_sidecar(ctx, tmp_path):
     recording = tmp_path / "story.m4a"
     (tmp_path / "story.consent.toml").write_text(SIDECAR, encoding="utf-8")
     nid = add_narrative(ctx)
-    consent.import_sidecar(ctx, nid, recording)
-    consent.withdraw(ctx, nid, actor="kai", reason="the narrator asked")
-    assert consent.import_sidecar(ctx, nid, recording).status() == "withdrawn"
+    sidecar.import_sidecar(ctx, nid, recording)
+    takedown.withdraw(ctx, nid, actor="kai", reason="the narrator asked")
+    assert sidecar.import_sidecar(ctx, nid, recording).status() == "withdrawn"
     with pytest.raises(ConsentError, match="withdrawn"):
-        consent.import_sidecar(ctx, nid, recording, replace=True)
+        takedown.import_consent(ctx, nid, recording, actor="import", replace=True)
     # A consent given after the withdrawal does replace it.
     later = utcnow() + timedelta(seconds=1)
     assert give(ctx, nid, given_at=later).status() == "active"
@@ -301,7 +305,7 @@ def test_checks_name_the_reason(ctx):
         with pytest.raises(NotFound):
             consent.check_publishable(conn, 99999, "rss")
 
-    consent.withdraw(ctx, nid, actor="kai", reason="changed her mind")
+    takedown.withdraw(ctx, nid, actor="kai", reason="changed her mind")
     with ctx.db.connect() as conn:
         with pytest.raises(ConsentError, match="withdrawn on"):
             consent.check_approvable(conn, nid, "bluesky")
@@ -342,8 +346,8 @@ def test_expiry_takes_down_feed_items_and_cancels_waiting(ctx):
     campaign = get_campaign(ctx.workspace, "emotional-equity")
     assert set(feed_guids(ctx)) == {item_guid(campaign, nid), item_guid(campaign, other)}
 
-    assert consent.expire_due(ctx, utcnow()) == []  # not yet
-    reports = consent.expire_due(ctx, utcnow() + timedelta(days=2))
+    assert takedown.expire_due(ctx, utcnow()) == []  # not yet
+    reports = takedown.expire_due(ctx, utcnow() + timedelta(days=2))
     assert len(reports) == 1
     report = reports[0]
     assert report.action == "expire" and report.complete
@@ -353,7 +357,7 @@ def test_expiry_takes_down_feed_items_and_cancels_waiting(ctx):
     assert delivery_state(ctx, scheduled.id) == "cancelled"
     assert delivery_state(ctx, report.withdrawn[0]) == "withdrawn"
     # Nothing left to do: the next run is a no-op.
-    assert consent.expire_due(ctx, utcnow() + timedelta(days=2)) == []
+    assert takedown.expire_due(ctx, utcnow() + timedelta(days=2)) == []
     with ctx.db.connect() as conn:
         actions = [r["action"] for r in audit.history(conn, "consent", nid)]
         assert "consent.expire.takedown" in actions
@@ -427,7 +431,7 @@ def test_withdrawal_end_to_end(ctx, pds, bluesky_campaign):
     # Nothing can go out again, and a second withdrawal finds nothing left to do.
     with pytest.raises(ConsentError, match="withdrawn"):
         publishing.publish_draft_now(ctx, item, actor="kai")
-    assert consent.withdraw(ctx, nid, actor="kai", reason="again").deliveries == []
+    assert takedown.withdraw(ctx, nid, actor="kai", reason="again").deliveries == []
     write_campaign_feeds(ctx, campaign)
     assert item_guid(campaign, nid) not in feed_guids(ctx)
 
@@ -443,25 +447,25 @@ def test_takedown_interrupted_by_an_outage_is_finished_later(ctx, running_pds, b
     rkey = out.delivery.posts[0]["rkey"]
 
     running_pds.stop()
-    report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    report = takedown.withdraw(ctx, nid, actor="kai", reason="narrator asked")
     assert not report.complete and report.withdrawn == []
     assert delivery_state(ctx, out.delivery.id) == "withdrawing"  # still live, not done
 
     running_pds.start()
     assert running_pds.get_post(did, rkey) is not None
-    [finished] = consent.expire_due(ctx)
+    [finished] = takedown.expire_due(ctx)
     assert finished.complete and finished.withdrawn == [out.delivery.id]
     assert running_pds.get_post(did, rkey) is None
-    assert consent.expire_due(ctx) == []
+    assert takedown.expire_due(ctx) == []
 
 
-class FaultInjectingBlueskyPublisher(publishing.BlueskyPublisher):
+class FaultInjectingBlueskyPublisher(BlueskyPublisher):
     """The real Bluesky publisher with a fault injector, named as such: the thread is held just
     before post `hold_before` is sent (a request slow in flight), with the earlier posts on the
     server but not yet recorded, until `release` is set. A real server cannot pause on demand."""
 
     def __init__(self, ctx, hold_before: int | None = None, fail_before: int | None = None):
-        super().__init__(ctx)
+        super().__init__(ctx.workspace)
         self.hold_before = hold_before
         self.fail_before = fail_before
         self.reached = threading.Event()
@@ -521,7 +525,7 @@ def test_withdrawal_while_a_post_is_in_flight_takes_it_down(ctx, pds, bluesky_ca
     publisher = FaultInjectingBlueskyPublisher(ctx, hold_before=0)
     t, out = _publish_in_background(ctx, d.id, publisher)
 
-    report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    report = takedown.withdraw(ctx, nid, actor="kai", reason="narrator asked")
     [taken] = report.deliveries
     assert taken.after == "withdrawing" and taken.deleted == []  # its publisher still holds it
     assert delivery_state(ctx, d.id) == "withdrawing"
@@ -533,7 +537,7 @@ def test_withdrawal_while_a_post_is_in_flight_takes_it_down(ctx, pds, bluesky_ca
     rkey = d.posts[0]["rkey"]
     assert pds.get_post(did, rkey) is None
     assert rkey not in {r["uri"].rsplit("/", 1)[1] for r in pds.list_posts(did)}
-    assert consent.expire_due(ctx) == []
+    assert takedown.expire_due(ctx) == []
 
 
 @pytest.mark.pds
@@ -550,7 +554,7 @@ def test_withdrawal_mid_thread_stops_the_thread_and_takes_it_down(ctx, pds, blue
     rkeys = [p["rkey"] for p in d.posts]
     assert pds.get_post(did, rkeys[0]) is not None  # landed, not yet recorded
 
-    report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    report = takedown.withdraw(ctx, nid, actor="kai", reason="narrator asked")
     assert [u.rsplit("/", 1)[1] for u in report.deleted_posts] == rkeys[:1]
     publisher.release.set()
     t.join(120)
@@ -561,7 +565,7 @@ def test_withdrawal_mid_thread_stops_the_thread_and_takes_it_down(ctx, pds, blue
     with ctx.db.connect() as conn:
         actions = [r["action"] for r in audit.history(conn, "delivery", d.id)]
     assert "publish_failed" not in actions and "publish" not in actions
-    assert consent.expire_due(ctx) == []
+    assert takedown.expire_due(ctx) == []
 
 
 @pytest.mark.pds
@@ -576,7 +580,7 @@ def test_attempted_cancelled_and_shortened_threads_are_taken_down(ctx, pds, blue
     give(ctx, other, channels=["bluesky"])
     # An attempt that landed its post and was killed before recording it, then cancelled.
     lost = _schedule_now(ctx, add_draft(ctx, other, "bluesky", thread("Landed, unrecorded.")))
-    first = publishing.publish_delivery(ctx, lost.id, publishing.default_publishers(ctx))
+    first = publishing.publish_delivery(ctx, lost.id, default_publishers(ctx))
     assert first.status == "published", first.error
     unrecorded = [{**p, "uri": None, "cid": None} for p in lost.posts]
     with ctx.db.begin() as conn:
@@ -600,18 +604,52 @@ def test_attempted_cancelled_and_shortened_threads_are_taken_down(ctx, pds, blue
             drafts.update().where(drafts.c.id == draft).values(content=thread("Only one now."))
         )
     moved = scheduling.move(ctx, d.id, at=utcnow(), actor="kai", now=utcnow())
-    done = publishing.publish_delivery(ctx, moved.id, publishing.default_publishers(ctx))
+    done = publishing.publish_delivery(ctx, moved.id, default_publishers(ctx))
     assert done.status == "published", done.error
     rkeys = [p["rkey"] for p in d.posts]
     assert [p["rkey"] for p in done.delivery.posts] == rkeys  # the dropped keys are kept
     assert pds.get_post(did, rkeys[1]) is not None
 
     for narrative, delivery in ((other, lost), (nid, d)):
-        report = consent.withdraw(ctx, narrative, actor="kai", reason="narrator asked")
+        report = takedown.withdraw(ctx, narrative, actor="kai", reason="narrator asked")
         assert report.complete and report.withdrawn == [delivery.id]
     gone = [lost.posts[0]["rkey"], *rkeys]
     assert all(pds.get_post(did, k) is None for k in gone)
-    assert consent.expire_due(ctx) == []
+    assert takedown.expire_due(ctx) == []
+
+
+@pytest.mark.pds
+def test_a_missed_retry_whose_post_landed_is_taken_down(ctx, pds, bluesky_campaign):
+    """A retry that waited past the campaign's missed limit is marked missed, though its first
+    attempt may have landed a post without recording it: a withdrawal still finds and deletes it."""
+    from datetime import timedelta
+
+    did = bluesky_campaign
+    nid = add_narrative(ctx)
+    give(ctx, nid, channels=["bluesky"])
+    d = _schedule_now(ctx, add_draft(ctx, nid, "bluesky", thread("Landed, then missed.")))
+    assert publishing.publish_delivery(ctx, d.id, default_publishers(ctx)).status == "published"
+    rkey = d.posts[0]["rkey"]
+    assert pds.get_post(did, rkey) is not None
+    long_ago = utcnow() - timedelta(days=30)
+    with ctx.db.begin() as conn:  # as if the attempt was killed before it recorded the post
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == d.id)
+            .values(
+                state="failed",
+                scheduled_at=long_ago,
+                retry_at=long_ago + timedelta(minutes=1),
+                posts=[{**p, "uri": None, "cid": None} for p in d.posts],
+            )
+        )
+    late = publishing.publish_delivery(ctx, d.id, default_publishers(ctx))
+    assert late.status == "missed" and delivery_state(ctx, d.id) == "missed"
+
+    report = takedown.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    assert report.complete and report.withdrawn == [d.id], report
+    assert pds.get_post(did, rkey) is None
+    assert delivery_state(ctx, d.id) == "withdrawn"
 
 
 # ----------------------------------------------------------------------------- CLI

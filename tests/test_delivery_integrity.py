@@ -14,11 +14,13 @@ import feedparser
 import pytest
 import sqlalchemy as sa
 
+from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState
-from narratives.policy import consent
+from narratives.records.delivery import OPEN
 from narratives.store import audit, users
-from narratives.store.schema import OPEN_DELIVERY_STATES, consents, deliveries, utcnow
-from narratives.workflow import publishing, review, scheduling
+from narratives.store.delivery_queries import get_delivery, list_deliveries
+from narratives.store.schema import consents, deliveries
+from narratives.workflow import publishing, review, scheduling, takedown
 from tests.delivery_fixtures import add_draft, add_narrative, rss_content
 
 CAMPAIGN = "emotional-equity"
@@ -26,7 +28,7 @@ CAMPAIGN = "emotional-equity"
 
 def state_of(ctx, delivery_id: int) -> str:
     with ctx.db.connect() as conn:
-        return scheduling.get_delivery(conn, delivery_id).state
+        return get_delivery(conn, delivery_id).state
 
 
 def open_per_draft(ctx, draft_ids) -> dict[int, int]:
@@ -35,7 +37,7 @@ def open_per_draft(ctx, draft_ids) -> dict[int, int]:
             sa.select(deliveries.c.draft_id, sa.func.count())
             .where(
                 deliveries.c.draft_id.in_(list(draft_ids)),
-                deliveries.c.state.in_(OPEN_DELIVERY_STATES),
+                deliveries.c.state.in_(OPEN),
             )
             .group_by(deliveries.c.draft_id)
         ).all()
@@ -152,7 +154,7 @@ def test_publish_now_losing_the_race_is_refused_not_posted_twice(ctx, monkeypatc
     with pytest.raises(InvalidState, match="already has delivery"):
         publishing.publish_draft_now(ctx, draft, actor="kai")
     with ctx.db.connect() as conn:
-        [only] = scheduling.list_deliveries(conn, draft_id=draft)
+        [only] = list_deliveries(conn, draft_id=draft)
     assert only.state == "scheduled"  # the rival's, untouched
 
 
@@ -182,7 +184,7 @@ def test_fill_queues_only_drafts_whose_consent_covers_their_channel(ctx):
     covered = add_draft(ctx)
     withdrawn_nid = add_narrative(ctx)
     withdrawn = add_draft(ctx, narrative_id=withdrawn_nid)
-    consent.withdraw(ctx, withdrawn_nid, actor="kai", reason="narrator asked")
+    takedown.withdraw(ctx, withdrawn_nid, actor="kai", reason="narrator asked")
     missing = add_draft(ctx, narrative_id=add_narrative(ctx, consent=()))
     other_channel = add_draft(ctx, narrative_id=add_narrative(ctx, consent=("bluesky",)))
     expired_nid = add_narrative(ctx)
@@ -231,7 +233,7 @@ def kai_is_an_admin(ctx):
 
 
 def give(ctx, nid, channels=("bluesky", "rss"), **kw):
-    return consent.set_consent(
+    return takedown.set_consent(
         ctx, nid, given_by="Ana Example", method="form", channels=list(channels), actor="kai", **kw
     )
 
@@ -264,7 +266,7 @@ def test_dropping_a_channel_takes_down_and_cancels_only_that_channel(ctx):
     assert state_of(ctx, other.delivery.id) == "published"
     assert feed_titles(ctx) == ["Theirs"]
     assert audit_actions(ctx, "consent", nid)[-2:] == ["consent.set", "consent.narrow.takedown"]
-    assert consent.expire_due(ctx) == []  # nothing left over
+    assert takedown.expire_due(ctx) == []  # nothing left over
 
 
 def test_asking_for_anonymity_takes_down_everything_made_while_named(ctx):
@@ -301,34 +303,32 @@ def test_expire_due_takes_down_published_deliveries_outside_the_consent_channels
             consents.update().where(consents.c.narrative_id == nid).values(channels=["bluesky"])
         )
 
-    [report] = consent.expire_due(ctx)
+    [report] = takedown.expire_due(ctx)
     assert report.narrative_id == nid and report.action == "narrow" and report.complete
     assert report.withdrawn == [published.delivery.id]
     assert state_of(ctx, published.delivery.id) == "withdrawn"
     assert state_of(ctx, kept.delivery.id) == "published"
     assert feed_titles(ctx) == ["Theirs"]
-    assert consent.expire_due(ctx) == []
+    assert takedown.expire_due(ctx) == []
 
 
 # ----------------------------------------------------------------------------- robustness
 
 
 def test_a_feed_rebuild_that_fails_leaves_the_takedown_to_finish_later(ctx, monkeypatch):
-    from narratives.channels.rss import feeds
-
     nid = add_narrative(ctx)
     out = publishing.publish_draft_now(
         ctx, add_draft(ctx, narrative_id=nid, content=rss_content(title="Mine")), actor="kai"
     )
     assert feed_titles(ctx) == ["Mine"]
-    real = feeds.write_campaign_feeds
+    real = takedown.write_campaign_feeds
 
     def failing_rebuild(*args, **kwargs):
         raise ValueError("fault injection: the feed cannot be written")
 
     # Fault injection: an unexpected (non-narratives) error while rebuilding the feed.
-    monkeypatch.setattr(feeds, "write_campaign_feeds", failing_rebuild)
-    report = consent.withdraw(ctx, nid, actor="kai", reason="narrator asked")
+    monkeypatch.setattr(takedown, "write_campaign_feeds", failing_rebuild)
+    report = takedown.withdraw(ctx, nid, actor="kai", reason="narrator asked")
 
     assert not report.complete and report.withdrawn == []
     assert any("fault injection" in e for e in report.errors)
@@ -338,10 +338,10 @@ def test_a_feed_rebuild_that_fails_leaves_the_takedown_to_finish_later(ctx, monk
         "consent.withdraw.takedown",
     ]
 
-    monkeypatch.setattr(feeds, "write_campaign_feeds", real)
-    [finished] = consent.expire_due(ctx)
+    monkeypatch.setattr(takedown, "write_campaign_feeds", real)
+    [finished] = takedown.expire_due(ctx)
     assert finished.complete and finished.withdrawn == [out.delivery.id]
     assert finished.feeds_rebuilt == [CAMPAIGN]
     assert state_of(ctx, out.delivery.id) == "withdrawn"
     assert feed_titles(ctx) == []
-    assert consent.expire_due(ctx) == []
+    assert takedown.expire_due(ctx) == []

@@ -7,8 +7,10 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from narratives.channels.bluesky.text import MAX_GRAPHEMES, count_graphemes
 from narratives.core.errors import ConfigError, StageFailed
 from narratives.stages.draft import stage as drafting
+from narratives.stages.draft.templates import join_posts, split_posts
 from narratives.store.schema import audit_log, drafts
 from narratives.store.stage_runs import get_run
 from narratives.workflow import review
@@ -65,7 +67,7 @@ def test_bluesky_post_copy(ctx):
     assert d.content["content_warning"] == "grief"
     assert d.posts[0].startswith("Content note: grief.")
     assert d.content["langs"] == ["en"]
-    assert all(drafting.count_graphemes(p) <= drafting.BLUESKY_LIMIT for p in d.posts)
+    assert all(count_graphemes(p) <= MAX_GRAPHEMES for p in d.posts)
     assert d.content["video"] is None and d.content["aspect_ratio"] is None
     assert "Two lines at the dream clinic" in d.content["alt"]
 
@@ -86,7 +88,7 @@ def test_long_text_becomes_a_thread_of_posts_within_the_limit(ctx):
     d = _drafts(ctx, drafting.run(ctx, nid))["emotional-equity", "bluesky"]
     assert len(d.posts) >= 3
     for post in d.posts:
-        assert 0 < drafting.count_graphemes(post) <= 300
+        assert 0 < count_graphemes(post) <= 300
     # Nothing is lost in the split.
     joined = " ".join(d.posts)
     assert joined.count("Every night I counted the hours") == 12
@@ -94,8 +96,8 @@ def test_long_text_becomes_a_thread_of_posts_within_the_limit(ctx):
 
 def test_graphemes_are_counted_as_bluesky_counts_them():
     family = "👨\u200d👩\u200d👧\u200d👦"
-    assert drafting.count_graphemes(family) == 1
-    assert drafting.count_graphemes("e\u0301") == 1
+    assert count_graphemes(family) == 1
+    assert count_graphemes("e\u0301") == 1
     assert len(family) == 7
 
 
@@ -212,7 +214,7 @@ def test_template_change_updates_unedited_drafts_and_keeps_edits(ctx, workspace)
 def test_an_edited_draft_still_follows_labels_and_hidden_names(ctx, workspace):
     """The editor's words stay; what the pipeline owns (a content label) follows the campaign,
     and a name hidden after the edit is hidden in the editor's words too."""
-    from narratives.policy import anonymise
+    from narratives.store import redactions
 
     add_user(ctx, "kai")
     nid = add_narrative(ctx, consent=False)  # no consent: the narrator stays anonymous
@@ -228,7 +230,7 @@ def test_an_edited_draft_still_follows_labels_and_hidden_names(ctx, workspace):
                      'labels = { grief = "graphic-media", self-harm = "graphic-media"'),
         encoding="utf-8",
     )  # fmt: skip
-    anonymise.mark_term(ctx, nid, "Rosalind", kind="name", actor="kai")
+    redactions.mark_term(ctx, nid, "Rosalind", kind="name", actor="kai")
     drafting.run(ctx, nid)
     d = review.get_draft(ctx, bsky.id)
     assert d.content["labels"] == ["graphic-media"]
@@ -249,14 +251,14 @@ def test_analysis_change_is_picked_up_without_force(ctx, workspace):
 
 def test_split_and_join_posts_round_trip():
     posts = ["First post.\n\nWith a paragraph.", "Second — with “quotes”."]
-    text = drafting.join_posts(posts)
-    assert drafting.split_posts(text) == posts
-    assert drafting.split_posts("one\n  ---  \ntwo\n---\n\n") == ["one", "two"]
+    text = join_posts(posts)
+    assert split_posts(text) == posts
+    assert split_posts("one\n  ---  \ntwo\n---\n\n") == ["one", "two"]
 
 
 def test_without_consent_drafts_are_anonymised_and_cannot_be_approved(ctx):
     from narratives.core.errors import ConsentError
-    from narratives.policy.consent import set_consent
+    from narratives.workflow.takedown import set_consent
 
     analysis = analysis_for(
         title="Rosa and the clinic",

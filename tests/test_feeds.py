@@ -18,11 +18,12 @@ from lxml import etree
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from narratives.channels.rss import feeds
+from narratives.channels.rss.render import PODCAST_NS, item_guid, media_name
 from narratives.core.campaigns import get_campaign
 from narratives.core.errors import PermanentChannelError
 from narratives.store.schema import deliveries, feed_items
 from narratives.web.public import routes
+from narratives.workflow import feeds
 from tests.delivery_fixtures import add_draft, rss_content, write_media
 
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
@@ -86,7 +87,7 @@ def narrative_of(ctx, draft_id):
 def test_rss_and_atom_parse_cleanly_and_round_trip(ctx, workspace, published):
     files = feeds.write_campaign_feeds(ctx, "emotional-equity")
     campaign = get_campaign(workspace, "emotional-equity")
-    guid1 = feeds.item_guid(campaign, narrative_of(ctx, published["first"]))
+    guid1 = item_guid(campaign, narrative_of(ctx, published["first"]))
     size = len(MP4)
     for path, version in ((files.rss, "rss20"), (files.atom, "atom10")):
         parsed = feedparser.parse(path.read_bytes())
@@ -105,10 +106,10 @@ def test_rss_and_atom_parse_cleanly_and_round_trip(ctx, workspace, published):
         assert e.published_parsed[:5] == (2026, 11, 2, 17, 0)
         assert "enclosure" not in [link.rel for link in parsed.entries[0].links]
     rss = etree.fromstring(files.rss.read_bytes())
-    ns = {"podcast": feeds.PODCAST_NS}
+    ns = {"podcast": PODCAST_NS}
     transcripts = rss.findall(".//item/podcast:transcript", ns)
     assert len(transcripts) == 1 and transcripts[0].get("type") == "text/vtt"
-    vtt_name = feeds.media_name(published["vtt"])
+    vtt_name = media_name(published["vtt"])
     assert transcripts[0].get("url").endswith(f"/feeds/media/{vtt_name}")
     assert rss.findtext("channel/image/url").endswith(".png")
     assert rss.find("channel/item/guid").get("isPermaLink") == "false"
@@ -138,7 +139,7 @@ def test_feed_files_are_replaced_atomically(ctx, workspace, published, monkeypat
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(feeds.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         feeds.write_campaign_feeds(ctx, "emotional-equity")
     assert files.rss.read_bytes() == old  # the old feed is whole
@@ -169,7 +170,7 @@ def test_public_routes_etag_and_not_modified(ctx, workspace, published):
     atom = client.get("/feeds/emotional-equity.atom")
     assert atom.headers["content-type"].startswith("application/atom+xml")
 
-    name = feeds.media_name(published["video"])
+    name = media_name(published["video"])
     media = client.get(f"/feeds/media/{name}")
     assert media.status_code == 200 and media.content == MP4
     again = client.get(f"/feeds/media/{name}", headers={"If-None-Match": media.headers["etag"]})
@@ -178,7 +179,7 @@ def test_public_routes_etag_and_not_modified(ctx, workspace, published):
     for path in (
         f"/feeds/media/{'0' * 32}.mp4",
         "/feeds/media/..%2F..%2Fnarratives.db",
-        f"/feeds/media/{feeds.media_name('narratives.db')}",
+        f"/feeds/media/{media_name('narratives.db')}",
         "/feeds/nope.xml",
         "/feeds/emotional-equity.media.json",
         "/narratives.db",
@@ -191,7 +192,7 @@ def test_withdrawn_item_media_stops_being_public(ctx, workspace, published):
     feeds.write_campaign_feeds(ctx, "emotional-equity")
     app = Starlette(routes=routes)
     app.state.workspace = workspace
-    name = feeds.media_name(published["video"])
+    name = media_name(published["video"])
     assert TestClient(app).get(f"/feeds/media/{name}").status_code == 200
     with ctx.db.begin() as conn:
         conn.execute(

@@ -9,8 +9,9 @@ import feedparser
 import lxml.html
 import sqlalchemy as sa
 
-from narratives.channels.rss import feeds
+from narratives.channels.rss.render import media_name
 from narratives.store.schema import deliveries, drafts
+from narratives.workflow import feeds
 from tests.delivery_fixtures import add_draft, rss_content, write_media
 from tests.test_feeds import MP4, VTT, deliver
 
@@ -123,7 +124,7 @@ def test_static_export_recopies_changed_media_and_drops_withdrawn(ctx, workspace
     deliver(ctx, add_draft(ctx, content=rss_content(enclosure=kept)), "published", T0)
     out = tmp_path / "site"
     feeds.build_static(ctx, out, base_url="https://cdn.example")
-    names = {feeds.media_name(r): r for r in (video, vtt, kept)}
+    names = {media_name(r): r for r in (video, vtt, kept)}
     assert set(media_files(out)) == set(names)
 
     # Re-anonymised captions of the same length are copied again.
@@ -131,8 +132,8 @@ def test_static_export_recopies_changed_media_and_drops_withdrawn(ctx, workspace
     assert len(anonymised) == len(VTT)
     (workspace.root / vtt).write_bytes(anonymised)
     written = feeds.build_static(ctx, out, base_url="https://cdn.example")
-    assert media_files(out)[feeds.media_name(vtt)] == anonymised
-    assert out / "feeds" / "media" / feeds.media_name(video) not in written  # unchanged
+    assert media_files(out)[media_name(vtt)] == anonymised
+    assert out / "feeds" / "media" / media_name(video) not in written  # unchanged
 
     # A stray or withdrawn file goes; another campaign's export keeps its own media.
     (out / "feeds" / "media" / ".leftover.tmp").write_bytes(b"x")
@@ -143,8 +144,8 @@ def test_static_export_recopies_changed_media_and_drops_withdrawn(ctx, workspace
     logos = {p.name for p in (out / "feeds" / "media").glob("*.png")}
     assert len(logos) == 2
     feeds.build_static(ctx, out, base_url="https://cdn.example", campaigns=["neural-mandate"])
-    assert set(media_files(out)) == {feeds.media_name(kept)}
+    assert set(media_files(out)) == {media_name(kept)}
     assert {p.name for p in (out / "feeds" / "media").glob("*.png")} == logos
     feeds.build_static(ctx, out, base_url="https://cdn.example")
-    assert media_files(out) == {feeds.media_name(kept): MP4[::-1]}
+    assert media_files(out) == {media_name(kept): MP4[::-1]}
     assert (out / "feeds" / "emotional-equity.xml").read_bytes().count(b"<item>") == 1

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from narratives.channels.rss import feeds
+from narratives.channels.rss.fetch import _refused
 from narratives.core.errors import PermanentChannelError
+from narratives.workflow import feeds
 
 METADATA = "http://169.254.169.254/latest/meta-data/"
 
@@ -121,13 +122,13 @@ def test_private_addresses_are_refused_unless_allowed(ctx, workspace, partner):
 )
 def test_address_policy(addr, private_ok):
     ip = ipaddress.ip_address(addr)
-    assert feeds._refused(ip, allow_private=False)
-    assert feeds._refused(ip, allow_private=True) is not private_ok
+    assert _refused(ip, allow_private=False)
+    assert _refused(ip, allow_private=True) is not private_ok
 
 
 def test_public_addresses_are_fetched():
     for addr in ("93.184.216.34", "2606:2800:220:1::1", "::ffff:93.184.216.34"):
-        assert not feeds._refused(ipaddress.ip_address(addr), allow_private=False)
+        assert not _refused(ipaddress.ip_address(addr), allow_private=False)
 
 
 def test_cli_pull_refuses_private_addresses_by_default(ctx, partner):

@@ -25,6 +25,7 @@ def clip(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_symlink_loop_and_a_fifo_fail_while_the_good_recording_finishes(tmp_path, clip):
     rec = tmp_path / "rec"
     rec.mkdir()

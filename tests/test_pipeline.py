@@ -81,6 +81,7 @@ def _bad_files(folder):
     return {"empty.wav", "notes.wav", "no-audio.mp4", "blip.wav", "folder.wav"}
 
 
+@pytest.mark.slow
 def test_batch_reports_each_bad_file_and_finishes_the_rest(tmp_path, speech_clip, workspace):
     rec = tmp_path / "recordings"
     rec.mkdir()
@@ -124,6 +125,7 @@ def test_directory_named_directly_fails_cleanly(tmp_path):
     assert "no recordings found under" in result.stderr and "x.wav" in result.stderr
 
 
+@pytest.mark.slow
 def test_json_contract_and_caption_files(speech_clip, workspace):
     result = _run("transcribe", str(speech_clip), "--json")
     assert result.exit_code == 0, result.output
@@ -145,6 +147,7 @@ def test_json_contract_and_caption_files(speech_clip, workspace):
     assert " ".join(c.text for c in vtt).split() == item["text"].split()
 
 
+@pytest.mark.slow
 def test_idempotent_and_same_audio_under_two_names(tmp_path, speech_clip, workspace):
     a, b = tmp_path / "a.wav", tmp_path / "copy-of-a.wav"
     shutil.copy(speech_clip, a)
@@ -168,6 +171,7 @@ def test_idempotent_and_same_audio_under_two_names(tmp_path, speech_clip, worksp
     assert run3.started_at > run1.started_at
 
 
+@pytest.mark.slow
 def test_status_and_show(speech_clip):
     item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
     status = _json_lines(_run("status", "--json").output)
@@ -194,9 +198,10 @@ def test_missing_model_is_a_clear_error(speech_clip):
     assert "/no/such/model" in result.stderr and "Hint:" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_model_keeps_the_transcript_already_made(speech_clip, workspace):
     from narratives.core.errors import ModelNotAvailable
-    from narratives.stages.pipeline import transcribe_stage
+    from narratives.stages.transcribe import run as transcribe_stage
 
     item = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
     folder = workspace.narrative_dir(item["id"])
@@ -231,6 +236,7 @@ def test_unknown_language_codes_are_usage_errors(speech_clip, workspace):
     assert not list(workspace.work_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_a_new_request_redoes_the_transcript_and_a_new_transcript_resets_later_stages(
     speech_clip, workspace
 ):
@@ -273,6 +279,7 @@ def test_a_new_request_redoes_the_transcript_and_a_new_transcript_resets_later_s
     assert _json_lines(_run("status", "--json").output)[0]["stages"]["analyse"] == "pending"
 
 
+@pytest.mark.slow
 def test_names_with_markup_characters_are_shown_as_they_are(tmp_path, speech_clip):
     rec = tmp_path / "rec"
     rec.mkdir()
@@ -284,6 +291,7 @@ def test_names_with_markup_characters_are_shown_as_they_are(tmp_path, speech_cli
     assert status.exit_code == 0 and "[draft]" in status.stdout
 
 
+@pytest.mark.slow
 def test_a_newline_in_a_file_name_stays_on_its_row(tmp_path, speech_clip):
     rec = tmp_path / "rec"
     rec.mkdir()
@@ -374,6 +382,7 @@ def test_a_worker_crash_fails_only_its_own_file(tmp_path, speech_clip, monkeypat
     assert "crashed" in items["crash.wav"]["error"]
 
 
+@pytest.mark.slow
 def test_a_stage_killed_midway_shows_as_interrupted_and_is_redone(speech_clip, workspace):
     import os
     import sys

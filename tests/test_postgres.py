@@ -8,9 +8,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from narratives.channels.rss.feeds import item_guid
+from narratives.channels.rss.render import item_guid
 from narratives.core.campaigns import get_campaign
-from narratives.policy.consent import set_consent
 from narratives.stages.pipeline import process_paths
 from narratives.store import users
 from narratives.store.context import Context
@@ -18,6 +17,7 @@ from narratives.store.db import include_object
 from narratives.store.schema import metadata
 from narratives.workflow import review
 from narratives.workflow.publishing import publish_draft_now
+from narratives.workflow.takedown import set_consent
 from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.postgres

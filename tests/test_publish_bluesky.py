@@ -18,8 +18,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from narratives.store.schema import deliveries, utcnow
+from narratives.core.clock import utcnow
+from narratives.records.delivery import Delivery
+from narratives.store.delivery_queries import get_delivery, list_deliveries
+from narratives.store.schema import deliveries
 from narratives.workflow import scheduling
+from narratives.workflow.channels import default_publishers
 from narratives.workflow.publishing import Backoff
 from narratives.workflow.scheduler import SchedulerService
 from tests.delivery_fixtures import add_draft, bluesky_content
@@ -47,7 +51,7 @@ class Sky:
         text = re.sub(r'password_env = "[^"]+"', f'password_env = "{PASSWORD_ENV}"', text)
         (workspace.campaigns_dir / "sky-test.toml").write_text(text)
 
-    def schedule(self, ctx, content, delta=timedelta(seconds=-1)) -> scheduling.Delivery:
+    def schedule(self, ctx, content, delta=timedelta(seconds=-1)) -> Delivery:
         draft = add_draft(ctx, "sky-test", "bluesky", content=content)
         when = utcnow() + delta
         return scheduling.schedule(ctx, draft, at=when, actor="kai", now=when)
@@ -68,9 +72,9 @@ def wait_for(predicate, what: str, timeout: float = 120.0):
     pytest.fail(f"gave up waiting for {what}")
 
 
-def delivery(ctx, delivery_id) -> scheduling.Delivery:
+def delivery(ctx, delivery_id) -> Delivery:
     with ctx.db.connect() as conn:
-        return scheduling.get_delivery(conn, delivery_id)
+        return get_delivery(conn, delivery_id)
 
 
 def make_video(workspace) -> tuple[str, str]:
@@ -194,7 +198,7 @@ def test_sigkill_during_a_batch_then_restart_posts_each_exactly_once(ctx, sky, w
         with ctx.db.connect() as conn:
             return sum(
                 1
-                for d in scheduling.list_deliveries(conn, campaign="sky-test")
+                for d in list_deliveries(conn, campaign="sky-test")
                 if d.id in ids and d.state == "published"
             )
 
@@ -232,7 +236,7 @@ def test_a_half_posted_thread_past_the_missed_limit_is_finished_not_missed(ctx, 
     """Post 1 of 3 lands, then an error; the editor moves it (attempts restart at 0) and the
     scheduler is down past the campaign's missed limit. It must finish the thread on restart,
     not mark it missed (which would leave it half posted, and a re-send would post twice)."""
-    from narratives.channels import bluesky as bs
+    from narratives.channels.bluesky import client as bs
     from narratives.core.errors import TransientChannelError
     from narratives.workflow import publishing
 
@@ -247,7 +251,7 @@ def test_a_half_posted_thread_past_the_missed_limit_is_finished_not_missed(ctx, 
         return real(self, post, rkey, reply)
 
     monkeypatch.setattr(bs.BlueskyChannel, "_publish_one", second_fails)
-    out = publishing.publish_delivery(ctx, d.id, publishing.default_publishers(ctx), actor="t")
+    out = publishing.publish_delivery(ctx, d.id, default_publishers(ctx), actor="t")
     assert out.status == "retry" and len(sky.pds.list_posts(sky.did)) == 1
     monkeypatch.setattr(bs.BlueskyChannel, "_publish_one", real)
     scheduling.move(ctx, d.id, at=utcnow() + timedelta(minutes=5), actor="kai")
@@ -280,7 +284,7 @@ def test_a_revoked_session_is_replaced_by_a_login_in_a_long_running_publisher(
 
     from narratives.workflow import publishing
 
-    publishers = publishing.default_publishers(ctx)
+    publishers = default_publishers(ctx)
     first = sky.schedule(ctx, bluesky_content("First."))
     assert publishing.publish_delivery(ctx, first.id, publishers, actor="t").status == "published"
     channel = next(iter(publishers["bluesky"]._channels.values()))

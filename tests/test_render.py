@@ -19,13 +19,20 @@ import numpy as np
 import pytest
 
 from narratives.core.campaigns import load_campaign_file
+from narratives.core.clock import utcnow
 from narratives.core.config import RenderSettings, Settings
 from narratives.core.errors import ConfigError, InvalidState
 from narratives.core.workspace import DEFAULTS_ROOT
+from narratives.records.redactions import Redactions
 from narratives.records.transcript import Segment, Transcript, Word
+from narratives.records.video import FORMATS
+from narratives.stages.render import cut, fonts, pages
 from narratives.stages.render import stage as R
+from narratives.stages.render.design import Design
+from narratives.stages.render.layout import Layout, load_layout
+from narratives.stages.render.video import render_video
 from narratives.store.context import Context
-from narratives.store.schema import narrative_paths, narratives, utcnow
+from narratives.store.schema import narrative_paths, narratives
 from narratives.store.stage_runs import get_run
 
 pytestmark = pytest.mark.slow
@@ -84,7 +91,7 @@ def _render(speech, campaign, out: Path, **kw):
     clip, transcript = speech
     kw.setdefault("fps", FPS)
     kw.setdefault("scale", SCALE)
-    return R.render_video(clip, transcript, campaign, out, title="Zoë in Valparaíso", **kw)
+    return render_video(clip, transcript, campaign, out, title="Zoë in Valparaíso", **kw)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +146,7 @@ def _texty(region: np.ndarray) -> int:
     return int((region.min(axis=-1) > 200).sum())
 
 
-def _caption_box(frame: np.ndarray, layout: R.Layout) -> np.ndarray:
+def _caption_box(frame: np.ndarray, layout: Layout) -> np.ndarray:
     top = round(layout.captions.top * SCALE)
     return frame[top : top + round(layout.captions.height * SCALE)]
 
@@ -173,7 +180,7 @@ def test_mp4_is_h264_yuv420p_aac_faststart_and_as_long_as_its_audio(rendered):
 def test_end_card_shows_after_the_last_word(rendered, speech, campaign):
     _, transcript = speech
     frames = _frames(rendered.video)
-    layout = R.load_layout(None, "vertical")
+    layout = load_layout(None, "vertical")
     last = _caption_box(frames[-1], layout)
     # The hashtags in the accent colour, the link in the text colour; the line stays
     # inside the frame (checked with the safe area) and is the campaign's.
@@ -188,7 +195,7 @@ def test_video_is_the_audio_plus_the_end_card(rendered, speech):
     clip, transcript = speech
     duration = _speech_bounds(clip)[2]
     last_word = transcript.words[-1].end
-    expected = max(duration, last_word + R._PAGE_HOLD + 2.5)
+    expected = max(duration, last_word + pages.PAGE_HOLD + 2.5)
     assert abs(rendered.duration - expected) <= 0.1
 
 
@@ -221,7 +228,7 @@ def test_thumbnail_is_a_captioned_frame(rendered):
 
     img = np.asarray(Image.open(rendered.thumbnail).convert("RGB"))
     assert img.shape == (480, 270, 3)
-    layout = R.load_layout(None, "vertical")
+    layout = load_layout(None, "vertical")
     assert _texty(_caption_box(img, layout)) > 50
 
 
@@ -231,7 +238,7 @@ def test_thumbnail_is_a_captioned_frame(rendered):
 def test_highlight_only_while_the_word_is_spoken(rendered, speech):
     _, transcript = speech
     frames = _frames(rendered.video)
-    layout = R.load_layout(None, "vertical")
+    layout = load_layout(None, "vertical")
     words = transcript.words
 
     def frame_at(a: float, b: float) -> np.ndarray:
@@ -258,7 +265,7 @@ def test_highlight_only_while_the_word_is_spoken(rendered, speech):
     assert np.abs(second.astype(int) - pause.astype(int)).max() > 100
 
 
-def _outside_safe_area(diff: np.ndarray, layout: R.Layout, scale: float, slack: int) -> float:
+def _outside_safe_area(diff: np.ndarray, layout: Layout, scale: float, slack: int) -> float:
     """Largest difference from the background outside the safe area (shrunk by `slack` px)."""
     safe, h, w = layout.safe_area, diff.shape[1], diff.shape[2]
     top, bottom = round(safe.top * scale) - slack, h - round(safe.bottom * scale) + slack
@@ -270,14 +277,14 @@ def _outside_safe_area(diff: np.ndarray, layout: R.Layout, scale: float, slack: 
 
 
 def test_everything_is_drawn_inside_the_safe_area(rendered, speech, campaign):
-    layout = R.load_layout(None, "vertical")
-    c0, c1 = (np.array(R._hex(c)) for c in campaign.look.background)
+    layout = load_layout(None, "vertical")
+    c0, c1 = (np.array(fonts.hex_rgb(c)) for c in campaign.look.background)
     t = np.linspace(0, 1, rendered.height)[:, None, None]
     gradient = np.round(c0 * (1 - t) + c1 * t).astype(np.int16)[None]  # 1 x H x 1 x 3
     # The drawing itself, before compression: exactly the background outside the safe area.
     _, transcript = speech
     words = [(w.start, w.end, w.text) for w in transcript.words]
-    design = R._Design(
+    design = Design(
         layout=layout, scale=SCALE, campaign=campaign, title="Zoë in Valparaíso " * 4,
         words=words, duration=rendered.duration, fps=FPS, levels=np.ones(100), font_path=None,
         logo=DEFAULTS_ROOT / campaign.look.logo, background_image=None, redactions=None,
@@ -298,8 +305,8 @@ def test_yuv_frames_are_the_drawn_frames_converted(speech, campaign, scale):
     from narratives.media.video_writer import rgb_to_i420
 
     _, transcript = speech
-    design = R._Design(
-        layout=R.load_layout(None, "vertical"), scale=scale, campaign=campaign,
+    design = Design(
+        layout=load_layout(None, "vertical"), scale=scale, campaign=campaign,
         title="Zoë in Valparaíso", words=[(w.start, w.end, w.text) for w in transcript.words],
         duration=transcript.duration + 2, fps=FPS, levels=np.linspace(0, 1, 100),
         font_path=None, logo=DEFAULTS_ROOT / campaign.look.logo, background_image=None,
@@ -319,19 +326,19 @@ def test_yuv_frames_are_the_drawn_frames_converted(speech, campaign, scale):
     assert len(seen) > len(times) // 2  # the frames do change: captions, bars, progress
 
 
-def _design(campaign, fmt: str = "vertical", scale: float = SCALE, **kw) -> R._Design:
+def _design(campaign, fmt: str = "vertical", scale: float = SCALE, **kw) -> Design:
     kw.setdefault("title", "Zoë in Valparaíso")
     kw.setdefault("words", [])
     kw.setdefault("duration", 4.0)
-    return R._Design(
-        layout=R.load_layout(None, fmt), scale=scale, campaign=campaign, fps=FPS,
+    return Design(
+        layout=load_layout(None, fmt), scale=scale, campaign=campaign, fps=FPS,
         levels=np.ones(100), font_path=None, logo=DEFAULTS_ROOT / campaign.look.logo,
         background_image=None, redactions=None, **kw,
     )  # fmt: skip
 
 
 def _background(campaign, height: int) -> np.ndarray:
-    c0, c1 = (np.array(R._hex(c)) for c in campaign.look.background)
+    c0, c1 = (np.array(fonts.hex_rgb(c)) for c in campaign.look.background)
     t = np.linspace(0, 1, height)[:, None, None]
     return np.round(c0 * (1 - t) + c1 * t).astype(np.int16)[None]
 
@@ -352,7 +359,7 @@ def test_long_title_name_words_and_title_line_stay_inside_the_safe_area(campaign
     design = _design(long, fmt, scale=0.5, title=title, words=words)
     drawn = np.stack([design.frame(t) for t in np.arange(0, 4.0, 0.2)])
     diff = np.abs(drawn.astype(np.int16) - _background(long, design.height))
-    layout = R.load_layout(None, fmt)
+    layout = load_layout(None, fmt)
     assert _outside_safe_area(diff, layout, 0.5, 0) <= 1
     assert diff.max() > 100
 
@@ -371,7 +378,7 @@ def test_scripts_the_font_lacks_use_a_fallback_font_and_stay_in_the_vtt(campaign
     assert " ".join(page.spoken) == " ".join(said)
     # The captions file breaks lines where the picture does.
     assert [len(ln.split()) for ln in page.spoken] == [len(ln.split()) for ln in page.lines]
-    assert "\n".join(page.spoken) in R._vtt(design.pages, 4.0)
+    assert "\n".join(page.spoken) in pages.vtt(design.pages, 4.0)
     # The Hebrew word is drawn: the frame differs from one where it is left out.
     without = _design(campaign, words=[w for w in words if "שרה" not in w[2]])
     assert np.abs(design.frame(0.6).astype(int) - without.frame(0.6).astype(int)).max() > 100
@@ -391,8 +398,8 @@ def test_background_image_is_tinted_by_the_gradient(campaign, tmp_path):
     Image.new("RGB", (50, 80), (255, 0, 0)).save(red)
     look = campaign.look.model_copy(update={"background_image": "red.png"})
     plain = _design(campaign)
-    tinted = R._Design(
-        layout=R.load_layout(None, "vertical"), scale=SCALE, campaign=campaign.model_copy(
+    tinted = Design(
+        layout=load_layout(None, "vertical"), scale=SCALE, campaign=campaign.model_copy(
             update={"look": look}), title="Zoë", words=[], duration=4.0, fps=FPS,
         levels=np.zeros(100), font_path=None, logo=None, background_image=red, redactions=None,
     )  # fmt: skip
@@ -402,13 +409,13 @@ def test_background_image_is_tinted_by_the_gradient(campaign, tmp_path):
 
 
 def test_non_ascii_names_render_and_emoji_are_dropped():
-    roboto = str(R._roboto("Bold"))
-    assert R._printable("Zoë 🌙 Valparaíso\u200d", roboto) == "Zoë Valparaíso"
+    roboto = str(fonts.roboto("Bold"))
+    assert fonts.printable("Zoë 🌙 Valparaíso\u200d", roboto) == "Zoë Valparaíso"
     campaign = load_campaign_file(DEFAULTS_ROOT / "campaigns" / "neural-mandate.toml")
-    layout = R.load_layout(None, "square")
+    layout = load_layout(None, "square")
 
     def title_frame(title: str) -> np.ndarray:
-        design = R._Design(
+        design = Design(
             layout=layout, scale=0.5, campaign=campaign, title=title, words=[], duration=2.0,
             fps=10, levels=np.zeros(20), font_path=None, logo=None, background_image=None,
             redactions=None,
@@ -434,23 +441,23 @@ def test_plan_cut_keeps_whole_sentences_around_the_quote():
             words.append(Word(t + k, t + k + 0.8, f" w{s}{k}" + ("." if k == 3 else "")))
         t += 5.0
     quote = (26.0, 29.8)
-    ranges = R.plan_cut(words, 52.0, 16.0, [quote])
-    assert R._length(ranges) <= 16.0
+    ranges = cut.plan_cut(words, 52.0, 16.0, [quote])
+    assert cut.length(ranges) <= 16.0
     assert any(a <= quote[0] and b >= quote[1] for a, b in ranges)
-    kept = R._remap(words, ranges)
+    kept = cut.remap(words, ranges)
     # Whole sentences: each kept sentence has all four words.
     names = [w[2].strip(" .")[:2] for w in kept]
     assert all(names.count(n) == 4 for n in set(names))
     assert len(set(names)) == 3 and "w5" in names
     # No cut needed: the whole recording.
-    assert R.plan_cut(words, 52.0, 60.0, [quote]) == [(0.0, 52.0)]
+    assert cut.plan_cut(words, 52.0, 60.0, [quote]) == [(0.0, 52.0)]
 
 
 def test_plan_cut_one_long_sentence_is_cut_at_a_word():
     words = [Word(i * 0.5, i * 0.5 + 0.4, f" w{i}") for i in range(100)]
-    (a, b), *rest = R.plan_cut(words, 50.0, 10.0)
+    (a, b), *rest = cut.plan_cut(words, 50.0, 10.0)
     assert not rest and b - a <= 10.0 and b - a > 8.0
-    assert any(abs(b - R._PAD_AFTER - w.end) < 1e-6 for w in words)
+    assert any(abs(b - cut.PAD_AFTER - w.end) < 1e-6 for w in words)
 
 
 def test_long_narrative_is_cut_under_the_campaign_limit(samples_dir, campaign, tmp_path):
@@ -463,7 +470,7 @@ def test_long_narrative_is_cut_under_the_campaign_limit(samples_dir, campaign, t
     quote_words = transcript.segments[2].words
     quote = (quote_words[0].start, quote_words[-1].end)
     short = campaign.model_copy(update={"max_video_seconds": 12.0})
-    r = R.render_video(
+    r = render_video(
         clip, transcript, short, tmp_path / "video-emotional-equity-square.mp4", fmt="square",
         title="The Sleep Sanctuary", keys=[quote], fps=8, scale=0.2,
     )  # fmt: skip
@@ -489,7 +496,7 @@ def test_long_narrative_is_cut_under_the_campaign_limit(samples_dir, campaign, t
 def test_redacted_interval_is_a_tone_and_the_name_is_replaced(rendered, speech, campaign, tmp_path):
     _, transcript = speech
     name = next(w for w in transcript.words if "Zoë" in w.text)
-    red = R.Redactions(intervals=[(name.start, name.end)], replacements={"zoë": "[name]"})
+    red = Redactions(intervals=[(name.start, name.end)], replacements={"zoë": "[name]"})
     r = _render(speech, campaign, tmp_path / "video-x-vertical.mp4", redactions=red)
 
     def tone_share(path: Path) -> float:
@@ -517,8 +524,8 @@ def _write_layout(workspace, text: str) -> Path:
 
 
 def test_shipped_layouts_load(workspace):
-    for fmt in R.FORMATS:
-        layout = R.load_layout(workspace, fmt)
+    for fmt in FORMATS:
+        layout = load_layout(workspace, fmt)
         assert layout.path == workspace.templates_dir / "video" / f"{fmt}.toml"
 
 
@@ -543,16 +550,16 @@ def test_bad_layout_is_a_config_error_naming_file_and_key(workspace, change, key
     assert change[0] in shipped
     path = _write_layout(workspace, shipped.replace(change[0], change[1], 1))
     with pytest.raises(ConfigError) as err:
-        R.load_layout(workspace, "vertical")
+        load_layout(workspace, "vertical")
     assert str(path) in str(err.value) and key in str(err.value)
 
 
 def test_unreadable_layout_and_unknown_format(workspace):
     path = _write_layout(workspace, "width = [")
     with pytest.raises(ConfigError, match=re.escape(str(path))):
-        R.load_layout(workspace, "vertical")
+        load_layout(workspace, "vertical")
     with pytest.raises(ConfigError, match="landscape"):
-        R.load_layout(workspace, "landscape")
+        load_layout(workspace, "landscape")
 
 
 # ------------------------------------------------------------------ the stage
@@ -614,7 +621,7 @@ def test_stage_records_each_video_and_skips_done_work(small_ctx, speech, tmp_pat
     assert again.skipped and again.video.stat().st_mtime_ns == mtime
 
     # A newly marked name changes what must be hidden: the video is made again.
-    from narratives.policy.anonymise import mark_term
+    from narratives.store.redactions import mark_term
 
     spoken = transcript.words[1].text.strip(" .,")
     mark_term(small_ctx, NID, spoken, actor="editor")

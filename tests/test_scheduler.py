@@ -19,16 +19,14 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from narratives.channels.base import RSS, Outgoing, PublishResult
+from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, PermanentChannelError, TransientChannelError
-from narratives.store.schema import deliveries, delivery_attempts, utcnow
+from narratives.store.delivery_queries import get_delivery, list_deliveries
+from narratives.store.schema import deliveries, delivery_attempts
 from narratives.workflow import scheduling
-from narratives.workflow.publishing import (
-    Backoff,
-    Outgoing,
-    PublishResult,
-    RSSPublisher,
-    publish_delivery,
-)
+from narratives.workflow.channels import default_publishers
+from narratives.workflow.publishing import Backoff, publish_delivery
 from narratives.workflow.scheduler import JOBS_TABLE, SchedulerService
 from tests.delivery_fixtures import add_draft, rss_content
 
@@ -46,7 +44,7 @@ class FaultInjectingPublisher:
         self.gate = gate
         self.calls: list[int] = []
         self.started = threading.Event()
-        self._rss = RSSPublisher(ctx)
+        self._rss = default_publishers(ctx)[RSS]
 
     def publish(self, item: Outgoing) -> PublishResult:
         self.calls.append(item.delivery.id)
@@ -73,7 +71,7 @@ def wait_for(predicate, what: str, timeout: float = 60.0):
 
 def state(ctx, delivery_id: int) -> str:
     with ctx.db.connect() as conn:
-        return scheduling.get_delivery(conn, delivery_id).state
+        return get_delivery(conn, delivery_id).state
 
 
 def attempts(ctx, delivery_id: int) -> list[str]:
@@ -133,7 +131,7 @@ def test_reconcile_runs_due_once_marks_old_missed_and_recovers_crashed(ctx, serv
         wait_for(lambda d=d: state(ctx, d) == "published", f"delivery {d} to publish")
     assert state(ctx, old) == "missed" and state(ctx, future) == "scheduled"
     with ctx.db.connect() as conn:
-        missed = scheduling.get_delivery(conn, old)
+        missed = get_delivery(conn, old)
         jobs = dict(conn.execute(sa.text(f"SELECT id, next_run_time FROM {JOBS_TABLE}")).all())
     assert missed.last_error.startswith("missed:")
     assert set(jobs) == {str(future)}
@@ -157,7 +155,7 @@ def test_transient_errors_back_off_then_succeed(ctx, services):
     assert attempts(ctx, d) == ["transient_error"] * 3 + ["published"]
     assert publisher.calls == [d] * 4
     with ctx.db.connect() as conn:
-        final = scheduling.get_delivery(conn, d)
+        final = get_delivery(conn, d)
     assert final.attempts == 4 and final.retry_at is None and final.last_error is None
 
 
@@ -188,7 +186,7 @@ def test_gives_up_after_max_attempts(ctx):
     outcome = None
     for _ in range(3):
         with ctx.db.connect() as conn:
-            when = scheduling.get_delivery(conn, d).wake_at
+            when = get_delivery(conn, d).wake_at
         outcome = publish_delivery(ctx, d, {"rss": publisher}, backoff=FAST, now=when)
     assert outcome.status == "failed"
     assert outcome.delivery.retry_at is None
@@ -208,7 +206,7 @@ def test_permanent_error_stops_and_records_the_reason(ctx, services):
     service.sync()
     service.sync()
     with ctx.db.connect() as conn:
-        failed = scheduling.get_delivery(conn, d)
+        failed = get_delivery(conn, d)
         jobs = conn.execute(sa.text(f"SELECT count(*) FROM {JOBS_TABLE}")).scalar()
     assert failed.retry_at is None and jobs == 0
     assert failed.last_error == "content rejected (shorten the text)"
@@ -285,11 +283,11 @@ def test_rss_end_to_end_through_the_job_store(ctx, services):
     service.start()
     with ctx.db.connect() as conn:
         job = conn.execute(sa.text(f"SELECT id, next_run_time FROM {JOBS_TABLE}")).one()
-        due_at = scheduling.get_delivery(conn, d).scheduled_at
+        due_at = get_delivery(conn, d).scheduled_at
     assert job.id == str(d) and job.next_run_time == pytest.approx(due_at.timestamp())
     wait_for(lambda: state(ctx, d) == "published", "the scheduled post")
     with ctx.db.connect() as conn:
-        published = scheduling.get_delivery(conn, d)
+        published = get_delivery(conn, d)
     assert published.published_at >= published.scheduled_at
     feed = ctx.workspace.feeds_dir / "emotional-equity.xml"
 
@@ -366,7 +364,7 @@ def test_consent_is_checked_again_at_publish_time(ctx):
 
 
 def test_a_draft_naming_an_anonymous_narrator_is_not_published(ctx):
-    from narratives.policy.anonymise import mark_term
+    from narratives.store.redactions import mark_term
 
     d = schedule_at(ctx, timedelta(seconds=-1), content="Rosa told me to rest.")
     with ctx.db.connect() as conn:
@@ -386,7 +384,7 @@ def test_a_draft_naming_an_anonymous_narrator_is_not_published(ctx):
 
 
 def test_withdrawn_while_publishing_is_taken_down(ctx):
-    from narratives.policy.consent import withdraw
+    from narratives.workflow.takedown import withdraw
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     with ctx.db.connect() as conn:
@@ -432,7 +430,7 @@ def _in_background(fn) -> tuple[threading.Thread, dict]:
 def test_an_error_after_a_withdrawal_is_not_recorded_as_a_failure(ctx):
     """F2: the publish fails after consent was withdrawn: the delivery ends withdrawn (not
     failed and retried), with no failed attempt in the log."""
-    from narratives.policy.consent import withdraw
+    from narratives.workflow.takedown import withdraw
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     gate = threading.Event()
@@ -462,7 +460,7 @@ def test_publish_now_keeps_its_claim_when_the_scheduler_starts(ctx):
     t, out = _in_background(lambda: publish_draft_now(ctx, draft, {"rss": by_hand}, actor="kai"))
     assert by_hand.started.wait(30), "the publish never started"
     with ctx.db.connect() as conn:
-        [d] = scheduling.list_deliveries(conn, draft_id=draft)
+        [d] = list_deliveries(conn, draft_id=draft)
     assert d.state == "publishing" and d.claimed_by and d.claimed_at
     assert recover_interrupted(ctx) == []
     scheduler = FaultInjectingPublisher(ctx)
@@ -476,7 +474,8 @@ def test_publish_now_keeps_its_claim_when_the_scheduler_starts(ctx):
 def test_a_claim_lost_to_a_finished_publish_is_found_not_taken_down(ctx):
     """F3: a slow publish whose lease lapsed, handed back and finished by another process,
     ends `found_existing`; it never takes the post down."""
-    from narratives.workflow.publishing import CLAIM_LEASE, recover_interrupted
+    from narratives.store.claims import CLAIM_LEASE
+    from narratives.workflow.publishing import recover_interrupted
 
     d = schedule_at(ctx, timedelta(seconds=-1))
     gate = threading.Event()
@@ -562,4 +561,50 @@ def test_a_retry_pending_past_the_missed_limit_is_missed_unless_part_is_out(ctx,
     wait_for(lambda: state(ctx, recent) == "published", "the recent retry to publish")
     assert state(ctx, stale) == "missed" and state(ctx, half) != "missed"
     with ctx.db.connect() as conn:
-        assert scheduling.get_delivery(conn, stale).retry_at is None
+        assert get_delivery(conn, stale).retry_at is None
+
+
+def test_the_publisher_and_the_scheduler_agree_on_what_is_missed(ctx, services):
+    """Issue 17: one missed rule. Each case is set up twice; one copy is woken by
+    `publish_delivery` (a job firing late), the other found by the scheduler at start. Both
+    must call the same copies missed: never tried, or a pending retry with nothing out."""
+    now = utcnow()
+    out = [{"rkey": "3abc", "uri": "at://did:plc:x/app.bsky.feed.post/3abc"}]
+    cases = {
+        # case: (hours late, state, retry pending, attempted before, posts), missed?
+        "never tried": ((13, "scheduled", False, False, None), True),
+        "moved after a try": ((13, "scheduled", False, True, None), False),
+        "retry pending": ((13, "failed", True, True, None), True),
+        "retry pending, part out": ((13, "failed", True, True, out), False),
+        "stopped": ((13, "failed", False, True, None), False),
+        "late within the limit": ((1, "scheduled", False, False, None), False),
+    }
+
+    def make(hours, state_, retry, attempted, posts) -> int:
+        d = schedule_at(ctx, timedelta(hours=-hours))
+        with ctx.db.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == d)
+                .values(
+                    state=state_,
+                    retry_at=now - timedelta(minutes=1) if retry else None,
+                    posts=posts,
+                )
+            )
+            if attempted:
+                conn.execute(
+                    delivery_attempts.insert().values(
+                        delivery_id=d, at=now, outcome="transient_error", error="x"
+                    )
+                )
+        return d
+
+    pairs = {name: (make(*setup), make(*setup)) for name, (setup, _) in cases.items()}
+    woken = {
+        name: publish_delivery(ctx, by_job, default_publishers(ctx), now=now).status == "missed"
+        for name, (by_job, _) in pairs.items()
+    }
+    report = services(ctx).start()
+    found = {name: at_start in report.missed for name, (_, at_start) in pairs.items()}
+    assert woken == found == {name: missed for name, (_, missed) in cases.items()}

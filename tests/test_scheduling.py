@@ -15,6 +15,7 @@ from narratives.cli import cli
 from narratives.core.campaigns import get_campaign
 from narratives.core.errors import InvalidState, UsageError
 from narratives.store import audit
+from narratives.store.delivery_queries import list_deliveries
 from narratives.store.schema import deliveries, delivery_attempts
 from narratives.workflow import scheduling
 from tests.delivery_fixtures import add_draft, bluesky_content
@@ -205,7 +206,7 @@ def test_fill_queues_approved_unscheduled_drafts_into_free_slots(ctx):
     assert [d.scheduled_at for d in filled] == [utc(2026, 11, 24, 19, 0), utc(2026, 11, 26, 19, 0)]
     assert taken.scheduled_at == utc(2026, 11, 21, 11, 0)
     with ctx.db.connect() as conn:
-        ids = {d.draft_id for d in scheduling.list_deliveries(conn)}
+        ids = {d.draft_id for d in list_deliveries(conn)}
     assert pending not in ids and other_campaign not in ids
     assert scheduling.fill(ctx, "neural-mandate", actor="fayez", now=NOW).deliveries == []
 

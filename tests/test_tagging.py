@@ -15,9 +15,9 @@ from narratives.core.campaigns import load_campaigns
 from narratives.core.config import AnalyseSettings
 from narratives.core.errors import ConfigError, ModelNotAvailable
 from narratives.core.workspace import DEFAULTS_ROOT, Workspace
+from narratives.stages.analyse.analyser import analyse_transcript
 from narratives.stages.analyse.content_notes import cue_hits, note_specs
 from narratives.stages.analyse.sentences import TimedWord, split_spans
-from narratives.stages.analyse.stage import analyse_transcript
 from narratives.stages.analyse.tagging import ExampleStory, check_examples, load_examples
 from narratives.stages.analyse.titles import is_title_phrase
 from tests.corpus import (
@@ -165,6 +165,7 @@ def test_every_title_is_a_grammatical_phrase(held_out_excerpts):
 # ------------------------------------------------------------------ rules
 
 
+@pytest.mark.slow
 def test_title_rule():
     assert is_title_phrase("A bridge made of light")
     assert is_title_phrase("The line for the sleep clinic")
@@ -184,6 +185,7 @@ def test_title_rule():
     assert is_title_phrase("The room where we slept")
 
 
+@pytest.mark.slow
 def test_a_pause_cuts_an_unpunctuated_run_and_is_sure():
     words_a = "we waited for hours outside the centre in the rain with the children".split()
     words_b = "nobody came to open the doors until the evening and then they turned us away".split()
@@ -248,6 +250,7 @@ def test_check_examples_reports_unknown_labels_and_thin_tags(campaigns):
     assert len(remarks) == sum(len(c.tags) for c in campaigns)
 
 
+@pytest.mark.slow
 def test_without_examples_tags_fall_back_to_descriptions(campaigns):
     a = analyse_transcript(transcript_of(split("heldout")[0].text), campaigns=campaigns)
     assert {c.method for c in a.campaigns.values()} == {"description"}

@@ -74,6 +74,7 @@ def _check_words(t: Transcript) -> None:
         assert s.words[0].start >= s.start - 1e-6 and s.words[-1].end <= s.end + 1e-6
 
 
+@pytest.mark.slow
 def test_faster_whisper_transcribes_speech(fw_transcript, clips):
     t = fw_transcript
     assert t.engine == "faster-whisper" and t.model == "tiny.en" and t.engine_version
@@ -89,6 +90,7 @@ def test_faster_whisper_transcribes_speech(fw_transcript, clips):
     assert Transcript.from_dict(json.loads(json.dumps(t.to_dict()))) == t
 
 
+@pytest.mark.slow
 def test_openai_whisper_transcribes_speech(clips, model_cache, ow):
     t = transcribe.transcribe_file(
         clips["speech"], _settings("openai-whisper"), NID, cache_dir=model_cache
@@ -99,6 +101,7 @@ def test_openai_whisper_transcribes_speech(clips, model_cache, ow):
     json.dumps(t.to_dict())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
 @pytest.mark.parametrize("clip", ["silence", "hiss"])
 def test_silence_gives_an_empty_transcript(clips, model_cache, fw, ow, engine, clip):
@@ -107,6 +110,7 @@ def test_silence_gives_an_empty_transcript(clips, model_cache, fw, ow, engine, c
     assert t.duration == pytest.approx(10.0, abs=0.01)
 
 
+@pytest.mark.slow
 def test_segments_stream_lazily(fw, clips):
     info, segments = fw.transcribe(clips["speech"])
     assert isinstance(segments, types.GeneratorType)
@@ -115,11 +119,13 @@ def test_segments_stream_lazily(fw, clips):
     assert first.id == 0 and first.text.strip()
 
 
+@pytest.mark.slow
 def test_engines_are_loaded_once(fw, ow, model_cache):
     assert transcribe.get_engine(_settings("faster-whisper"), cache_dir=model_cache) is fw
     assert transcribe.get_engine(_settings("openai-whisper"), cache_dir=model_cache) is ow
 
 
+@pytest.mark.slow
 def test_progress_reports_reach_the_end(clips, model_cache, fw):
     seen: list[tuple[float, float]] = []
     transcribe.transcribe_file(
@@ -143,6 +149,7 @@ def test_hallucination_filter():
     assert not transcribe.is_hallucination(real)
 
 
+@pytest.mark.slow
 def test_english_only_model_refuses_other_languages(fw, clips):
     with pytest.raises(ModelNotAvailable, match="English-only"):
         fw.transcribe(clips["speech"], language="de")
@@ -159,6 +166,7 @@ def test_bad_recordings_fail_before_any_model_work(tmp_path, model_cache):
     assert "transcribe.min_duration" in exc.value.hint
 
 
+@pytest.mark.slow
 def test_captions_from_a_real_transcript_are_valid(fw_transcript, tmp_path):
     srt = captions.write_srt(fw_transcript, tmp_path / "t.srt")
     vtt = captions.write_webvtt(fw_transcript, tmp_path / "t.vtt")

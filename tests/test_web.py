@@ -8,13 +8,16 @@ import stat
 import pytest
 from starlette.testclient import TestClient
 
+from narratives.core.clock import utcnow
 from narratives.records.transcript import Segment, Word
 from narratives.stages.draft import stage as drafting
-from narratives.store.schema import consents, utcnow
+from narratives.store import redactions
+from narratives.store.schema import consents, narrative_paths
 from narratives.store.users import disable_user
 from narratives.web import create_app
 from narratives.web.security import SECRET_FILE, LoginLimiter
-from narratives.workflow import review
+from narratives.workflow import review, scheduling
+from narratives.workflow.feeds import write_campaign_feeds
 from tests import web_client
 from tests.review_fixtures import (
     PASSWORD,
@@ -238,8 +241,6 @@ def test_media_is_served_by_id_and_kind_only(site, ctx, workspace, tmp_path):
 
 def test_recording_outside_the_workspace_is_not_served(site, ctx, tmp_path):
     client, nid, _ = site
-    from narratives.store.schema import narrative_paths
-
     outside = tmp_path / "elsewhere.wav"
     outside.write_bytes(b"RIFF")
     with ctx.db.begin() as conn:
@@ -319,13 +320,10 @@ def test_an_approval_or_edit_applies_only_to_the_text_that_was_read(site, ctx):
 
 
 def test_the_draft_page_audit_shows_story_and_delivery_changes_and_what_an_edit_changed(site, ctx):
-    from narratives.policy import anonymise
-    from narratives.workflow import scheduling
-
     client, nid, ids = site
     login(client)
     bsky = ids["bluesky"]
-    anonymise.mark_term(ctx, nid, "Rosalind", kind="name", actor="kai")
+    redactions.mark_term(ctx, nid, "Rosalind", kind="name", actor="kai")
     _post(client, f"/drafts/{bsky}/edit", {"text": "First post.\n---\nSecond post.", "alt": "A"})
     review.approve(ctx, bsky, actor="kai")
     delivery = scheduling.schedule(ctx, bsky, next_slot=True, actor="kai")
@@ -442,8 +440,6 @@ def test_a_disabled_user_loses_their_session(site, ctx):
 
 def test_feeds_are_public_on_the_review_server_and_nothing_else_is(site, ctx):
     import feedparser
-
-    from narratives.channels.rss.feeds import write_campaign_feeds
 
     client, nid, _ = site
     write_campaign_feeds(ctx, "emotional-equity")

@@ -11,12 +11,13 @@ import pytest
 
 from narratives.core.campaigns import get_campaign
 from narratives.core.errors import NarrativesError, StageFailed
-from narratives.policy import consent
+from narratives.policy import campaign_assignments
+from narratives.records.draft import Draft
 from narratives.stages.draft import stage as drafting
 from narratives.store import audit
 from narratives.store.context import Context
 from narratives.store.stage_runs import stage_run
-from narratives.workflow import assignments, review
+from narratives.workflow import assignments, review, takedown
 from tests.assign_fixtures import EQUITY, MANDATE, add_unassigned, without_render
 from tests.review_fixtures import add_narrative, add_recording
 from tests.web_client import client_for, csrf, flash, post
@@ -45,7 +46,7 @@ def _name(ctx, slug: str) -> str:
     return get_campaign(ctx.workspace, slug).name
 
 
-def _story_drafts(ctx, nid: str) -> list[review.Draft]:
+def _story_drafts(ctx, nid: str) -> list[Draft]:
     return [d for d in review.list_drafts(ctx) if d.narrative_id == nid]
 
 
@@ -58,7 +59,7 @@ def test_assigning_needs_a_login(ctx):
     for action in ("assign", "unassign"):
         r = client.post(f"/stories/{nid}/{action}", data={"campaign": EQUITY, "csrf": token})
         assert r.status_code == 401
-    assert assignments.explicit(ctx, nid) == {}
+    assert campaign_assignments.explicit(ctx, nid) == {}
 
 
 def test_assigning_without_the_csrf_token_is_refused(ctx):
@@ -68,7 +69,7 @@ def test_assigning_without_the_csrf_token_is_refused(ctx):
         for action in ("assign", "unassign"):
             r = client.post(f"/stories/{nid}/{action}", data=data)
             assert r.status_code == 403 and "security token" in r.text
-    assert assignments.explicit(ctx, nid) == {}
+    assert campaign_assignments.explicit(ctx, nid) == {}
     assert client.app.state.output_jobs.recent() == []
 
 
@@ -107,7 +108,7 @@ def test_an_editor_assigns_an_unassigned_story_and_its_drafts_appear(ctx):
     r = _assign(client, nid, EQUITY)
     assert r.status_code == 303 and r.headers["location"] == "/unassigned"
     _wait(client)
-    [row] = assignments.history(ctx, nid)
+    [row] = campaign_assignments.history(ctx, nid)
     assert (row.campaign, row.assigned, row.source, row.actor) == (EQUITY, True, "web", "kai")
     with ctx.db.connect() as conn:
         log = audit.history(conn, "narrative", nid)
@@ -150,7 +151,7 @@ def test_a_withdrawn_story_is_refused_with_its_reason(ctx):
     page = client.get("/unassigned").text
     assert f'id="story-{nid[:12]}"' in page
     # Withdrawn after the editor opened the page: the click is refused, with the reason.
-    consent.withdraw(ctx, nid, actor="ada", reason="asked by phone")
+    takedown.withdraw(ctx, nid, actor="ada", reason="asked by phone")
     token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     r = client.post(
         f"/stories/{nid}/assign", data={"campaign": EQUITY, "next": "/unassigned", "csrf": token}
@@ -159,7 +160,7 @@ def test_a_withdrawn_story_is_refused_with_its_reason(ctx):
     message = _error(client, "/unassigned")
     assert message.startswith("Not assigned: cannot assign")
     assert "consent was withdrawn" in message
-    assert assignments.explicit(ctx, nid) == {}
+    assert campaign_assignments.explicit(ctx, nid) == {}
     assert client.app.state.output_jobs.recent() == []
     assert f'id="story-{nid[:12]}"' not in client.get("/unassigned").text
 
@@ -186,7 +187,7 @@ def test_a_failed_story_and_an_unknown_campaign_are_refused_with_a_sentence(ctx)
     assert "no narrative" in _error(client, "/unassigned")
     r = post(client, "/stories/nothex/assign", {"campaign": EQUITY})
     assert r.status_code == 303 and "no story with that id" in _error(client, "/unassigned")
-    assert assignments.explicit(ctx, nid) == {}
+    assert campaign_assignments.explicit(ctx, nid) == {}
 
 
 def test_a_back_link_from_outside_is_not_followed(ctx):
@@ -249,7 +250,7 @@ def test_draft_page_shows_why_and_unassigns_and_assigns(ctx):
         assert f"Draft {draft_id} ({label}) was awaiting review: rejected." in message
         assert review.get_draft(ctx, draft_id).state == "rejected"
     assert "fits no campaign" in message
-    [row] = assignments.history(ctx, nid)
+    [row] = campaign_assignments.history(ctx, nid)
     assert (row.assigned, row.source, row.actor) == (False, "web", "kai")
     page = client.get(draft_page).text
     assert re.search(rf'id="campaign-{EQUITY}">.*?unassigned by kai', page, re.S)
@@ -280,7 +281,7 @@ def test_a_failure_while_making_the_drafts_is_shown_not_raised(ctx, monkeypatch)
     assert "the &lt;render&gt; disk is full (free some space)" in jobs
     # The assignment holds: the story is no longer unassigned, and `narrative process` (or
     # assigning again) makes what is missing.
-    assert assignments.explicit(ctx, nid) == {EQUITY: True}
+    assert campaign_assignments.explicit(ctx, nid) == {EQUITY: True}
 
     def bug(*_a, **_k):
         raise RuntimeError("boom")

@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from narratives.policy import anonymise, consent
+from narratives.policy import consent
 from narratives.stages.draft import stage as drafting
-from narratives.store import audit
-from narratives.workflow import review, scheduling
-from narratives.workflow.publishing import default_publishers, publish_delivery
+from narratives.store import audit, delivery_queries, redactions
+from narratives.workflow import review, scheduling, takedown
+from narratives.workflow.channels import default_publishers
+from narratives.workflow.publishing import publish_delivery
 from tests.delivery_fixtures import add_draft
 from tests.review_fixtures import SENTENCES, add_narrative, add_render, analysis_for, transcript_for
 from tests.web_client import client_for, csrf, flash, post
@@ -135,7 +136,7 @@ def test_withdraw_needs_the_confirm_box_then_takes_everything_down(ctx):
     r = post(client, f"/drafts/{ids['rss']}/consent/withdraw", {"confirm": "yes", "reason": ""})
     assert r.status_code == 400 and "reason" in r.text
     with ctx.db.connect() as conn:
-        assert scheduling.get_delivery(conn, waiting.id).state == "scheduled"
+        assert delivery_queries.get_delivery(conn, waiting.id).state == "scheduled"
 
     r = post(
         client,
@@ -149,8 +150,8 @@ def test_withdraw_needs_the_confirm_box_then_takes_everything_down(ctx):
     assert 'id="feeds">emotional-equity<' in r.text
     assert "She asked us by &lt;email&gt;" in r.text
     with ctx.db.connect() as conn:
-        assert scheduling.get_delivery(conn, waiting.id).state == "cancelled"
-        assert scheduling.get_delivery(conn, out.id).state == "withdrawn"
+        assert delivery_queries.get_delivery(conn, waiting.id).state == "cancelled"
+        assert delivery_queries.get_delivery(conn, out.id).state == "withdrawn"
     assert "Two lines at the dream clinic" not in feed_file.read_text()
     c = consent.get_consent(ctx, nid)
     assert c.withdrawn_at is not None and c.status() == "withdrawn"
@@ -183,7 +184,7 @@ def _anonymous_story(ctx) -> str:
         analysis=analysis_for(quote={"text": quote, "raw": quote, "start": 8.0, "end": 12.0}),
         consent=False,
     )
-    consent.set_consent(
+    takedown.set_consent(
         ctx, nid, given_by="R.", method="form", channels=["bluesky", "rss"], actor="test"
     )
     return nid
@@ -200,7 +201,7 @@ def test_marked_names_are_listed_and_hidden_in_the_next_drafts(ctx):
     r = post(client, f"/drafts/{ids['bluesky']}/hide", {"term": " Rosalind ", "kind": "name"})
     assert r.status_code == 303
     assert "“Rosalind” will be hidden" in flash(client, f"/drafts/{ids['bluesky']}")
-    assert [(t.text, t.kind) for t in anonymise.marked_terms(ctx, nid)] == [("Rosalind", "name")]
+    assert [(t.text, t.kind) for t in redactions.marked_terms(ctx, nid)] == [("Rosalind", "name")]
     with ctx.db.connect() as conn:
         [entry] = audit.history(conn, "narrative", nid)
     assert (entry["actor"], entry["action"]) == ("kai", "redaction.add")
@@ -228,7 +229,7 @@ def test_marked_names_are_listed_and_hidden_in_the_next_drafts(ctx):
     r = post(client, f"/drafts/{ids['bluesky']}/hide", {"term": "  ", "kind": "name"})
     assert r.status_code == 400
     post(client, f"/drafts/{ids['bluesky']}/unhide", {"term": "Rosalind"})
-    assert anonymise.marked_terms(ctx, nid) == []
+    assert redactions.marked_terms(ctx, nid) == []
     page = client.get(f"/drafts/{ids['bluesky']}").text
     assert "Nothing marked yet." in page and "“Rosalind” is no longer hidden." in page
     # A term that was never marked says so, rather than claiming it was unhidden.
@@ -280,7 +281,7 @@ def test_new_consent_forms_check_csrf(ctx, token):
         r = client.post(f"/drafts/{draft_id}/{action}", data=data)
         assert r.status_code == 403 and "security token" in r.text, action
     assert consent.get_consent(ctx, nid) == before
-    assert anonymise.marked_terms(ctx, nid) == []
+    assert redactions.marked_terms(ctx, nid) == []
 
 
 def test_new_consent_routes_need_a_login(ctx):

@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from narratives.core.campaigns import get_campaign
-from narratives.store import audit
+from narratives.store import audit, delivery_queries
 from narratives.workflow import scheduling
-from narratives.workflow.publishing import default_publishers, publish_delivery
+from narratives.workflow.channels import default_publishers
+from narratives.workflow.publishing import publish_delivery
+from narratives.workflow.review import get_draft
+from narratives.workflow.takedown import set_consent
 from tests.delivery_fixtures import add_draft, rss_content
 from tests.web_client import client_for, csrf, flash, post, row
 
@@ -23,7 +26,7 @@ AFTER_DST = "2030-03-11 09:00"
 
 def _deliveries(ctx, draft_id):
     with ctx.db.connect() as conn:
-        return scheduling.list_deliveries(conn, draft_id=draft_id)
+        return delivery_queries.list_deliveries(conn, draft_id=draft_id)
 
 
 def _actions(ctx, delivery_id):
@@ -158,9 +161,6 @@ def test_only_approved_drafts_and_real_times_can_be_scheduled(ctx):
     assert _deliveries(ctx, approved) == []
     # No consent for the channel: refused with the reason (issue 7).
     no_consent = add_draft(ctx, narrative_id=None, channel="bluesky", state="approved")
-    from narratives.policy.consent import set_consent
-    from narratives.workflow.review import get_draft
-
     set_consent(
         ctx,
         get_draft(ctx, no_consent).narrative_id,
@@ -244,4 +244,4 @@ def test_new_schedule_routes_need_a_login(ctx):
         assert r.status_code == 401, path
     assert _deliveries(ctx, draft_id) == []
     with ctx.db.connect() as conn:
-        assert scheduling.get_delivery(conn, v).state == "scheduled"
+        assert delivery_queries.get_delivery(conn, v).state == "scheduled"

@@ -10,9 +10,11 @@ import threading
 import pytest
 from starlette.testclient import TestClient
 
+from narratives.cli import cli
 from narratives.store import users
 from narratives.web import create_app
 from narratives.web.security import LoginLimiter
+from narratives.workflow import review
 from tests.web_client import client_for, csrf, post
 
 
@@ -111,8 +113,6 @@ def test_serve_never_trusts_forwarded_headers(monkeypatch, host):
     import uvicorn
     from click.testing import CliRunner
 
-    from narratives.cli import cli
-
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     result = CliRunner().invoke(cli, ["serve", "--host", host, "--port", "8999"])
@@ -124,10 +124,9 @@ def test_an_oversized_id_is_not_found_and_errors_keep_the_security_headers(ctx, 
     client = client_for(ctx)
     r = client.get("/drafts/" + "9" * 30)
     assert r.status_code == 404 and "content-security-policy" in r.headers
+
     # Fault injection (named as such): a bug deep in a page raises. The 500 still carries
     # the CSP and no-store, and says nothing about the error itself.
-    from narratives.workflow import review
-
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail")
 

@@ -102,6 +102,7 @@ def test_conversion_is_cached_by_source_digest(tiny, model_cache, checkpoint_pat
     assert ckpt["dims"] == TINY_DIMS
 
 
+@pytest.mark.slow
 def test_alignment_heads_come_from_config(tiny, model_cache, checkpoint_path):
     import json
 
@@ -117,6 +118,7 @@ def spoken(tmp_path_factory):
     return speak(tmp_path_factory.mktemp("agree") / "clip.wav")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vad", [False, True])
 def test_both_engines_agree_on_the_same_weights(spoken, model_cache, checkpoint_path, vad):
     """faster-whisper float32 and openai-whisper (converted) give the same beam-5 transcript."""

@@ -8,10 +8,14 @@ import sys
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from rich.console import Console
+from rich.markup import escape
 
 from narratives.core.errors import NotFound, UsageError
 from narratives.store.context import Context
+from narratives.store.schema import narratives
+from narratives.store.stage_runs import done_narratives
 
 __all__ = [
     "get_context",
@@ -70,11 +74,7 @@ def echo_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def _match(conn, prefix: str) -> str:
-    import sqlalchemy as sa
-
-    from narratives.store.schema import narratives
-
+def _match(conn: sa.Connection, prefix: str) -> str:
     prefix = prefix.lower()
     if not prefix or any(c not in "0123456789abcdef" for c in prefix):
         raise UsageError(f"{prefix!r} is not a narrative id (hex digits)")
@@ -97,22 +97,14 @@ def resolve_narrative_id(prefix: str) -> str:
 def narrative_ids(ids: tuple[str, ...], all_: bool, *, done: str | None = None) -> list[str]:
     """Full ids for the prefixes given, or with `all_` every narrative (every one whose stage
     `done` has finished, when given: `--all` means all that are ready for the command)."""
-    import sqlalchemy as sa
-
-    from narratives.store.schema import narratives, stage_runs
-
     if all_ == bool(ids):
         raise UsageError("name narratives by id, or pass --all (not both)")
     with get_context().db.connect() as conn:
         if not all_:
             return [_match(conn, given) for given in ids]
         if done:
-            q = sa.select(stage_runs.c.narrative_id).where(
-                stage_runs.c.stage == done, stage_runs.c.status == "done"
-            )
-        else:
-            q = sa.select(narratives.c.id)
-        return sorted(r[0] for r in conn.execute(q))
+            return sorted(done_narratives(conn, done))
+        return sorted(r[0] for r in conn.execute(sa.select(narratives.c.id)))
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -121,6 +113,4 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def shown_name(name: str) -> str:
     """A file name as one line of Rich text: markup escaped, and a newline or other control
     character (legal in Unix names) shown as ⏎/� instead of breaking the table row."""
-    from rich.markup import escape
-
     return escape(_CONTROL.sub(lambda m: "⏎" if m.group() == "\n" else "\ufffd", name))

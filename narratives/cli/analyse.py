@@ -15,6 +15,11 @@ from narratives.cli._common import (
     resolve_narrative_id,
 )
 from narratives.core.errors import NarrativesError
+from narratives.policy.campaign_assignments import check_slugs
+from narratives.policy.routing import routes
+from narratives.store.narrative_files import read_analysis
+from narratives.workflow import assignments
+from narratives.workflow.review import correct_tag
 
 __all__ = ["register", "analyse", "tag"]
 
@@ -29,6 +34,7 @@ def analyse(ids, all_, force, as_json):
 
     A narrative that fails is reported and the others go on; the exit status is then 1.
     """
+    # The analyse stage loads NumPy, scikit-learn and the models' code: not for `--help`.
     from narratives.stages.analyse import stage
 
     ctx = get_context()
@@ -90,16 +96,11 @@ def tag(narrative_id, campaign, tag, applies, actor, as_json):
     Exit codes: 0 done, 1 a video or draft failed, 2 unknown campaign, 5 no such story or
     tag, 7 not an active user.
     """
-    from narratives.stages.analyse import stage
-    from narratives.workflow.review import correct_tag
-
-    from ..workflow import assignments
-
     ctx = get_context()
     actor = require_actor(actor)
-    (campaign,) = assignments.check_slugs(ctx, [campaign])  # exit 2, naming the known ones
+    (campaign,) = check_slugs(ctx, [campaign])  # exit 2, naming the known ones
     nid = resolve_narrative_id(narrative_id)
-    before = [r.campaign for r in assignments.routes(ctx, nid)]
+    before = [r.campaign for r in routes(ctx, nid)]
     correct_tag(ctx, nid, campaign, tag, applies, actor=actor)
     change = assignments.route_change(ctx, nid, before, actor=actor)
     made = None
@@ -107,7 +108,7 @@ def tag(narrative_id, campaign, tag, applies, actor, as_json):
         made = assignments.make_outputs(
             ctx, nid, campaigns=change.gained, progress=lambda m: err_console.print(m), actor=actor
         )
-    fit = stage.load_analysis(ctx.workspace, nid).campaigns[campaign]
+    fit = read_analysis(ctx.workspace, nid).campaigns[campaign]
     if as_json:
         echo_json(
             {
@@ -117,9 +118,7 @@ def tag(narrative_id, campaign, tag, applies, actor, as_json):
                 "gained": change.gained,
                 "lost": change.lost,
                 "drafts": [n.to_json() for n in change.notes],
-                "outputs": None
-                if made is None
-                else {"videos": made.videos, "drafts": made.drafts, "errors": made.errors},
+                "outputs": None if made is None else _made_json(made),
             }
         )
     else:

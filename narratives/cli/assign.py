@@ -19,6 +19,8 @@ from narratives.cli._common import (
     resolve_narrative_id,
 )
 from narratives.core.errors import EXIT_FAILED_ITEMS
+from narratives.policy import campaign_assignments, routing
+from narratives.store.users import require_active
 from narratives.workflow import assignments
 
 __all__ = ["register", "assign", "unassign"]
@@ -38,7 +40,7 @@ def _say(text: str) -> None:
     err_console.print(text, highlight=False)
 
 
-def _routes_line(routes: list[assignments.Route]) -> str:
+def _routes_line(routes: list[routing.Route]) -> str:
     if not routes:
         return "fits no campaign (unassigned)"
     return "goes to " + ", ".join(
@@ -72,14 +74,16 @@ def assign(
     """
     ctx = get_context()
     actor = require_actor(actor)
-    slugs = assignments.check_slugs(ctx, campaigns)
+    slugs = campaign_assignments.check_slugs(ctx, campaigns)
     nid = resolve_narrative_id(narrative_id)
-    before = {r.campaign: r for r in assignments.routes(ctx, nid)}
-    rows = [assignments.assign(ctx, nid, slug, actor=actor, source="cli") for slug in slugs]
+    before = {r.campaign: r for r in routing.routes(ctx, nid)}
+    rows = [
+        campaign_assignments.assign(ctx, nid, slug, actor=actor, source="cli") for slug in slugs
+    ]
     for row in rows:
         verb = "assigned to" if row.changed else "was already assigned to"
         _say(f"{nid[:12]} {verb} {row.campaign}")
-    after = assignments.routes(ctx, nid)
+    after = routing.routes(ctx, nid)
     dropped = sorted(set(before) - {r.campaign for r in after})
     for slug in dropped:
         # Tags routed it there; an assignment now decides alone.
@@ -145,15 +149,15 @@ def unassign(
     """
     ctx = get_context()
     actor = require_actor(actor)
-    slugs = assignments.check_slugs(ctx, campaigns)
+    slugs = campaign_assignments.check_slugs(ctx, campaigns)
     nid = resolve_narrative_id(narrative_id)
     if not keep_drafts and any(assignments.pending_drafts(ctx, nid, s) for s in slugs):
-        from narratives.store.users import require_active
-
         # Rejecting is a review action: checked before anything changes.
         require_active(ctx, actor)
-    before = {r.campaign for r in assignments.routes(ctx, nid)}
-    rows = [assignments.unassign(ctx, nid, slug, actor=actor, source="cli") for slug in slugs]
+    before = {r.campaign for r in routing.routes(ctx, nid)}
+    rows = [
+        campaign_assignments.unassign(ctx, nid, slug, actor=actor, source="cli") for slug in slugs
+    ]
     notes: dict[str, list[assignments.DraftNote]] = {}
     for row in rows:
         verb = "unassigned from" if row.changed else "was already unassigned from"
@@ -164,7 +168,7 @@ def unassign(
         for note in notes[row.campaign]:
             colour = "cyan" if note.action == "rejected" else "yellow"
             _say(f"  [{colour}]{escape(note.message)}[/]")
-    after = assignments.routes(ctx, nid)
+    after = routing.routes(ctx, nid)
     # Unassigning the last assigned campaign lets its tags route it again: make those now.
     gained = sorted({r.campaign for r in after} - before)
     outputs = assignments.Outputs()

@@ -9,9 +9,7 @@ from rich.table import Table
 from narratives.cli._common import console, echo_json, get_context
 from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
 from narratives.core.errors import EXIT_USAGE, ConfigError
-from narratives.stages.analyse.content_notes import note_specs
-from narratives.stages.analyse.tagging import EXAMPLES_FILE, check_examples, read_examples
-from narratives.stages.draft.stage import check_template, post_environment
+from narratives.stages.draft.templates import check_template, post_environment
 
 
 @click.group()
@@ -78,6 +76,10 @@ def show(slug: str, as_json: bool) -> None:
 @campaigns.command()
 def check() -> None:
     """Validate every campaign file and its templates; exit 2 on any error."""
+    # The analysis modules load NumPy and scikit-learn: only for `check`, not for `--help`.
+    from narratives.stages.analyse.content_notes import note_specs
+    from narratives.stages.analyse.tagging import EXAMPLES_FILE, check_examples, read_examples
+
     ctx = get_context()
     found, errors = _load_all(ctx)
     env = post_environment(ctx.workspace)

@@ -20,6 +20,11 @@ from narratives.cli._common import (
 from narratives.core.errors import EXIT_FAILED_ITEMS, UsageError
 from narratives.policy import anonymise
 from narratives.policy import consent as ledger
+from narratives.policy.sidecar import sidecar_path
+from narratives.records.consent import Consent
+from narratives.records.redactions import Term
+from narratives.store import redactions
+from narratives.workflow import takedown
 
 
 def _when(value: str | None, option: str) -> datetime | date | None:
@@ -45,7 +50,7 @@ def _channels(value: str) -> list[str]:
     return items
 
 
-def _print(c: ledger.Consent | None, narrative_id: str, terms: list[anonymise.Term]) -> None:
+def _print(c: Consent | None, narrative_id: str, terms: list[Term]) -> None:
     if c is None:
         console.print(f"[red]No consent recorded[/] for {narrative_id[:12]}: nothing may go out.")
         return
@@ -108,7 +113,7 @@ def set_cmd(narrative_id, given_by, method, channels, named, expires, given_at, 
     """Record or replace the consent for NARRATIVE_ID."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
-    c = ledger.set_consent(
+    c = takedown.set_consent(
         ctx,
         nid,
         given_by=given_by,
@@ -140,7 +145,7 @@ def show(narrative_id: str, as_json: bool) -> None:
                 "hidden_terms": [
                     {"text": t.text, "kind": t.kind, "source": t.source} for t in terms
                 ],
-                "voice_semitones": anonymise.voice_disguise(ctx, nid),
+                "voice_semitones": redactions.voice_disguise(ctx, nid),
             }
         )
         return
@@ -155,9 +160,9 @@ def import_cmd(narrative_id: str, sidecar: Path, actor: str | None) -> None:
     """Record the consent in SIDECAR (a story.consent.toml file), replacing any recorded."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
-    if not ledger.sidecar_path(sidecar).is_file():
+    if not sidecar_path(sidecar).is_file():
         raise UsageError(f"{sidecar}: no such consent file")
-    c = ledger.import_sidecar(ctx, nid, sidecar, actor=require_actor(actor), replace=True)
+    c = takedown.import_consent(ctx, nid, sidecar, actor=require_actor(actor), replace=True)
     _print(c, nid, [])
 
 
@@ -176,7 +181,7 @@ def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) ->
             f"Withdraw consent for {nid[:12]} and take down everything published from it?",
             abort=True,
         )
-    report = ledger.withdraw(ctx, nid, actor=require_actor(actor), reason=reason)
+    report = takedown.withdraw(ctx, nid, actor=require_actor(actor), reason=reason)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -210,10 +215,10 @@ def redact(narrative_id, terms: tuple[str, ...], place: bool, remove: bool, acto
     nid = resolve_narrative_id(narrative_id)
     for term in terms:
         if remove:
-            anonymise.unmark_term(ctx, nid, term, actor=require_actor(actor))
+            redactions.unmark_term(ctx, nid, term, actor=require_actor(actor))
         else:
             kind = "place" if place else "name"
-            anonymise.mark_term(ctx, nid, term, kind=kind, actor=require_actor(actor))
+            redactions.mark_term(ctx, nid, term, kind=kind, actor=require_actor(actor))
     for t in anonymise.terms_for(ctx, nid):
         click.echo(f"{t.text}\t{t.placeholder}\t{t.source}")
     if terms:
@@ -229,7 +234,7 @@ def disguise(narrative_id: str, semitones: float, off: bool, actor) -> None:
     """Disguise the narrator's voice (pitch shift) in published videos."""
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
-    anonymise.set_voice_disguise(ctx, nid, None if off else semitones, actor=require_actor(actor))
+    redactions.set_voice_disguise(ctx, nid, None if off else semitones, actor=require_actor(actor))
     click.echo("Voice disguise off." if off else f"Voice shifted by {semitones:+g} semitones.")
     click.echo("Render again (`narrative process --force`) to apply.", err=True)
 

@@ -13,9 +13,12 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from narratives.channels.base import BLUESKY, CHANNELS
+from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
+from narratives.channels.bluesky.text import count_graphemes
 from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
 from narratives.core.errors import UsageError
-from narratives.stages.draft.stage import BLUESKY_LIMIT, count_graphemes
+from narratives.records.draft import STATES, Draft
 from narratives.workflow import review
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -27,7 +30,7 @@ def _safe(text: str) -> str:
     return _CONTROLS.sub("\ufffd", text)
 
 
-def _json(d: review.Draft, ctx=None, *, full: bool = False) -> dict:
+def _json(d: Draft, ctx=None, *, full: bool = False) -> dict:
     data = d.to_dict()
     data["version"] = d.version
     if not full:
@@ -46,8 +49,8 @@ def drafts() -> None:
 
 @drafts.command("list")
 @click.option("--campaign", help="Only this campaign (slug).")
-@click.option("--channel", type=click.Choice(["bluesky", "rss"]), help="Only this channel.")
-@click.option("--state", type=click.Choice(review.STATES), help="Only drafts in this state.")
+@click.option("--channel", type=click.Choice(list(CHANNELS)), help="Only this channel.")
+@click.option("--state", type=click.Choice(STATES), help="Only drafts in this state.")
 @click.option("--tag", help="Only narratives with this tag.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_(campaign, channel, state, tag, as_json: bool) -> None:
@@ -92,7 +95,7 @@ def show(draft_id: int, as_json: bool) -> None:
         f"narrative {d.narrative_id[:12]} · template {d.template} · version {d.version}"
     )
     click.echo()
-    if d.channel == "bluesky":
+    if d.channel == BLUESKY:
         if d.content.get("content_warning"):
             click.echo(f"[content note: {_safe(d.content['content_warning'])}]")
         for i, text in enumerate(d.posts, 1):

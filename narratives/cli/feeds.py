@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from narratives.channels.rss import feeds
 from narratives.cli._common import console, echo_json, get_context
 from narratives.core.errors import EXIT_FAILED_ITEMS
+from narratives.stages.pipeline import process_paths
+from narratives.workflow import feeds
 
 
 @click.group("feeds")
@@ -89,8 +90,6 @@ def pull_cmd(url, no_process, max_mb, timeout, allow_private, as_json):
     )
     processed = []
     if report.downloaded and not no_process:
-        from narratives.stages.pipeline import process_paths
-
         processed = [
             r.to_json(with_transcript=False) for r in process_paths(ctx, report.downloaded)
         ]

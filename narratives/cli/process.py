@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -24,34 +26,26 @@ from narratives.cli._common import (
     get_context,
     shown_name,
 )
+from narratives.core.config import Settings
 from narratives.core.errors import EXIT_FAILED_ITEMS, EXIT_OK
+from narratives.policy.campaign_assignments import check_slugs
 from narratives.stages.ingest import RECORDING_EXTENSIONS, find_recordings
 from narratives.stages.pipeline import STAGES, ItemResult, process_paths
+from narratives.store.context import Context
 
 
-def _run_batch(
-    paths,
-    *,
-    force,
-    stages,
-    settings=None,
-    as_json,
-    with_transcript,
-    workers=1,
-    campaigns=(),
-    actor="intake",
-):
-    from narratives.engines import whisper as transcribe_mod  # numpy and PyAV: only when needed
-    from narratives.workflow.assignments import check_slugs
+def _checked_settings(ctx: Context, settings: Settings | None) -> Settings:
+    """The batch's settings; a bad model or language fails the command before any file is
+    touched."""
+    # PyAV and the Whisper engines: only imported when a batch runs.
+    from narratives.engines import whisper
 
-    ctx = get_context()
-    # An unknown campaign is a usage error before any file is touched.
-    campaigns = check_slugs(ctx, campaigns)
     settings = settings or ctx.settings
-    # A bad model or language fails the command before any file is touched.
-    settings = settings.model_copy(
-        update={"transcribe": transcribe_mod.check_settings(settings.transcribe)}
-    )
+    return settings.model_copy(update={"transcribe": whisper.check_settings(settings.transcribe)})
+
+
+def _count_recordings(ctx: Context, paths: Sequence[Path]) -> int:
+    """How many recordings `paths` hold; none is an error (exit 1) with a hint."""
     total = sum(1 for _ in find_recordings(paths, skip=[ctx.workspace.work_dir]))
     if not total:
         click.secho(
@@ -65,43 +59,71 @@ def _run_batch(
             err=True,
         )
         click.get_current_context().exit(EXIT_FAILED_ITEMS)
+    return total
+
+
+class _Bars:
+    """Two progress bars on stderr: recordings done, and the current file's stage."""
+
+    def __init__(self, total: int) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.overall = self.progress.add_task("recordings", total=total)
+        self.current = self.progress.add_task("", total=1.0, visible=False)
+        self.file = ""
+
+    def on_event(self, event: str, detail: Any) -> None:
+        """The pipeline's `progress` callback."""
+        if event == "file":
+            self.file = shown_name(Path(detail).name)
+            self.progress.update(self.current, description=self.file, completed=0, visible=True)
+        elif event == "stage":
+            self.progress.update(self.current, description=f"{self.file}: {detail}", completed=0)
+        elif event == "fraction":
+            self.progress.update(self.current, completed=detail)
+
+
+def _run_batch(
+    paths: Sequence[Path],
+    *,
+    force: bool,
+    stages: Sequence[str],
+    settings: Settings | None = None,
+    as_json: bool,
+    with_transcript: bool,
+    workers: int = 1,
+    campaigns: Sequence[str] = (),
+    actor: str = "intake",
+) -> list[ItemResult]:
+    """Run the pipeline on `paths` with progress bars; one JSON line per result with
+    `as_json`, as each ends."""
+    ctx = get_context()
+    # An unknown campaign is a usage error before any file is touched.
+    campaigns = check_slugs(ctx, campaigns)
+    settings = _checked_settings(ctx, settings)
+    bars = _Bars(_count_recordings(ctx, paths))
     results: list[ItemResult] = []
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    )
-    with progress:
-        overall = progress.add_task("recordings", total=total)
-        current = progress.add_task("", total=1.0, visible=False)
-        state = {"file": ""}
-
-        def on_event(event, detail):
-            if event == "file":
-                state["file"] = shown_name(Path(detail).name)
-                progress.update(current, description=state["file"], completed=0, visible=True)
-            elif event == "stage":
-                progress.update(current, description=f"{state['file']}: {detail}", completed=0)
-            elif event == "fraction":
-                progress.update(current, completed=detail)
-
+    with bars.progress:
         for result in process_paths(
             ctx,
             paths,
             force=force,
             stages=stages,
             settings=settings,
-            progress=on_event,
+            progress=bars.on_event,
             workers=workers,
             campaigns=campaigns,
             actor=actor,
         ):
             results.append(result)
-            progress.advance(overall)
+            bars.progress.advance(bars.overall)
             if as_json:
                 echo_json(result.to_json(with_transcript=with_transcript))
     return results
@@ -265,6 +287,7 @@ def transcribe(paths, engine, model, language, force, as_json) -> None:
     Exit code 0 when all succeeded, 1 when any failed or none was found, 2 for usage errors
     (such as an unknown language code), 4 when the model is not available.
     """
+    # PyAV and the Whisper engines: only imported when this command runs.
     from narratives.engines.whisper import normalise_language
 
     ctx = get_context()

@@ -6,6 +6,7 @@ import click
 
 from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
 from narratives.core.errors import EXIT_FAILED_ITEMS, UsageError
+from narratives.workflow.publishing import publish_draft_now
 
 
 @click.command("publish")
@@ -19,8 +20,6 @@ def publish_cmd(draft_id, now, actor, as_json):
     A transient failure leaves the delivery failed with a retry time, for the scheduler to
     retry; a permanent one records the reason on the draft. Exit status 1 if it did not go out.
     """
-    from narratives.workflow.publishing import publish_draft_now
-
     if not now:
         raise UsageError("pass --now to publish at once", hint="or use `narrative schedule`")
     outcome = publish_draft_now(get_context(), draft_id, actor=require_actor(actor))

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 from rich.markup import escape
 
 from narratives.cli._common import echo_json, err_console, get_context, narrative_ids
 from narratives.core.errors import NarrativesError
+from narratives.policy.campaign_assignments import check_slugs, explicit
+from narratives.policy.routing import routes
+from narratives.records.video import FORMATS, Video
+from narratives.stages.pool import render_many
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = ["register", "render"]
 
@@ -23,7 +32,7 @@ __all__ = ["register", "render"]
     "--format",
     "formats",
     multiple=True,
-    type=click.Choice(["vertical", "square"]),
+    type=click.Choice(FORMATS),
     help="Only this format (repeatable); default: each campaign's formats.",
 )
 @click.option(
@@ -50,25 +59,9 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
     Videos go to media/work/<id>/video-<campaign>-<format>.mp4. A narrative that fails is
     reported and the others go on; the exit status is then 1.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from narratives.stages.pipeline import render_many
-    from narratives.stages.render import stage
-    from narratives.workflow.assignments import check_slugs
-
     ctx = get_context()
     # An unknown campaign is a usage error naming the known ones, before any work.
     campaigns = tuple(check_slugs(ctx, campaigns))
-    failed = 0
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json,
-    )
     options = {
         "force": force,
         "formats": list(formats) or None,
@@ -76,94 +69,125 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
     }
     # Without --campaign the analysis says which campaigns a narrative is for.
     chosen = narrative_ids(ids, all_, done="transcribe" if campaigns else "analyse")
+    report = _Report(ctx, campaigns, as_json)
+    with report.progress:
+        overall = report.progress.add_task("narratives", total=len(chosen), unit="done")
+        if workers > 1 and len(chosen) > 1:
+            for outcome in render_many(ctx, chosen, workers=workers, **options):
+                if outcome.error is not None:
+                    report.fail(outcome.narrative_id, outcome.error, outcome.hint)
+                else:
+                    report.show(outcome.narrative_id, outcome.videos)
+                report.progress.advance(overall)
+        else:
+            _render_each(ctx, chosen, options, report, overall)
+    if report.failed:
+        raise click.exceptions.Exit(1)
 
-    def show(nid: str, results: list[stage.VideoResult]) -> None:
-        unused = _unrouted(ctx, nid, campaigns)
-        for r in results:
-            out = {
-                "narrative_id": nid,
-                "campaign": r.campaign,
-                "format": r.format,
-                "skipped": r.skipped,
-                # False: the story is not routed to this campaign, so no draft uses the video.
-                "routed": r.campaign not in unused,
-                **r.output(ctx.workspace),
-            }
-            if r.campaign in unused:
-                out["note"] = _note(ctx, nid, r.campaign)
-            if as_json:
-                echo_json(out)
-                continue
-            note = " (already rendered)" if r.skipped else ""
-            cut = " cut to fit" if r.cut else ""
-            progress.console.print(
-                f"{nid[:12]} {r.campaign}/{r.format}: {out['video']} "
-                f"{r.width}x{r.height} {r.duration:.1f} s{cut}{note}"
+
+def _render_each(
+    ctx, chosen: list[str], options: dict[str, Any], report: _Report, overall: TaskID
+) -> None:
+    """Render the narratives one after another in this process, with a bar per video."""
+    # The render stage loads NumPy, Pillow and the video writer: imported when rendering,
+    # not for `--help`.
+    from narratives.stages.render import stage
+
+    for i, nid in enumerate(chosen):
+        report.progress.update(overall, completed=i)
+        try:
+            results = stage.run(
+                ctx,
+                nid,
+                progress=lambda key, d, t, nid=nid: report.frames(nid, key, d, t),
+                **options,
             )
-            if r.missing_glyphs:
-                progress.console.print(
-                    f"  [yellow]warning:[/yellow] no font draws {r.missing_glyphs!r}: "
-                    "left out of the burned-in captions (the .vtt keeps them)"
-                )
-        if not results and not as_json:
-            progress.console.print(f"{nid[:12]}: nothing to render")
-        if as_json:
+        except NarrativesError as exc:
+            report.fail(nid, str(exc), exc.hint)
+            continue
+        report.show(nid, results)
+    report.progress.update(overall, completed=len(chosen))
+
+
+class _Report:
+    """What the command prints: a line (or JSON line) per video, failures, progress bars."""
+
+    def __init__(self, ctx, campaigns: tuple[str, ...], as_json: bool) -> None:
+        # rich.progress takes ~50 ms to import: only when rendering, not for `--help`.
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.ctx, self.campaigns, self.as_json = ctx, campaigns, as_json
+        self.failed = 0
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=as_json,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def frames(self, nid: str, key: str, done: int, total: int) -> None:
+        name = f"{nid[:12]} {key}"
+        if name not in self._tasks:
+            self._tasks[name] = self.progress.add_task(name, total=total, unit="frames")
+        self.progress.update(self._tasks[name], completed=done, total=total)
+
+    def fail(self, nid: str, error: str, hint: str | None) -> None:
+        self.failed += 1
+        if self.as_json:
+            echo_json({"narrative_id": nid, "error": error, "hint": hint})
+        else:
+            err_console.print(f"[red]{nid[:12]} failed:[/red] {error}")
+
+    def show(self, nid: str, results: list[Video]) -> None:
+        ctx = self.ctx
+        unused = _unrouted(ctx, nid, self.campaigns)
+        for r in results:
+            self._video(nid, r, unused)
+        if not results and not self.as_json:
+            self.progress.console.print(f"{nid[:12]}: nothing to render")
+        if self.as_json:
             return  # the JSON lines carry the note
         for slug in sorted(unused & {r.campaign for r in results}):
             err_console.print(
                 f"[yellow]note:[/yellow] {escape(_note(ctx, nid, slug))}", highlight=False
             )
 
-    def fail(nid: str, error: str, hint: str | None) -> None:
-        nonlocal failed
-        failed += 1
-        if as_json:
-            echo_json({"narrative_id": nid, "error": error, "hint": hint})
-        else:
-            err_console.print(f"[red]{nid[:12]} failed:[/red] {error}")
-
-    with progress:
-        tasks: dict[str, int] = {}
-        overall = progress.add_task("narratives", total=len(chosen), unit="done")
-
-        def report(nid: str, key: str, done: int, total: int) -> None:
-            name = f"{nid[:12]} {key}"
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total, unit="frames")
-            progress.update(tasks[name], completed=done, total=total)
-
-        if workers > 1 and len(chosen) > 1:
-            for outcome in render_many(ctx, chosen, workers=workers, **options):
-                if outcome.error is not None:
-                    fail(outcome.narrative_id, outcome.error, outcome.hint)
-                else:
-                    show(outcome.narrative_id, outcome.videos)
-                progress.advance(overall)
-        else:
-            for i, nid in enumerate(chosen):
-                progress.update(overall, completed=i)
-                try:
-                    results = stage.run(
-                        ctx,
-                        nid,
-                        progress=lambda key, d, t, nid=nid: report(nid, key, d, t),
-                        **options,
-                    )
-                except NarrativesError as exc:
-                    fail(nid, str(exc), exc.hint)
-                    continue
-                show(nid, results)
-            progress.update(overall, completed=len(chosen))
-    if failed:
-        raise click.exceptions.Exit(1)
+    def _video(self, nid: str, r: Video, unused: set[str]) -> None:
+        out = {
+            "narrative_id": nid,
+            "campaign": r.campaign,
+            "format": r.format,
+            "skipped": r.skipped,
+            # False: the story is not routed to this campaign, so no draft uses the video.
+            "routed": r.campaign not in unused,
+            **r.output(self.ctx.workspace.root),
+        }
+        if r.campaign in unused:
+            out["note"] = _note(self.ctx, nid, r.campaign)
+        if self.as_json:
+            echo_json(out)
+            return
+        note = " (already rendered)" if r.skipped else ""
+        cut = " cut to fit" if r.cut else ""
+        self.progress.console.print(
+            f"{nid[:12]} {r.campaign}/{r.format}: {out['video']} "
+            f"{r.width}x{r.height} {r.duration:.1f} s{cut}{note}"
+        )
+        if r.missing_glyphs:
+            self.progress.console.print(
+                f"  [yellow]warning:[/yellow] no font draws {r.missing_glyphs!r}: "
+                "left out of the burned-in captions (the .vtt keeps them)"
+            )
 
 
 def _unrouted(ctx, nid: str, campaigns: tuple[str, ...]) -> set[str]:
     """The named campaigns the narrative does not go to (no draft will use their videos)."""
     if not campaigns:
         return set()
-    from narratives.workflow.assignments import routes
-
     return set(campaigns) - {r.campaign for r in routes(ctx, nid)}
 
 
@@ -177,8 +201,6 @@ def _note(ctx, nid: str, slug: str) -> str:
 
 def _why_not(ctx, nid: str, slug: str) -> str:
     """Why the narrative does not go to `slug`, in words."""
-    from narratives.workflow.assignments import explicit
-
     chosen = explicit(ctx, nid)
     if chosen.get(slug) is False:
         return f"was unassigned from {slug}"

@@ -17,6 +17,9 @@ from narratives.cli._common import (
     get_context,
     require_actor,
 )
+from narratives.core.campaigns import get_campaign
+from narratives.records.delivery import Delivery, DeliveryState
+from narratives.store.delivery_queries import list_deliveries
 from narratives.workflow import scheduling
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
@@ -31,9 +34,7 @@ _next_option = click.option(
 )
 
 
-def _local(d: scheduling.Delivery) -> str:
-    from narratives.core.campaigns import get_campaign
-
+def _local(d: Delivery) -> str:
     try:
         zone = get_campaign(get_context().workspace, d.campaign).slots.zone
     except Exception:
@@ -41,7 +42,7 @@ def _local(d: scheduling.Delivery) -> str:
     return d.scheduled_at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
-def _show(items: list[scheduling.Delivery], as_json: bool) -> None:
+def _show(items: list[Delivery], as_json: bool) -> None:
     if as_json:
         for d in items:
             echo_json({**d.to_dict(), "local_time": _local(d)})
@@ -52,7 +53,7 @@ def _show(items: list[scheduling.Delivery], as_json: bool) -> None:
     table = Table("id", "draft", "campaign", "channel", "state", "when (campaign time)", "note")
     for d in items:
         note = d.last_error or ""
-        if d.state == "failed" and d.retry_at:
+        if d.state == DeliveryState.FAILED and d.retry_at:
             note = f"retry {d.retry_at.isoformat(timespec='seconds')}: {note}"
         table.add_row(
             str(d.id), str(d.draft_id), d.campaign, d.channel, d.state, _local(d), note[:80]
@@ -121,25 +122,14 @@ def fill_cmd(campaign, actor, as_json):
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(
-        [
-            "scheduled",
-            "publishing",
-            "published",
-            "failed",
-            "missed",
-            "cancelled",
-            "withdrawing",
-            "withdrawn",
-        ]
-    ),
+    type=click.Choice([s.value for s in DeliveryState]),
     help="Only these states (repeatable; default: all).",
 )
 @_json_option
 def list_cmd(campaign, states, as_json):
     """List deliveries by time, with failures and their reasons."""
     with get_context().db.connect() as conn:
-        items = scheduling.list_deliveries(conn, campaign=campaign, states=states or None)
+        items = list_deliveries(conn, campaign=campaign, states=states or None)
     _show(items, as_json)
 
 

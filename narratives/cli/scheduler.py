@@ -30,13 +30,14 @@ def run_cmd(sync_interval, workers):
     slots.missed_after_hours are marked missed, and a delivery a crash left mid-publish is
     retried safely. Run one per workspace (a lock file refuses a second).
     """
-    from narratives.workflow.scheduler import SchedulerService
-
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # APScheduler and the publishers load only when the scheduler runs, not for `--help`.
+    from narratives.workflow.scheduler import SchedulerService
+
     SchedulerService(get_context(), sync_interval=sync_interval, workers=workers).run()
 
 

@@ -14,6 +14,8 @@ from narratives.cli._common import get_context
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="[settings: serve.port]")
 def serve(host: str | None, port: int | None) -> None:
     """Run the review page (on 127.0.0.1 unless told otherwise)."""
+    # Imported here, not at the top: uvicorn, Starlette and the templates are only needed to
+    # serve, and `narrative --help` should not load them.
     import uvicorn
 
     from narratives.web import create_app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -11,11 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from narratives.cli._common import console, echo_json, get_context, resolve_narrative_id, shown_name
+from narratives.core.campaigns import load_campaigns
+from narratives.core.errors import UnreadableFile
 from narratives.core.workspace import init_workspace
+from narratives.policy.campaign_assignments import history
+from narratives.policy.routing import is_unassigned, routes, suggestions, unassigned
+from narratives.stages.pipeline import STAGES
+from narratives.store.context import Context
+from narratives.store.narrative_files import read_analysis
 from narratives.store.schema import narrative_paths, narratives
-from narratives.store.stage_runs import is_interrupted, list_runs
+from narratives.store.stage_runs import StageRun, is_interrupted, list_runs
 
-STAGE_ORDER = ("transcribe", "analyse", "render", "draft")
+__all__ = ["register"]
 
 
 @click.command()
@@ -28,43 +36,52 @@ def init(directory: Path, force: bool) -> None:
     click.echo(f"Use it with: export NARRATIVES_HOME={ws.root}")
 
 
-def _status_rows(ctx) -> list[dict]:
-    from narratives.core.campaigns import load_campaigns
-    from narratives.workflow import assignments
+def _stage_states(runs: dict[str, list[StageRun]]) -> tuple[dict[str, str], list[str]]:
+    """Each stage's state from its rows (pending, failed, interrupted, running, done, none),
+    and the errors of the failed ones."""
+    stages: dict[str, str] = {}
+    errors: list[str] = []
+    for stage in STAGES:
+        rs = runs.get(stage, [])
+        if not rs:
+            stages[stage] = "pending"
+        elif any(r.status == "failed" for r in rs):
+            stages[stage] = "failed"
+            errors += [f"{stage}: {r.error}" for r in rs if r.error]
+        elif any(r.status == "interrupted" or is_interrupted(r) for r in rs):
+            stages[stage] = "interrupted"
+        elif any(r.status == "running" for r in rs):
+            stages[stage] = "running"
+        else:
+            stages[stage] = "done"
+    # A stage with nothing to do (no video for an off-topic story) leaves no rows; once a
+    # later stage has run, say so instead of "pending".
+    for i, stage in enumerate(STAGES):
+        later = [stages[s] for s in STAGES[i + 1 :]]
+        if stages[stage] == "pending" and any(v != "pending" for v in later):
+            stages[stage] = "none"
+    return stages, errors
 
+
+def _status_rows(ctx: Context) -> list[dict]:
     campaigns = load_campaigns(ctx.workspace)
     # Analysed stories that no campaign gets: shown, never silently dropped.
-    lost = {u.id: u for u in assignments.unassigned(ctx)}
-    runs: dict[str, dict[str, list]] = {}
+    lost = {u.id: u for u in unassigned(ctx)}
+    runs: dict[str, dict[str, list[StageRun]]] = {}
     for r in list_runs(ctx.db):
         runs.setdefault(r.narrative_id, {}).setdefault(r.stage, []).append(r)
     with ctx.db.connect() as conn:
         items = conn.execute(sa.select(narratives).order_by(narratives.c.created_at)).all()
     out = []
     for n in items:
-        stages = {}
-        errors = []
-        for stage in STAGE_ORDER:
-            rs = runs.get(n.id, {}).get(stage, [])
-            if not rs:
-                stages[stage] = "pending"
-            elif any(r.status == "failed" for r in rs):
-                stages[stage] = "failed"
-                errors += [f"{stage}: {r.error}" for r in rs if r.error]
-            elif any(r.status == "interrupted" or is_interrupted(r) for r in rs):
-                stages[stage] = "interrupted"
-            elif any(r.status == "running" for r in rs):
-                stages[stage] = "running"
-            else:
-                stages[stage] = "done"
-        # A stage with nothing to do (no video for an off-topic story) leaves no rows; once a
-        # later stage has run, say so instead of "pending".
-        for i, stage in enumerate(STAGE_ORDER):
-            later = [stages[s] for s in STAGE_ORDER[i + 1 :]]
-            if stages[stage] == "pending" and any(v != "pending" for v in later):
-                stages[stage] = "none"
-        analysis = assignments.read_analysis(ctx, n.id) if stages["analyse"] == "done" else None
-        routes = assignments.routes(ctx, n.id, analysis, campaigns=campaigns)
+        stages, errors = _stage_states(runs.get(n.id, {}))
+        analysis, damaged = None, False
+        if stages["analyse"] == "done":
+            try:
+                analysis = read_analysis(ctx.workspace, n.id)
+            except UnreadableFile as exc:  # shown on its row; the other rows still list
+                damaged = True
+                errors.append(f"analyse: {exc}")
         row = {
             "id": n.id,
             "label": n.label,
@@ -72,7 +89,9 @@ def _status_rows(ctx) -> list[dict]:
             "language": n.language,
             "stages": stages,
             "errors": errors,
-            "campaigns": [r.to_json() for r in routes],
+            "campaigns": []
+            if damaged
+            else [r.to_json() for r in routes(ctx, n.id, analysis, campaigns=campaigns)],
             "unassigned": n.id in lost,
         }
         if n.id in lost:
@@ -94,6 +113,62 @@ def _campaigns_cell(row: dict) -> str:
     )
 
 
+_STYLE = {
+    "done": "green",
+    "failed": "red",
+    "pending": "dim",
+    "running": "yellow",
+    "interrupted": "magenta",
+    "none": "dim",
+}
+
+
+def _status_table(root: Path, rows: list[dict]) -> Table:
+    table = Table(title=f"Narratives in {root}")
+    table.add_column("id", no_wrap=True, min_width=12)
+    table.add_column("recording")
+    table.add_column("length", justify="right")
+    for stage in STAGES:
+        table.add_column(stage)
+    # Once stories are analysed, where each goes (a column only then: the table stays narrow).
+    routed = any(row["campaigns"] or row["unassigned"] for row in rows)
+    if routed:
+        table.add_column("campaigns")
+    for row in rows:
+        length = f"{row['duration']:.1f}s" if row["duration"] else "-"
+        table.add_row(
+            row["id"][:12],
+            shown_name(row["label"] or ""),
+            length,
+            *(f"[{_STYLE[row['stages'][s]]}]{row['stages'][s]}[/]" for s in STAGES),
+            *([_campaigns_cell(row)] if routed else []),
+        )
+    return table
+
+
+def _print_unassigned(rows: list[dict]) -> None:
+    lost = [row for row in rows if row["unassigned"]]
+    if not lost:
+        return
+    stories = "story fits" if len(lost) == 1 else "stories fit"
+    console.print(
+        f"[yellow]{len(lost)} {stories} no campaign:[/] "
+        "`narrative assign ID --campaign SLUG` for each of",
+        highlight=False,
+    )
+    for row in lost:
+        best = row["suggestions"][0] if row["suggestions"] else None
+        hint = (
+            f"  closest: {best['campaign']} ({best['top']} {best['score']:.2f})"
+            if best and best.get("top") and best.get("score") is not None
+            else ""
+        )
+        console.print(
+            f"  {row['id'][:12]}  {shown_name(row['label'] or '')}{escape(hint)}",
+            highlight=False,
+        )
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per narrative.")
 def status(as_json: bool) -> None:
@@ -107,67 +182,17 @@ def status(as_json: bool) -> None:
     if not rows:
         click.echo("No narratives yet. Run `narrative process PATH` on some recordings.")
         return
-    table = Table(title=f"Narratives in {ctx.workspace.root}")
-    table.add_column("id", no_wrap=True, min_width=12)
-    table.add_column("recording")
-    table.add_column("length", justify="right")
-    for stage in STAGE_ORDER:
-        table.add_column(stage)
-    # Once stories are analysed, where each goes (a column only then: the table stays narrow).
-    routed = any(row["campaigns"] or row["unassigned"] for row in rows)
-    if routed:
-        table.add_column("campaigns")
-    style = {
-        "done": "green",
-        "failed": "red",
-        "pending": "dim",
-        "running": "yellow",
-        "interrupted": "magenta",
-        "none": "dim",
-    }
-    for row in rows:
-        length = f"{row['duration']:.1f}s" if row["duration"] else "-"
-        table.add_row(
-            row["id"][:12],
-            shown_name(row["label"] or ""),
-            length,
-            *(f"[{style[row['stages'][s]]}]{row['stages'][s]}[/]" for s in STAGE_ORDER),
-            *([_campaigns_cell(row)] if routed else []),
-        )
-    console.print(table)
+    console.print(_status_table(ctx.workspace.root, rows))
     if any(c["reason"] == "assigned" for row in rows for c in row["campaigns"]):
         console.print("* assigned by staff; the other campaigns fit by tags", highlight=False)
     for row in rows:
         for err in row["errors"]:
             console.print(f"[red]{row['id'][:12]} {escape(err)}[/]", highlight=False)
-    lost = [row for row in rows if row["unassigned"]]
-    if lost:
-        stories = "story fits" if len(lost) == 1 else "stories fit"
-        console.print(
-            f"[yellow]{len(lost)} {stories} no campaign:[/] "
-            "`narrative assign ID --campaign SLUG` for each of",
-            highlight=False,
-        )
-        for row in lost:
-            best = row["suggestions"][0] if row["suggestions"] else None
-            hint = (
-                f"  closest: {best['campaign']} ({best['top']} {best['score']:.2f})"
-                if best and best.get("top") and best.get("score") is not None
-                else ""
-            )
-            console.print(
-                f"  {row['id'][:12]}  {shown_name(row['label'] or '')}{escape(hint)}",
-                highlight=False,
-            )
+    _print_unassigned(rows)
 
 
-@click.command()
-@click.argument("narrative_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the narrative as JSON.")
-def show(narrative_id: str, as_json: bool) -> None:
-    """Show one narrative: its recordings, stages, transcript and analysis."""
-    ctx = get_context()
-    nid = resolve_narrative_id(narrative_id)
+def _show_data(ctx: Context, nid: str) -> dict[str, Any]:
+    """Everything `show` says about one narrative, as its JSON."""
     with ctx.db.connect() as conn:
         n = conn.execute(sa.select(narratives).where(narratives.c.id == nid)).one()
         paths = [
@@ -177,7 +202,7 @@ def show(narrative_id: str, as_json: bool) -> None:
             )
         ]
     folder = ctx.workspace.narrative_dir(nid)
-    data = {
+    data: dict[str, Any] = {
         "id": nid,
         "label": n.label,
         "duration": n.duration,
@@ -202,23 +227,31 @@ def show(narrative_id: str, as_json: bool) -> None:
         f = folder / name
         if f.exists():
             data[key] = json.loads(f.read_text(encoding="utf-8"))
-    from narratives.workflow import assignments
-
-    routes = assignments.routes(ctx, nid, data.get("analysis"))
-    data["campaigns"] = [r.to_json() for r in routes]
-    data["assignments"] = [a.to_json() for a in assignments.history(ctx, nid)]
-    data["unassigned"] = not routes and assignments.is_unassigned(ctx, nid, data.get("analysis"))
+    analysis = read_analysis(ctx.workspace, nid) if "analysis" in data else None
+    found = routes(ctx, nid, analysis)
+    data["campaigns"] = [r.to_json() for r in found]
+    data["assignments"] = [a.to_json() for a in history(ctx, nid)]
+    data["unassigned"] = not found and is_unassigned(ctx, nid, analysis)
     if data["unassigned"]:
-        data["suggestions"] = [
-            s.to_json() for s in assignments.suggestions(ctx, nid, data.get("analysis"))
-        ]
+        data["suggestions"] = [s.to_json() for s in suggestions(ctx, nid, analysis)]
+    return data
+
+
+@click.command()
+@click.argument("narrative_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the narrative as JSON.")
+def show(narrative_id: str, as_json: bool) -> None:
+    """Show one narrative: its recordings, stages, transcript and analysis."""
+    ctx = get_context()
+    nid = resolve_narrative_id(narrative_id)
+    data = _show_data(ctx, nid)
     if as_json:
         echo_json(data)
         return
     # Labels, paths, errors and transcript text are the user's, never markup.
     console.print(f"[bold]{shown_name(data['label'] or '')}[/]  {nid}")
-    console.print(f"length {n.duration or 0:.1f}s, language {n.language or '-'}")
-    for p in paths:
+    console.print(f"length {data['duration'] or 0:.1f}s, language {data['language'] or '-'}")
+    for p in data["paths"]:
         console.print(f"  recording: {shown_name(p)}", highlight=False)
     for s in data["stages"]:
         extra = (

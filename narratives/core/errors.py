@@ -16,6 +16,7 @@ __all__ = [
     "ModelNotAvailable",
     "BadRecording",
     "StageFailed",
+    "UnreadableFile",
     "NotFound",
     "InvalidState",
     "ConsentError",
@@ -84,6 +85,11 @@ class StageFailed(NarrativesError):
     """A pipeline stage failed for one narrative (recorded on that narrative)."""
 
     exit_code = EXIT_FAILED_ITEMS
+
+
+class UnreadableFile(StageFailed):
+    """A narrative's file (transcript.json, analysis.json) exists but cannot be read or parsed;
+    the message names the file."""
 
 
 class NotFound(NarrativesError):

@@ -22,6 +22,7 @@ import numpy as np
 
 from narratives.core.config import TranscribeSettings
 from narratives.core.errors import ModelNotAvailable, UsageError
+from narratives.engines.whisper_convert import load_openai_model
 from narratives.engines.whisper_models import ModelRef, default_cache_dir, resolve_model
 from narratives.media.audio import SAMPLE_RATE, decode
 from narratives.records.transcript import Segment, Transcript, Word
@@ -247,8 +248,6 @@ class OpenAIWhisperEngine:
     def __init__(self, ref: ModelRef, *, threads: int = 1, cache_dir: Path | None = None) -> None:
         import torch
         import whisper
-
-        from narratives.engines.whisper_convert import load_openai_model
 
         self.model = ref.label
         self.version = whisper.__version__

@@ -1,1 +1,1 @@
-"""media"""
+"""Media adapters: audio decoding (PyAV), audio effects and ffmpeg, captions, video encoding."""

@@ -17,8 +17,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from narratives.core.clock import utcnow
 from narratives.core.errors import BadRecording
-from narratives.store.schema import narrative_paths, narratives, utcnow
+from narratives.store.schema import narrative_paths, narratives
 
 __all__ = [
     "RECORDING_EXTENSIONS",

@@ -2,48 +2,61 @@
 
 recording ─ingest→ Narrative ─transcribe→ Transcript ─analyse→ Analysis ─render→ Video ─draft→ Draft
 
-Each stage is idempotent (a `done` stage is skipped unless forced) and a failure is recorded
-on its narrative while the batch goes on. The transcription stage lives here because it is
-where files on disk become narratives; the engines are in `transcribe.py`.
+The pipeline is a tuple of `Stage`s (`PIPELINE`). Each is idempotent (a `done` stage is skipped
+unless forced) and says in its `StageResult` whether it worked; a failure is recorded on its
+narrative while the batch goes on. With `workers > 1` the stages run in the process pool.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import importlib
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from narratives.core.config import Settings
 from narratives.core.errors import ConfigError, NarrativesError, UsageError
-from narratives.core.files import write_files_atomically
-from narratives.policy import routing as assignments
-from narratives.policy.consent import import_sidecar, sidecar_campaigns, sidecar_path
+from narratives.policy import campaign_assignments, routing
+from narratives.policy.sidecar import import_sidecar, sidecar_campaigns, sidecar_path
+from narratives.records.stage import Stage, StageResult
 from narratives.records.transcript import Transcript
-from narratives.stages.ingest import find_recordings, register, source_path
+from narratives.stages.draft.stage import Drafted, DraftStage
+from narratives.stages.ingest import Found, find_recordings, register
+from narratives.stages.pool import CRASHED, in_workers, worker_context
+from narratives.stages.transcribe import Progress, TranscribeStage, load_transcript
 from narratives.store.context import Context
-from narratives.store.schema import drafts, narratives, stage_runs, utcnow
-from narratives.store.stage_runs import get_run, stage_run
+from narratives.store.narrative_files import read_analysis
+from narratives.store.stage_runs import watch_runs
 
-__all__ = [
-    "STAGES",
-    "ItemResult",
-    "Progress",
-    "RenderOutcome",
-    "process_paths",
-    "render_many",
-    "transcribe_stage",
-    "load_transcript",
-]
+__all__ = ["PIPELINE", "STAGES", "ItemResult", "ModuleStage", "process_paths"]
 
-STAGES = ("transcribe", "analyse", "render", "draft")
 
-#: Called with (event, detail): ("file", path), ("stage", name), ("fraction", 0..1).
-Progress = Callable[[str, Any], None]
+@dataclass(frozen=True)
+class ModuleStage:
+    """A stage module that keeps the plain `run(ctx, id, *, force=False) -> record` form
+    (analyse, render) as a `Stage`: it worked when it recorded a run."""
+
+    name: str
+    module: str
+
+    def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
+        # numpy, Pillow and the models: imported on first use, keeping `narrative --help` fast.
+        run = importlib.import_module(self.module).run
+        with watch_runs() as runs:
+            record = run(ctx, narrative_id, force=force)
+        return StageResult(self.name, "done" if runs else "skipped", record)
+
+
+#: Every stage, in the order the data flows.
+PIPELINE: tuple[Stage, ...] = (
+    TranscribeStage(),
+    ModuleStage("analyse", "narratives.stages.analyse.stage"),
+    ModuleStage("render", "narratives.stages.render.stage"),
+    DraftStage(),
+)
+STAGES = tuple(stage.name for stage in PIPELINE)
 
 
 def _no_progress(_event: str, _detail: Any) -> None:
@@ -52,6 +65,8 @@ def _no_progress(_event: str, _detail: Any) -> None:
 
 @dataclass
 class ItemResult:
+    """What `process` says about one recording (one JSON line with `--json`)."""
+
     path: Path
     id: str | None = None
     #: ok (some work done) | skipped (all already done) | unassigned (analysed, but no
@@ -61,7 +76,7 @@ class ItemResult:
     failed_stage: str | None = None
     stages: dict[str, str] = field(default_factory=dict)
     transcript: Transcript | None = None
-    #: The campaigns the story goes to, once analysed (`assignments.Route.to_json()` each).
+    #: The campaigns the story goes to, once analysed (`routing.Route.to_json()` each).
     campaigns: list[dict[str, Any]] | None = None
     #: For an unassigned story: every campaign's fit, best first (`Suggestion.to_json()`).
     suggestions: list[dict[str, Any]] | None = None
@@ -92,222 +107,80 @@ class ItemResult:
         return data
 
 
-def load_transcript(ctx: Context, narrative_id: str) -> Transcript:
-    path = ctx.workspace.narrative_dir(narrative_id) / "transcript.json"
-    return Transcript.from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def transcribe_stage(
-    ctx: Context,
-    narrative_id: str,
-    *,
-    force: bool = False,
-    path: Path | None = None,
-    settings: Settings | None = None,
-    progress: Progress = _no_progress,
-) -> tuple[Transcript, bool]:
-    """Transcribe one narrative; returns (transcript, whether work was done).
-
-    A `done` run is skipped when engine, model and language are the ones asked for. The model
-    and language are checked before anything is touched, and the new files replace the old
-    ones only once written, so a failed run keeps the previous transcript. When the new
-    transcript differs from the one it replaces, the rows of the later stages are removed:
-    they were made from the old text, and a stage with no row is redone on the next run.
-    """
-    from narratives.engines import whisper as transcribe
-    from narratives.media import captions
-
-    settings = settings or ctx.settings
-    opts = settings.transcribe
-    run = get_run(ctx.db, narrative_id, "transcribe")
-    out_dir = ctx.workspace.narrative_dir(narrative_id)
-    requested = _request(opts.engine, opts.model, opts.language)
-    previous = run.output.get("requested") if run and isinstance(run.output, dict) else None
-    if (
-        run
-        and run.status == "done"
-        and previous
-        and _request(*previous) == requested
-        and not force
-        and (out_dir / "transcript.json").exists()
-    ):
-        return load_transcript(ctx, narrative_id), False
-
-    opts = transcribe.check_settings(opts)
-    path = path or source_path(ctx.db, narrative_id)
-    with stage_run(ctx.db, narrative_id, "transcribe") as handle:
-        handle.engine, handle.model = opts.engine, opts.model
-        transcript = transcribe.transcribe_file(
-            path,
-            opts,
-            narrative_id,
-            progress=lambda done, total: progress("fraction", done / total if total else 1.0),
-        )
-        handle.model, handle.version = transcript.model, transcript.engine_version
-        changed = _content(transcript.to_dict()) != _stored_content(out_dir / "transcript.json")
-        write_files_atomically(
-            out_dir,
-            {
-                "transcript.json": json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),
-                "transcript.txt": transcript.text + "\n",
-                "transcript.srt": captions.to_srt(transcript),
-                "transcript.vtt": captions.to_webvtt(transcript),
-            },
-        )
-        handle.output = {
-            "requested": requested,
-            "language": transcript.language,
-            "duration": transcript.duration,
-            "segments": len(transcript.segments),
-            "words": len(transcript.words),
-            "empty": transcript.is_empty,
-        }
-        with ctx.db.begin() as conn:
-            conn.execute(
-                narratives.update()
-                .where(narratives.c.id == narrative_id)
-                .values(
-                    duration=transcript.duration, language=transcript.language, updated_at=utcnow()
-                )
-            )
-            if changed:
-                conn.execute(
-                    stage_runs.delete().where(
-                        stage_runs.c.narrative_id == narrative_id,
-                        stage_runs.c.stage.in_(STAGES[1:]),
-                    )
-                )
-    progress("fraction", 1.0)
-    return transcript, True
-
-
-def _request(engine: str, model: str, language: str = "") -> list[str]:
-    """What a transcription was asked for; rows from before languages counted say detect."""
-    from narratives.engines.whisper import request_language
-
-    return [engine, model, request_language(language, model)]
-
-
-def _content(data: dict[str, Any]) -> dict[str, Any]:
-    """A transcript's content: everything but how long it took."""
-    return {k: v for k, v in data.items() if k != "seconds"}
-
-
-def _stored_content(path: Path) -> dict[str, Any] | None:
-    try:
-        return _content(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return None
-
-
-def _later_stage(name: str) -> Callable[..., Any] | None:
-    """The `run` function of a later stage, or None when that stage is not installed."""
-    module = f"narratives.stages.{name}.stage"
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
-    return mod.run
-
-
-def _stage_marks(ctx: Context, narrative_id: str, stage: str) -> set[tuple]:
-    """What the stage's rows say about their runs; unchanged across a call means no work."""
-    from narratives.store.schema import stage_runs
-
-    with ctx.db.connect() as conn:
-        rows = conn.execute(
-            sa.select(stage_runs.c.key, stage_runs.c.started_at, stage_runs.c.status).where(
-                stage_runs.c.narrative_id == narrative_id, stage_runs.c.stage == stage
-            )
-        )
-        return {tuple(r) for r in rows}
-
-
-def _draft_marks(ctx: Context, narrative_id: str) -> dict[int, tuple[Any, str]]:
-    """Each draft of the narrative: (when it last changed, its state)."""
-    with ctx.db.connect() as conn:
-        rows = conn.execute(
-            sa.select(drafts.c.id, drafts.c.updated_at, drafts.c.state).where(
-                drafts.c.narrative_id == narrative_id
-            )
-        )
-        return {r.id: (r.updated_at, r.state) for r in rows}
-
-
-def _new_pending(before: dict[int, tuple[Any, str]], after: dict[int, tuple[Any, str]]) -> int:
-    """Drafts made or regenerated between the two marks that now await review."""
-    return sum(
-        1
-        for draft_id, mark in after.items()
-        if mark[1] == "pending_review" and before.get(draft_id) != mark
+def _stages(
+    wanted: Sequence[str], *, path: Path, settings: Settings | None, progress: Progress
+) -> tuple[Stage, ...]:
+    """The wanted stages of `PIPELINE`, transcription bound to this batch and recording."""
+    return tuple(
+        replace(stage, path=path, settings=settings, progress=progress)
+        if isinstance(stage, TranscribeStage)
+        else stage
+        for stage in PIPELINE
+        if stage.name in wanted
     )
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, NarrativesError):
+        return str(exc)
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _attempt(stage: Stage, ctx: Context, narrative_id: str, *, force: bool) -> StageResult:
+    """Run one stage, timed; a raised failure becomes a `failed` result."""
+    t0 = time.perf_counter()
+    try:
+        outcome = stage.run(ctx, narrative_id, force=force)
+    except Exception as exc:  # a bug in one narrative must not sink the batch
+        outcome = StageResult(stage.name, "failed", error=_failure(exc))
+    return replace(outcome, seconds=round(time.perf_counter() - t0, 3))
 
 
 def _route(ctx: Context, result: ItemResult) -> None:
     """Where an analysed story goes; a story that fits no campaign is `unassigned`, with the
     campaigns that fit best as suggestions (never silently dropped)."""
     assert result.id is not None
-    analysis = assignments.read_analysis(ctx, result.id)
-    if not analysis or analysis.get("empty"):
+    analysis = read_analysis(ctx.workspace, result.id)
+    if analysis is None or analysis.empty:
         return
-    found = assignments.routes(ctx, result.id, analysis)
+    found = routing.routes(ctx, result.id, analysis)
     result.campaigns = [r.to_json() for r in found]
-    if found or not assignments.is_unassigned(ctx, result.id, analysis):
+    if found or not routing.is_unassigned(ctx, result.id, analysis):
         return  # (a withdrawn story goes nowhere on purpose)
     result.status = "unassigned"
-    result.suggestions = [s.to_json() for s in assignments.suggestions(ctx, result.id, analysis)]
+    result.suggestions = [s.to_json() for s in routing.suggestions(ctx, result.id, analysis)]
 
 
 def _run_stages(
     ctx: Context,
     result: ItemResult,
-    stages: list[str],
+    stages: Sequence[Stage],
     *,
     force: bool,
     is_new: bool,
-    settings: Settings | None,
     progress: Progress,
 ) -> ItemResult:
-    """Run the wanted stages for one registered recording, recording a failure on the result."""
+    """Run the stages for one registered recording, in order, until one fails."""
+    assert result.id is not None
     did_work = is_new
-    try:
-        for stage in stages:
-            progress("stage", stage)
-            result.failed_stage = stage
-            if stage == "transcribe":
-                result.transcript, worked = transcribe_stage(
-                    ctx,
-                    result.id,
-                    force=force,
-                    path=result.path,
-                    settings=settings,
-                    progress=progress,
-                )
-            else:
-                fn = _later_stage(stage)
-                if fn is None:
-                    continue
-                before = _stage_marks(ctx, result.id, stage)
-                drafts_before = _draft_marks(ctx, result.id) if stage == "draft" else {}
-                fn(ctx, result.id, force=force)
-                worked = _stage_marks(ctx, result.id, stage) != before
-                if stage == "draft":
-                    result.new_drafts = _new_pending(drafts_before, _draft_marks(ctx, result.id))
-            result.stages[stage] = "done" if worked else "skipped"
-            did_work = did_work or worked
-        result.failed_stage = None
-        result.status = "ok" if did_work else "skipped"
-        if "analyse" in stages:
+    for stage in stages:
+        progress("stage", stage.name)
+        outcome = _attempt(stage, ctx, result.id, force=force)
+        result.stages[stage.name] = outcome.status
+        if outcome.status == "failed":
+            result.status, result.error, result.failed_stage = "failed", outcome.error, stage.name
+            return _finish(result)
+        if isinstance(outcome.record, Transcript):
+            result.transcript = outcome.record
+        elif isinstance(outcome.record, Drafted):
+            result.new_drafts = outcome.record.awaiting_review
+        did_work = did_work or outcome.worked
+    result.status = "ok" if did_work else "skipped"
+    if any(stage.name == "analyse" for stage in stages):
+        try:
             _route(ctx, result)
-    except NarrativesError as exc:
-        result.status, result.error = "failed", str(exc)
-    except Exception as exc:  # a bug in one narrative must not sink the batch
-        result.status = "failed"
-        result.error = f"unexpected error: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # as in a stage: this narrative fails, the batch goes on
+            result.status, result.error = "failed", _failure(exc)
     return _finish(result)
 
 
@@ -320,35 +193,11 @@ def _finish(result: ItemResult) -> ItemResult:
     return result
 
 
-# Worker processes (spawned, so torch and OpenMP start clean) keep one Context, and so one
-# loaded model per engine, for their whole life.
-_WORKER_CTX: Context | None = None
-
-
-def _worker_init(root: str, settings: Settings, workers: int) -> None:
-    global _WORKER_CTX
-    from narratives.core.workspace import Workspace
-
-    if not settings.render.threads:
-        # Share the cores out, so N workers encoding at once do not oversubscribe them.
-        share = max(1, (os.cpu_count() or 1) // workers)
-        settings = settings.model_copy(
-            update={"render": settings.render.model_copy(update={"threads": share})}
-        )
-    _WORKER_CTX = Context(Workspace(Path(root)), settings)
-
-
-def _worker_run(result: ItemResult, stages: list[str], force: bool, is_new: bool) -> ItemResult:
-    assert _WORKER_CTX is not None
-    return _run_stages(
-        _WORKER_CTX,
-        result,
-        stages,
-        force=force,
-        is_new=is_new,
-        settings=_WORKER_CTX.settings,
-        progress=_no_progress,
-    )
+def _worker_run(result: ItemResult, wanted: list[str], force: bool, is_new: bool) -> ItemResult:
+    """One recording's stages in a pool worker, with the worker's Context and settings."""
+    ctx = worker_context()
+    stages = _stages(wanted, path=result.path, settings=ctx.settings, progress=_no_progress)
+    return _run_stages(ctx, result, stages, force=force, is_new=is_new, progress=_no_progress)
 
 
 def process_paths(
@@ -375,58 +224,57 @@ def process_paths(
     slug among `campaigns` is a UsageError before any file is touched, one in a sidecar fails
     that recording alone.
     """
-    campaigns = assignments.check_slugs(ctx, campaigns)
+    campaigns = campaign_assignments.check_slugs(ctx, campaigns)
     wanted = [s for s in STAGES if s in set(stages)]
     seen: dict[str, Path] = {}
     pending: list[tuple[ItemResult, bool]] = []
     duplicates: list[ItemResult] = []
     for found in find_recordings(paths, skip=[ctx.workspace.work_dir]):
-        result = ItemResult(path=found.path)
-        if found.error:
-            result.status, result.error = "failed", f"{found.path}: {found.error}"
+        result, is_new = _intake(ctx, found, campaigns, actor)
+        if result.status == "failed":
             yield result
-            continue
-        try:
-            # Checked before anything is recorded: a bad slug leaves no trace of this file.
-            named = _sidecar_campaigns(ctx, found.path)
-            result.id, is_new = register(ctx.db, found.path)
-            # `story.m4a` + `story.consent.toml`: the narrator's consent travels with the file.
-            import_sidecar(ctx, result.id, found.path)
-            # Staff said which campaigns it is for: recorded before the stages choose.
-            assignments.record_intake(ctx, result.id, campaigns, actor=actor, source="intake")
-            assignments.record_intake(ctx, result.id, named, actor=actor, source="sidecar")
-        except NarrativesError as exc:
-            result.status, result.error = "failed", str(exc)
-            yield _finish(result)
-            continue
-        if result.id in seen:
+        elif result.id in seen:
             result.status = "skipped"
             result.stages = {"ingest": f"same recording as {seen[result.id].name}"}
             duplicates.append(result)  # reported last, with the transcript made meanwhile
-            continue
-        seen[result.id] = found.path
-        if workers <= 1:
+        elif workers <= 1:
+            seen[result.id] = found.path
             progress("file", found.path)
-            yield _run_stages(
-                ctx,
-                result,
-                wanted,
-                force=force,
-                is_new=is_new,
-                settings=settings,
-                progress=progress,
-            )
+            chosen = _stages(wanted, path=found.path, settings=settings, progress=progress)
+            yield _run_stages(ctx, result, chosen, force=force, is_new=is_new, progress=progress)
         else:
+            seen[result.id] = found.path
             pending.append((result, is_new))
     if pending:
         yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
     for result in duplicates:
-        if (
-            result.id is not None
-            and (ctx.workspace.narrative_dir(result.id) / "transcript.json").exists()
-        ):
+        if (ctx.workspace.narrative_dir(result.id) / "transcript.json").exists():
             result.transcript = load_transcript(ctx, result.id)
         yield result
+
+
+def _intake(
+    ctx: Context, found: Found, campaigns: Sequence[str], actor: str
+) -> tuple[ItemResult, bool]:
+    """Register a found recording, its sidecar's consent and its campaigns; (the result so
+    far, whether the narrative is new). A recording that cannot be taken in is `failed`."""
+    result = ItemResult(path=found.path)
+    if found.error:
+        result.status, result.error = "failed", f"{found.path}: {found.error}"
+        return result, False
+    try:
+        # Checked before anything is recorded: a bad slug leaves no trace of this file.
+        named = _sidecar_campaigns(ctx, found.path)
+        result.id, is_new = register(ctx.db, found.path)
+        # `story.m4a` + `story.consent.toml`: the narrator's consent travels with the file.
+        import_sidecar(ctx, result.id, found.path)
+        # Staff said which campaigns it is for: recorded before the stages choose.
+        campaign_assignments.record_intake(ctx, result.id, campaigns, actor=actor, source="intake")
+        campaign_assignments.record_intake(ctx, result.id, named, actor=actor, source="sidecar")
+    except NarrativesError as exc:
+        result.status, result.error = "failed", str(exc)
+        return _finish(result), False
+    return result, is_new
 
 
 def _sidecar_campaigns(ctx: Context, recording: Path) -> list[str]:
@@ -434,140 +282,34 @@ def _sidecar_campaigns(ctx: Context, recording: Path) -> list[str]:
     sidecar for an unknown one."""
     named = sidecar_campaigns(recording)
     try:
-        return assignments.check_slugs(ctx, named)
+        return campaign_assignments.check_slugs(ctx, named)
     except UsageError as exc:
         raise ConfigError(f"{sidecar_path(recording).name}: campaigns: {exc}") from None
 
 
-def _pool(ctx: Context, settings: Settings | None, size: int, workers: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(
-        max_workers=size,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(str(ctx.workspace.root), settings or ctx.settings, workers),
-    )
-
-
-def _crashed(result: ItemResult) -> ItemResult:
-    result.status = "failed"
-    result.error = (
-        "the worker process crashed while processing this file (a native decoder crash "
-        "or out of memory); the other recordings were not affected"
-    )
-    return _finish(result)
-
-
-def _run_parallel(ctx, pending, wanted, force, settings, workers, progress):
-    jobs = [(_worker_run, (result, wanted, force, is_new)) for result, is_new in pending]
-    for i, outcome in _in_workers(ctx, settings, workers, jobs):
-        result = pending[i][0]
-        progress("file", result.path)
-        if outcome is _CRASHED:
-            yield _crashed(result)
-        elif isinstance(outcome, Exception):  # e.g. a result that cannot travel back
-            yield _finish(_failed_in_worker(result, outcome))
-        else:
-            yield outcome
-
-
-#: What `_in_workers` yields for a job whose worker process died.
-_CRASHED = object()
-
-
-def _in_workers(
+def _run_parallel(
     ctx: Context,
+    pending: list[tuple[ItemResult, bool]],
+    wanted: list[str],
+    force: bool,
     settings: Settings | None,
     workers: int,
-    jobs: list[tuple[Callable[..., Any], tuple]],
-) -> Iterator[tuple[int, Any]]:
-    """Run `fn(*args)` jobs in a pool of worker processes, yielding (index, outcome) as each
-    ends: its return value, the exception it raised, or `_CRASHED`.
-
-    A worker that dies (a native crash, the OOM killer) breaks the whole pool, so the
-    unfinished jobs are then run one at a time, each in a pool of its own: the one that
-    crashes again is reported, and every other one finishes."""
-    from concurrent.futures import as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    finished: set[int] = set()
-    with _pool(ctx, settings, min(workers, len(jobs)), workers) as pool:
-        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                outcome = future.result()
-            except BrokenProcessPool:
-                continue  # retried alone below
-            except Exception as exc:
-                outcome = exc
-            finished.add(i)
-            yield i, outcome
-    for i, (fn, args) in enumerate(jobs):
-        if i in finished:
-            continue
-        with _pool(ctx, settings, 1, workers) as alone:
-            try:
-                outcome = alone.submit(fn, *args).result()
-            except BrokenProcessPool:
-                outcome = _CRASHED
-            except Exception as exc:
-                outcome = exc
-        yield i, outcome
-
-
-@dataclass
-class RenderOutcome:
-    narrative_id: str
-    videos: list[Any] = field(default_factory=list)
-    error: str | None = None
-    hint: str | None = None
-
-
-def _worker_render(narrative_id: str, options: dict[str, Any]) -> RenderOutcome:
-    from narratives.stages.render import stage as render
-
-    assert _WORKER_CTX is not None
-    try:
-        videos = render.run(_WORKER_CTX, narrative_id, **options)
-    except NarrativesError as exc:
-        return RenderOutcome(narrative_id, error=str(exc), hint=exc.hint)
-    return RenderOutcome(narrative_id, videos)
-
-
-def render_many(
-    ctx: Context,
-    narrative_ids: Iterable[str],
-    *,
-    workers: int,
-    force: bool = False,
-    formats: list[str] | None = None,
-    campaigns: list[str] | None = None,
-) -> Iterator[RenderOutcome]:
-    """Render narratives `workers` at a time in spawned processes, yielding each as it ends.
-
-    One render's Python half draws frames on one core while x264 encodes; with one render
-    per core and the encoder threads shared out, both cores stay busy without oversubscribing
-    them (bench/render.py --batch). A narrative whose worker crashes is reported as failed."""
-    ids = list(narrative_ids)
-    options = {"force": force, "formats": formats, "campaigns": campaigns}
-    jobs = [(_worker_render, (nid, options)) for nid in ids]
-    for i, outcome in _in_workers(ctx, None, workers, jobs):
-        if outcome is _CRASHED:
-            yield RenderOutcome(
-                ids[i],
-                error="the worker process crashed while rendering (out of memory or a native "
-                "crash); the other narratives were not affected",
+    progress: Progress,
+) -> Iterator[ItemResult]:
+    jobs = [(_worker_run, (result, wanted, force, is_new)) for result, is_new in pending]
+    for i, outcome in in_workers(ctx, settings, workers, jobs):
+        result = pending[i][0]
+        progress("file", result.path)
+        if outcome is CRASHED:
+            result.status = "failed"
+            result.error = (
+                "the worker process crashed while processing this file (a native decoder "
+                "crash or out of memory); the other recordings were not affected"
             )
-        elif isinstance(outcome, Exception):
-            yield RenderOutcome(ids[i], error=f"worker failed: {type(outcome).__name__}: {outcome}")
+        elif isinstance(outcome, Exception):  # e.g. a result that cannot travel back
+            result.status = "failed"
+            result.error = f"worker failed: {type(outcome).__name__}: {outcome}"
         else:
             yield outcome
-
-
-def _failed_in_worker(result: ItemResult, exc: Exception) -> ItemResult:
-    result.status = "failed"
-    result.error = f"worker failed: {type(exc).__name__}: {exc}"
-    return result
+            continue
+        yield _finish(result)

@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from narratives.store.schema import audit_log, utcnow
+from narratives.core.clock import utcnow
+from narratives.store.schema import audit_log
 
 __all__ = ["record", "history"]
 

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from narratives.core.config import Settings, load_settings
 from narratives.core.workspace import Workspace, current_workspace
+from narratives.store.db import open_database
 
 __all__ = ["Context"]
 
@@ -28,6 +29,4 @@ class Context:
 
     @cached_property
     def db(self) -> Engine:
-        from narratives.store.db import open_database
-
         return open_database(self.workspace, self.settings)

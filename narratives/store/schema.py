@@ -1,18 +1,19 @@
 """Table definitions used by queries. Migrations in `migrations/versions/` create them;
 `tests/test_db.py` checks that the two agree (Alembic's compare_metadata finds no diff).
 
-All timestamps are timezone-aware UTC (`utcnow()`); SQLite stores them as ISO text.
+All timestamps are timezone-aware UTC (`core.clock.utcnow()`); SQLite stores them as ISO text.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 import sqlalchemy as sa
 
+from narratives.records.delivery import OPEN
+
 __all__ = [
     "metadata",
-    "utcnow",
     "UTCDateTime",
     "narratives",
     "narrative_paths",
@@ -51,10 +52,6 @@ class UTCDateTime(sa.TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 TS = UTCDateTime()
@@ -204,9 +201,8 @@ tag_corrections = sa.Table(
     sa.Column("at", TS, nullable=False),
 )
 
-#: States in which a delivery holds its draft: at most one such delivery per draft.
-OPEN_DELIVERY_STATES = ("scheduled", "publishing", "published", "failed")
-OPEN_DELIVERY_WHERE = "state IN ('scheduled', 'publishing', 'published', 'failed')"
+#: At most one open delivery per draft (`records.delivery.OPEN`; migration 0004 made the index).
+OPEN_DELIVERY_WHERE = "state IN ({})".format(", ".join(f"'{state}'" for state in OPEN))
 
 deliveries = sa.Table(
     "deliveries",
@@ -231,7 +227,7 @@ deliveries = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     # The claim on a `publishing` delivery: "host:pid:token" of the process posting it, and
-    # when it last showed progress (a lease; see publishing.claim_is_stale).
+    # when it last showed progress (a lease; see store.claims.claim_is_stale).
     sa.Column("claimed_by", sa.String(128)),
     sa.Column("claimed_at", TS),
     # The draft's content as published: what a feed shows, whatever the draft says later.

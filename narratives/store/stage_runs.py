@@ -2,7 +2,8 @@
 
 A row says which engine, model and version produced the output, how long it took, and
 whether it failed (with the reason). Stages are idempotent: a `done` row means skip,
-unless forced.
+unless forced (`reusable`). This module is the one writer of the table; `watch_runs` tells
+whoever calls a stage which runs it recorded, so nobody compares rows before and after.
 """
 
 from __future__ import annotations
@@ -10,17 +11,30 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from narratives.store.schema import stage_runs, utcnow
+from narratives.core.clock import utcnow
+from narratives.store.schema import stage_runs
 
-__all__ = ["StageRun", "get_run", "list_runs", "stage_run", "RunHandle", "is_interrupted"]
+__all__ = [
+    "StageRun",
+    "RunHandle",
+    "get_run",
+    "list_runs",
+    "done_narratives",
+    "reusable",
+    "stage_run",
+    "watch_runs",
+    "forget_runs",
+    "is_interrupted",
+]
 
 
 @dataclass
@@ -77,10 +91,47 @@ def list_runs(db: Engine, narrative_id: str | None = None) -> list[StageRun]:
         return [_row(r) for r in conn.execute(q)]
 
 
+def reusable(
+    db: Engine,
+    narrative_id: str,
+    stage: str,
+    key: str = "",
+    *,
+    force: bool = False,
+    fits: Callable[[StageRun], bool] = lambda run: True,
+) -> StageRun | None:
+    """The stage's `done` run when the stage may skip: not forced, and `fits` says the run
+    was made from what the stage would use now. None means: run it."""
+    run = None if force else get_run(db, narrative_id, stage, key)
+    if run is None or run.status != "done" or not fits(run):
+        return None
+    return run
+
+
+def forget_runs(conn: Connection, narrative_id: str, *, but: str) -> None:
+    """Delete the narrative's rows of every stage but `but`: they were made from an input
+    that has changed, and a stage with no row is redone on the next run."""
+    conn.execute(
+        stage_runs.delete().where(
+            stage_runs.c.narrative_id == narrative_id, stage_runs.c.stage != but
+        )
+    )
+
+
+def done_narratives(conn: Connection, stage: str) -> list[str]:
+    """The narratives with a `done` row of `stage` (once per row: render has one per video)."""
+    q = sa.select(stage_runs.c.narrative_id).where(
+        stage_runs.c.stage == stage, stage_runs.c.status == "done"
+    )
+    return [r[0] for r in conn.execute(q)]
+
+
 @dataclass
 class RunHandle:
     """Filled in by the stage inside `stage_run`; written when the block ends."""
 
+    stage: str = ""
+    key: str = ""
     engine: str | None = None
     model: str | None = None
     version: str | None = None
@@ -106,6 +157,24 @@ def _upsert(db: Engine, narrative_id: str, stage: str, key: str, values: dict) -
                     narrative_id=narrative_id, stage=stage, key=key, **values
                 )
             )
+
+
+#: The lists `watch_runs` blocks collect into, innermost last.
+_WATCHERS: ContextVar[tuple[list[RunHandle], ...]] = ContextVar("stage_run_watchers", default=())
+
+
+@contextmanager
+def watch_runs() -> Iterator[list[RunHandle]]:
+    """Collect the handle of every run `stage_run` records inside the block.
+
+    How a caller of a stage learns whether it worked (a run was recorded) or skipped (none
+    was), whatever the stage returns."""
+    runs: list[RunHandle] = []
+    token = _WATCHERS.set((*_WATCHERS.get(), runs))
+    try:
+        yield runs
+    finally:
+        _WATCHERS.reset(token)
 
 
 def is_interrupted(run: StageRun) -> bool:
@@ -152,7 +221,9 @@ def stage_run(db: Engine, narrative_id: str, stage: str, key: str = "") -> Itera
             "version": None,
         },
     )
-    handle = RunHandle()
+    handle = RunHandle(stage=stage, key=key)
+    for watcher in _WATCHERS.get():
+        watcher.append(handle)
     try:
         yield handle
     except BaseException as exc:

@@ -7,6 +7,7 @@ Every change is in the audit log (object type "user"), without the hash.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,10 +16,11 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NotFound, PermissionDenied, UsageError
 from narratives.store import audit
 from narratives.store.context import Context
-from narratives.store.schema import users, utcnow
+from narratives.store.schema import users
 
 __all__ = [
     "ROLES",
@@ -42,7 +44,13 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 # argon2-cffi's defaults are argon2id with RFC 9106's low-memory profile.
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a real password: equalises timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users (equal timing); made on first login, not
+    at import, since hashing takes a tenth of a second."""
+    return _hasher.hash("not a real password: equalises timing")
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,7 @@ def authenticate(ctx: Context, name: str, password: str) -> User | None:
     """The user if the name and password match an enabled account, else None."""
     with ctx.db.connect() as conn:
         row = _row(conn, name)
-    digest = row.password_hash if row is not None else _DUMMY_HASH
+    digest = row.password_hash if row is not None else _dummy_hash()
     try:
         _hasher.verify(digest, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

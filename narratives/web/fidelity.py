@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from narratives.policy import anonymise
-from narratives.workflow import review
+from narratives.records.analysis import Analysis
+from narratives.records.draft import Draft
+from narratives.store import redactions
 
 __all__ = ["quote_edited", "quote_forms"]
 
@@ -28,7 +30,7 @@ def _public_text(content: dict[str, Any] | None) -> str:
     return _flat(" ".join(parts))
 
 
-def quote_edited(draft: review.Draft, quotes: list[str]) -> bool:
+def quote_edited(draft: Draft, quotes: list[str]) -> bool:
     """True when the generated draft quoted the narrator and the current text no longer does
     word for word (issue 7: an edit that changes a quoted sentence is marked "edited").
 
@@ -43,11 +45,11 @@ def quote_edited(draft: review.Draft, quotes: list[str]) -> bool:
     return False
 
 
-def quote_forms(ctx: Any, narrative_id: str, analysis: dict[str, Any]) -> list[str]:
+def quote_forms(ctx: Any, narrative_id: str, analysis: Analysis | None) -> list[str]:
     """The analysis quote, and the same with the names anonymised mode hides replaced."""
-    quote = str((analysis.get("quote") or {}).get("text") or "")
+    quote = analysis.quote.text if analysis is not None and analysis.quote else ""
     if not quote:
         return []
-    terms = anonymise.analysis_terms(analysis) + anonymise.marked_terms(ctx, narrative_id)
+    terms = anonymise.analysis_terms(analysis) + redactions.marked_terms(ctx, narrative_id)
     redacted = anonymise.redact_text(quote, terms)
     return [quote] if redacted == quote else [quote, redacted]

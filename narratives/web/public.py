@@ -4,9 +4,9 @@
     /feeds/media/<name>    a file a current feed encloses, by its opaque name (never a path)
 
 Both answer ETag and Last-Modified and honour If-None-Match / If-Modified-Since with 304.
-Feeds are served from the files `narratives.channels.rss.feeds` writes atomically; media are
-looked up in the
-feeds' manifests, so a withdrawn item's video stops being public when its feed is rebuilt.
+Feeds are served from the files `narratives.channels.rss.files` writes atomically; media are
+looked up in the feeds' manifests, so a withdrawn item's video stops being public when its feed
+is rebuilt.
 
 The workspace is `request.app.state.workspace` (or `.context.workspace`) when the app sets one,
 else the current one (NARRATIVES_HOME).
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from narratives.channels.rss.feeds import resolve_media
+from narratives.channels.rss.files import resolve_media
 from narratives.core.workspace import Workspace, current_workspace
 
 __all__ = ["routes"]

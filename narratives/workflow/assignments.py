@@ -1,8 +1,8 @@
 """Assigning a story to a campaign, and what follows: its video and drafts are made, and the
 drafts of a campaign it leaves are withdrawn while still pending review.
 
-The rule of which campaigns a story goes to, and the assignments table, are
-`narratives.policy.routing`; this module re-exports that API for the CLI and the web page.
+The rule of which campaigns a story goes to is `narratives.policy.routing`, and the explicit
+choices (the assignments table) are `narratives.policy.campaign_assignments`.
 """
 
 from __future__ import annotations
@@ -13,48 +13,19 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NarrativesError
-from narratives.policy.routing import (  # noqa: F401  (re-exported: the API callers use)
-    SOURCES,
-    Assignment,
-    Route,
-    Suggestion,
-    UnassignedStory,
-    assign,
-    check_slugs,
-    explicit,
-    history,
-    is_unassigned,
-    known_slugs,
-    read_analysis,
-    record_intake,
-    routes,
-    suggestions,
-    unassign,
-    unassigned,
-)
+from narratives.policy.campaign_assignments import check_slugs
+from narratives.policy.routing import routes
+from narratives.records.delivery import OPEN
+from narratives.stages.draft import stage as drafting
 from narratives.store import audit
 from narratives.store.context import Context
-from narratives.store.schema import utcnow
+from narratives.store.schema import audit_log, deliveries, drafts
+from narratives.store.users import require_active
+from narratives.workflow import review
 
 __all__ = [
-    "SOURCES",
-    "Assignment",
-    "Route",
-    "Suggestion",
-    "UnassignedStory",
-    "assign",
-    "unassign",
-    "explicit",
-    "history",
-    "routes",
-    "suggestions",
-    "unassigned",
-    "is_unassigned",
-    "known_slugs",
-    "check_slugs",
-    "record_intake",
-    "read_analysis",
     "Outputs",
     "make_outputs",
     "DraftNote",
@@ -99,10 +70,6 @@ def make_outputs(
     unassignment withdrew from review (and nobody touched since) goes back to review: the
     story is for that campaign again.
     """
-    from narratives.stages.draft import stage as drafting
-    from narratives.stages.render import stage as render
-    from narratives.store.schema import drafts
-
     say = progress or (lambda _msg: None)
     out = Outputs()
     targets = (
@@ -123,6 +90,9 @@ def make_outputs(
     for slug in targets:
         say(f"video for {slug}")
         try:
+            # The render stage loads NumPy, Pillow and PyAV: only when a video is made.
+            from narratives.stages.render import stage as render
+
             videos = render.run(ctx, narrative_id, campaigns=[slug], force=force, progress=frames)
         except NarrativesError as exc:
             out.errors.append(f"video for {slug}: {exc}")
@@ -163,8 +133,6 @@ _UNASSIGNED_REASON = "story unassigned from {campaign}"
 def _reopen(ctx: Context, narrative_id: str, campaigns: Sequence[str], *, actor: str) -> int:
     """Send back to review the campaigns' drafts whose last change was the rejection made by
     an unassignment; returns how many."""
-    from narratives.store.schema import audit_log, drafts
-
     if not campaigns:
         return 0
     reopened = 0
@@ -236,8 +204,6 @@ class DraftNote:
 
 def pending_drafts(ctx: Context, narrative_id: str, campaign: str) -> list[int]:
     """Ids of the narrative's drafts for `campaign` that still await review."""
-    from narratives.store.schema import drafts
-
     with ctx.db.connect() as conn:
         return [
             r.id
@@ -262,9 +228,6 @@ def settle_drafts(
     Approved, scheduled or published drafts were an editor's decision: they are never changed
     here, only reported with what to do. Rejecting goes through `review.reject` (the actor
     must be a user here; PermissionDenied otherwise, before any draft is touched)."""
-    from narratives.store.schema import OPEN_DELIVERY_STATES, deliveries, drafts
-    from narratives.workflow import review
-
     with ctx.db.connect() as conn:
         rows = conn.execute(
             sa.select(drafts.c.id, drafts.c.channel, drafts.c.state)
@@ -276,13 +239,11 @@ def settle_drafts(
             for r in conn.execute(
                 sa.select(deliveries.c.id, deliveries.c.draft_id, deliveries.c.state).where(
                     deliveries.c.draft_id.in_([r.id for r in rows] or [-1]),
-                    deliveries.c.state.in_(OPEN_DELIVERY_STATES),
+                    deliveries.c.state.in_(OPEN),
                 )
             )
         }
     if reject and any(r.state == "pending_review" for r in rows):
-        from narratives.store.users import require_active
-
         require_active(ctx, actor)
     notes: list[DraftNote] = []
     for r in rows:
@@ -310,29 +271,30 @@ def settle_drafts(
                     )
                 )
                 continue
-        shown = state.replace("_", " ")
-        delivery = open_.get(r.id)
-        if delivery is not None:
-            message = (
-                f"{name} is {shown} with delivery {delivery.id} {delivery.state}: left as it "
-                f"is; `narrative schedule cancel {delivery.id}` stops it, "
-                f"`narrative drafts reject {r.id}` withdraws the approval"
-            )
-        elif state == "approved":
-            message = (
-                f"{name} is approved: left as it is; `narrative drafts reject {r.id}` "
-                "withdraws the approval"
-            )
-        elif state == "pending_review":
-            message = f"{name} is pending review: left pending, as asked"
-        elif state == "rejected":
-            message = f"{name} was already rejected"
-        else:
-            message = (
-                f"{name} is {shown}: left as it is; `narrative drafts reject {r.id}` rejects it"
-            )
+        message = _kept_message(name, r.id, state, open_.get(r.id))
         notes.append(DraftNote(r.id, r.channel, state, "kept", message))
     return notes
+
+
+def _kept_message(name: str, draft_id: int, state: str, delivery: Any) -> str:
+    """Why a draft was left as it is, and the command that changes it."""
+    shown = state.replace("_", " ")
+    if delivery is not None:
+        return (
+            f"{name} is {shown} with delivery {delivery.id} {delivery.state}: left as it "
+            f"is; `narrative schedule cancel {delivery.id}` stops it, "
+            f"`narrative drafts reject {draft_id}` withdraws the approval"
+        )
+    if state == "approved":
+        return (
+            f"{name} is approved: left as it is; `narrative drafts reject {draft_id}` "
+            "withdraws the approval"
+        )
+    if state == "pending_review":
+        return f"{name} is pending review: left pending, as asked"
+    if state == "rejected":
+        return f"{name} was already rejected"
+    return f"{name} is {shown}: left as it is; `narrative drafts reject {draft_id}` rejects it"
 
 
 @dataclass

@@ -25,6 +25,10 @@ publisher stops and takes down whatever it may have posted, by record key. `publ
 process finished the same record keys (`found_existing`). Anything else: another process took
 over; nothing is written and the post is left to it (its rkeys make a repeat find, not repost).
 
+**Missed.** A delivery woken past its campaign's `slots.missed_after_hours` with nothing of it out
+is marked `missed` instead of claimed: the one rule of `store.deliveries` (`is_late`,
+`mark_missed`), which the scheduler also applies at start, so the two never disagree.
+
 A delivery left in `publishing` by a process that died is handed back by `recover_interrupted`
 (at scheduler start and on every sync) once its claim is stale: its owner on this host is gone,
 or it showed no progress for `CLAIM_LEASE`. A fresh claim of a live `publish --now` is never
@@ -35,17 +39,22 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from narratives.core.campaigns import Campaign, get_campaign
+from narratives.channels.base import (
+    ClaimLost,
+    Outgoing,
+    Publisher,
+    PublishResult,
+)
+from narratives.core.campaigns import get_campaign
+from narratives.core.clock import utcnow
 from narratives.core.errors import (
     ChannelError,
     ConsentError,
@@ -54,103 +63,29 @@ from narratives.core.errors import (
     PermanentChannelError,
     TransientChannelError,
 )
-from narratives.store import audit
+from narratives.policy.anonymise import draft_leaks, terms_for
+from narratives.policy.consent import check_publishable, is_anonymous
+from narratives.records.delivery import OPEN, TAKEN_DOWN, Delivery, DeliveryState
+from narratives.store import deliveries as store
+from narratives.store.claims import new_claim_owner
 from narratives.store.context import Context
-from narratives.store.deliveries import (  # noqa: F401  (re-exported)
-    CLAIM_LEASE,
-    claim_is_stale,
-    new_claim_owner,
-    was_attempted,
-)
-from narratives.store.schema import (
-    OPEN_DELIVERY_STATES,
-    deliveries,
-    delivery_attempts,
-    drafts,
-    utcnow,
-)
-from narratives.workflow.scheduling import Delivery, get_delivery
+from narratives.store.delivery_queries import get_delivery, list_deliveries
+from narratives.store.schema import drafts
+from narratives.workflow import scheduling
+from narratives.workflow.channels import open_publishers
+from narratives.workflow.takedown import take_down_delivery
 
 __all__ = [
     "Backoff",
-    "Outgoing",
-    "PublishResult",
-    "Publisher",
     "Outcome",
-    "BlueskyPublisher",
-    "RSSPublisher",
-    "default_publishers",
-    "claim",
     "publish_delivery",
     "publish_draft_now",
     "recover_interrupted",
-    "missed_limit",
-    "CLAIM_LEASE",
-    "ClaimLost",
-    "claim_is_stale",
-    "new_claim_owner",
 ]
 
 log = logging.getLogger(__name__)
 
-
-# ----------------------------------------------------------------------------- the interface
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """What a publisher needs: the claimed delivery, its draft's content and its campaign."""
-
-    delivery: Delivery
-    campaign: Campaign
-    narrative_id: str
-    content: dict[str, Any]
-    workspace_root: Path
-    #: Store per-post progress ([{rkey, uri, cid}]) so a failed thread resumes where it stopped;
-    #: refreshes the claim. False when the delivery is no longer ours to publish (withdrawn,
-    #: or handed to another process): the publisher must then stop posting.
-    save_progress: Callable[[list[dict[str, Any]]], bool] = field(
-        default=lambda posts: True, repr=False
-    )
-
-    def path(self, relpath: str) -> Path:
-        """A workspace-relative path from draft content, refused if it escapes the workspace."""
-        root = self.workspace_root.resolve()
-        p = (root / relpath).resolve()
-        if not p.is_relative_to(root):
-            raise PermanentChannelError(f"{relpath!r} is outside the workspace")
-        return p
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    #: Bluesky: every post's {rkey, uri, cid}; None for channels without records.
-    posts: list[dict[str, Any]] | None = None
-    #: Where it can be seen (first post's at:// URI, or the feed item's link).
-    url: str | None = None
-    #: True when the record was already there (an earlier attempt had landed).
-    found_existing: bool = False
-
-
-class Publisher(Protocol):
-    """A channel as the scheduler sees it."""
-
-    channel: str
-
-    def publish(self, item: Outgoing) -> PublishResult:
-        """Put the item out; raise TransientChannelError or PermanentChannelError on failure."""
-        ...
-
-    def after_commit(self, item: Outgoing) -> None:
-        """Runs once the delivery is recorded as published (e.g. rebuild a feed)."""
-        ...
-
-
-class ClaimLost(Exception):
-    """Raised by a publisher when `save_progress` says the delivery is no longer its to post.
-
-    Deliberately not a NarrativesError: it is not a failure of the delivery, and
-    `publish_delivery` handles it by re-reading the row (see the module docstring)."""
+S = DeliveryState
 
 
 # ----------------------------------------------------------------------------- backoff
@@ -178,65 +113,10 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Outcome:
-    #: published | found_existing | retry | failed | missed | skipped
+    #: published | found_existing | retry | failed | missed | skipped | withdrawn
     status: str
     delivery: Delivery | None
     error: str | None = None
-
-
-def missed_limit(ctx: Context, campaign_slug: str) -> timedelta:
-    """How late a never-attempted delivery may go out: the campaign's limit, else the settings'."""
-    try:
-        hours = get_campaign(ctx.workspace, campaign_slug).slots.missed_after_hours
-    except NarrativesError:
-        hours = ctx.settings.scheduler.missed_after_hours
-    return timedelta(hours=hours)
-
-
-def _due_clause(now: datetime):
-    return sa.or_(
-        sa.and_(deliveries.c.state == "scheduled", deliveries.c.scheduled_at <= now),
-        sa.and_(
-            deliveries.c.state == "failed",
-            deliveries.c.retry_at.is_not(None),
-            deliveries.c.retry_at <= now,
-        ),
-    )
-
-
-#: A claim that has shown no progress for this long is stale even if its owner may be alive
-#: (another host, or a hung process). Progress (each post of a thread) refreshes it.
-def claim(conn: Connection, delivery_id: int, now: datetime, owner: str | None = None) -> bool:
-    """Atomically move a due delivery to `publishing`; False if not due or another process won."""
-    res = conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id == delivery_id, _due_clause(now))
-        .values(
-            state="publishing",
-            attempts=deliveries.c.attempts + 1,
-            updated_at=now,
-            claimed_by=owner or new_claim_owner(),
-            claimed_at=now,
-        )
-    )
-    return res.rowcount == 1
-
-
-def _ours(delivery_id: int, owner: str):
-    """The WHERE clause of every write a publisher makes while it holds the claim."""
-    return sa.and_(
-        deliveries.c.id == delivery_id,
-        deliveries.c.state == "publishing",
-        deliveries.c.claimed_by == owner,
-    )
-
-
-def _attempt(conn: Connection, delivery_id: int, outcome: str, error: str | None, at: datetime):
-    conn.execute(
-        delivery_attempts.insert().values(
-            delivery_id=delivery_id, at=at, outcome=outcome, error=error
-        )
-    )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -245,51 +125,26 @@ def _error_text(exc: BaseException) -> str:
     return f"{text} ({hint})" if hint else text
 
 
-def _mark_missed(ctx: Context, d: Delivery, now: datetime, actor: str) -> Delivery | None:
-    reason = (
-        f"missed: due {d.scheduled_at.isoformat()}, and it was "
-        f"{(now - d.scheduled_at).total_seconds() / 3600:.1f} h late when the scheduler woke"
-    )
+def _missed(ctx: Context, d: Delivery, now: datetime, actor: str) -> Outcome | None:
+    """Mark `d` missed if the missed rule says so; None when it is to be published."""
+    if not store.is_late(d, now, store.missed_limit(ctx, d.campaign)):
+        return None
     with ctx.db.begin() as conn:
-        res = conn.execute(
-            deliveries.update()
-            .where(
-                deliveries.c.id == d.id,
-                deliveries.c.state == "scheduled",
-                # Only one never tried: a tried one may have posts out and must be finished.
-                ~was_attempted(),
-            )
-            .values(state="missed", last_error=reason, updated_at=now)
-        )
-        if res.rowcount != 1:
+        # False when it was tried after all: it may have posts out and must be finished.
+        if not store.mark_missed(conn, d, now, actor=actor):
             return None
-        audit.record(
-            conn,
-            actor=actor,
-            action="missed",
-            object_type="delivery",
-            object_id=d.id,
-            before={"state": d.state},
-            after={"state": "missed"},
-            detail=reason,
-        )
-        return get_delivery(conn, d.id)
+        return Outcome("missed", get_delivery(conn, d.id), d.last_error)
 
 
 def _check_consent(conn: Connection, draft_id: int, channel: str) -> None:
     # Issue 7: consent is checked again at publish time, not only when scheduling (it may have
-    # been withdrawn or have expired in between). Imported here: consent imports the feeds.
-    from narratives.policy import consent
-
-    consent.check_publishable(conn, draft_id, channel)
+    # been withdrawn or have expired in between).
+    check_publishable(conn, draft_id, channel)
 
 
 def _check_anonymity(ctx: Context, conn: Connection, draft: Any) -> None:
     """A draft made or edited before the narrator asked to stay anonymous may still name
     them: refuse it rather than publish a name (the editor regenerates or edits it)."""
-    from narratives.policy.anonymise import draft_leaks, terms_for
-    from narratives.policy.consent import is_anonymous
-
     if not is_anonymous(conn, draft.narrative_id):
         return
     leaks = draft_leaks(dict(draft.content or {}), terms_for(ctx, draft.narrative_id))
@@ -318,12 +173,7 @@ def _prepare(ctx: Context, d: Delivery, owner: str) -> Outgoing:
     def save_progress(posts: list[dict[str, Any]]) -> bool:
         now = utcnow()
         with ctx.db.begin() as c:
-            res = c.execute(
-                deliveries.update()
-                .where(_ours(d.id, owner))
-                .values(posts=posts, updated_at=now, claimed_at=now)
-            )
-        return res.rowcount == 1
+            return store.progress(c, d.id, owner, posts, now)
 
     return Outgoing(
         delivery=d,
@@ -349,22 +199,14 @@ def publish_delivery(
     now = now or utcnow()
     with ctx.db.connect() as conn:
         d = get_delivery(conn, delivery_id)
-    if (
-        check_missed
-        and d.state == "scheduled"
-        and d.scheduled_at <= now
-        and now - d.scheduled_at > missed_limit(ctx, d.campaign)
-    ):
-        marked = _mark_missed(ctx, d, now, actor)  # None when it was tried: publish it
-        if marked is not None:
-            return Outcome("missed", marked, d.last_error)
+    if check_missed and (missed := _missed(ctx, d, now, actor)) is not None:
+        return missed
     owner = new_claim_owner()
     with ctx.db.begin() as conn:
-        if not claim(conn, delivery_id, now, owner):
+        if not store.claim(conn, delivery_id, now, owner):
             return Outcome("skipped", get_delivery(conn, delivery_id))
         d = get_delivery(conn, delivery_id)
 
-    item: Outgoing | None = None
     failure = dict(ctx=ctx, d=d, owner=owner, actor=actor, backoff=backoff)
     try:
         item = _prepare(ctx, d, owner)
@@ -383,42 +225,39 @@ def publish_delivery(
     except Exception as exc:  # a bug or an unclassified library error: retry a bounded number
         log.exception("publishing delivery %s failed unexpectedly", d.id)
         return _failed(exc=exc, transient=True, **failure)
+    return _published(ctx, d, owner, item, result, publisher, actor=actor)
 
+
+def _published(
+    ctx: Context,
+    d: Delivery,
+    owner: str,
+    item: Outgoing,
+    result: PublishResult,
+    publisher: Publisher,
+    *,
+    actor: str,
+) -> Outcome:
+    """Record a publish that went out, then run the publisher's `after_commit`."""
     done = utcnow()
     outcome = "found_existing" if result.found_existing else "published"
     with ctx.db.begin() as conn:
-        values: dict[str, Any] = {
-            "state": "published",
-            # What went out, kept apart from the draft: an edit after publishing sends the
-            # draft back to review and must not reach a feed built from this delivery.
-            "content": item.content,
-            "published_at": done,
-            "retry_at": None,
-            "last_error": None,
-            "updated_at": done,
-            "claimed_by": None,
-            "claimed_at": None,
-        }
-        if result.posts is not None:
-            values["posts"] = result.posts
-        updated = conn.execute(deliveries.update().where(_ours(d.id, owner)).values(**values))
-        if updated.rowcount == 1:
-            _attempt(conn, d.id, outcome, None, done)
-            audit.record(
-                conn,
-                actor=actor,
-                action="publish",
-                object_type="delivery",
-                object_id=d.id,
-                before={"state": "publishing"},
-                after={"state": "published", "url": result.url},
-                detail=outcome,
-            )
+        ours = store.published(
+            conn,
+            d.id,
+            owner,
+            content=item.content,
+            posts=result.posts,
+            url=result.url,
+            outcome=outcome,
+            actor=actor,
+            at=done,
+        )
         after = get_delivery(conn, d.id)
-    if updated.rowcount != 1:
+    if not ours:
         return _claim_lost(ctx, d, owner, actor=actor)
     try:
-        publishers[d.channel].after_commit(item)
+        publisher.after_commit(item)
     except Exception:
         # The post is out and recorded; a stale feed is rebuilt when the scheduler starts.
         log.exception("after publishing delivery %s", d.id)
@@ -435,14 +274,12 @@ def _claim_lost(ctx: Context, d: Delivery, owner: str, *, actor: str) -> Outcome
     """
     with ctx.db.connect() as conn:
         now_row = get_delivery(conn, d.id)
-    if now_row.state in ("withdrawing", "withdrawn"):
-        from narratives.policy.consent import take_down_delivery
-
+    if now_row.state in TAKEN_DOWN:
         reason = "withdrawn while publishing"
         take_down_delivery(ctx, d.id, actor=actor, reason=reason, owner=owner)
         with ctx.db.connect() as conn:
             return Outcome("withdrawn", get_delivery(conn, d.id), reason)
-    if now_row.state == "published":
+    if now_row.state == S.PUBLISHED:
         return Outcome("found_existing", now_row)
     log.info("delivery %s: now %s, handled by another process", d.id, now_row.state)
     return Outcome("skipped", now_row, f"taken over by another process ({now_row.state})")
@@ -474,36 +311,22 @@ def _failed(
         status = "failed"
         last_error = error
     with ctx.db.begin() as conn:
-        res = conn.execute(
-            deliveries.update()
-            .where(_ours(d.id, owner))
-            .values(
-                state="failed",
-                retry_at=retry_at,
-                last_error=last_error,
-                updated_at=now,
-                claimed_by=None,
-                claimed_at=None,
-            )
+        kind = "transient_error" if transient else "permanent_error"
+        ours = store.failed(
+            conn,
+            d.id,
+            owner,
+            retry_at=retry_at,
+            last_error=last_error,
+            kind=kind,
+            error=error,
+            actor=actor,
+            now=now,
         )
-        # Not ours any more (withdrawn, or handed to another process): a "failed" row and
-        # audit entry would misreport what happened; see what it is instead.
-        lost = res.rowcount != 1
-        if not lost:
-            kind = "transient_error" if transient else "permanent_error"
-            _attempt(conn, d.id, kind, error, now)
-            audit.record(
-                conn,
-                actor=actor,
-                action="publish_failed",
-                object_type="delivery",
-                object_id=d.id,
-                before={"state": "publishing"},
-                after={"state": "failed", "retry_at": retry_at.isoformat() if retry_at else None},
-                detail=last_error,
-            )
-            after = get_delivery(conn, d.id)
-    if lost:
+        after = get_delivery(conn, d.id) if ours else None
+    # Not ours any more (withdrawn, or handed to another process): a "failed" row and
+    # audit entry would misreport what happened; see what it is instead.
+    if not ours:
         return _claim_lost(ctx, d, owner, actor=actor)
     log.warning("delivery %s: %s%s", d.id, last_error, f"; retry at {retry_at}" if retry_at else "")
     return Outcome(status, after, last_error)
@@ -515,58 +338,14 @@ def recover_interrupted(
     """Deliveries left `publishing` by a process that stopped become due again (to run once
     more, safely: their record keys make a repeat find what landed).
 
-    Only stale claims are handed back (see `claim_is_stale`): a `publish --now` still posting
-    in another process keeps its delivery. The scheduler calls this at start and on every sync.
+    Only stale claims are handed back (see `store.claims.claim_is_stale`): a
+    `publish --now` still posting in another process keeps its delivery. The scheduler calls
+    this at start and on every sync.
     """
     now = now or utcnow()
     reason = "interrupted while publishing (its process stopped); retried by the scheduler"
     with ctx.db.begin() as conn:
-        rows = conn.execute(
-            sa.select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.claimed_at).where(
-                deliveries.c.state == "publishing"
-            )
-        ).all()
-        ids = []
-        for r in rows:
-            if not claim_is_stale(r.claimed_by, r.claimed_at, now):
-                continue
-            # Conditional on the same claim, so a claim refreshed meanwhile is left alone.
-            res = conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == r.id,
-                    deliveries.c.state == "publishing",
-                    deliveries.c.claimed_by.is_(None)
-                    if r.claimed_by is None
-                    else deliveries.c.claimed_by == r.claimed_by,
-                    deliveries.c.claimed_at.is_(None)
-                    if r.claimed_at is None
-                    else deliveries.c.claimed_at == r.claimed_at,
-                )
-                .values(
-                    state="failed",
-                    retry_at=now,
-                    last_error=reason,
-                    updated_at=now,
-                    claimed_by=None,
-                    claimed_at=None,
-                )
-            )
-            if res.rowcount == 1:
-                ids.append(r.id)
-        for i in ids:
-            _attempt(conn, i, "transient_error", reason, now)
-            audit.record(
-                conn,
-                actor=actor,
-                action="recover",
-                object_type="delivery",
-                object_id=i,
-                before={"state": "publishing"},
-                after={"state": "failed", "retry_at": now.isoformat()},
-                detail=reason,
-            )
-    return ids
+        return store.release_stale_claims(conn, now, actor=actor, reason=reason)
 
 
 def publish_draft_now(
@@ -578,12 +357,10 @@ def publish_draft_now(
 ) -> Outcome:
     """`narrative publish DRAFT_ID --now`: schedule (or move) the draft's delivery to now and
     publish it through the same path as the scheduler."""
-    from narratives.workflow import scheduling
-
     now = utcnow()
     with ctx.db.connect() as conn:
-        open_ = scheduling.list_deliveries(conn, draft_id=draft_id, states=OPEN_DELIVERY_STATES)
-    if open_ and open_[0].state in ("published", "publishing"):
+        open_ = list_deliveries(conn, draft_id=draft_id, states=OPEN)
+    if open_ and open_[0].state in (S.PUBLISHED, S.PUBLISHING):
         raise InvalidState(f"draft {draft_id} is already {open_[0].state} (delivery {open_[0].id})")
     if open_:
         d = scheduling.move(ctx, open_[0].id, at=now, actor=actor, now=now)
@@ -591,149 +368,5 @@ def publish_draft_now(
         # Raises InvalidState if another process schedules the draft first (the database
         # allows one open delivery per draft), so the draft is never posted twice.
         d = scheduling.schedule(ctx, draft_id, at=now, actor=actor, now=now)
-    publishers = publishers if publishers is not None else default_publishers(ctx)
-    return publish_delivery(ctx, d.id, publishers, actor=actor, check_missed=False)
-
-
-# ----------------------------------------------------------------------------- channels
-
-
-class RSSPublisher:
-    """RSS/Atom: the item is "out" once recorded as published; then the feeds are rebuilt
-    atomically from the database (under a per-campaign lock, so the last rebuild sees all)."""
-
-    channel = "rss"
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def publish(self, item: Outgoing) -> PublishResult:
-        if item.campaign.channels.rss is None:
-            raise PermanentChannelError(f"campaign {item.campaign.slug} has no RSS channel")
-        for key in ("title", "summary"):
-            if not str(item.content.get(key) or "").strip():
-                raise PermanentChannelError(f"the feed item has no {key}")
-        for key in ("enclosure", "captions"):
-            rel = item.content.get(key)
-            if rel and not item.path(rel).is_file():
-                raise PermanentChannelError(f"the item's {key} file {rel} does not exist")
-        return PublishResult(url=item.content.get("link") or item.campaign.link)
-
-    def after_commit(self, item: Outgoing) -> None:
-        from narratives.channels.rss.feeds import write_campaign_feeds
-
-        write_campaign_feeds(self.ctx, item.campaign)
-
-
-class BlueskyPublisher:
-    """Bluesky through `narratives.channels.bluesky`: one logged-in channel per account, reused;
-    posts of one account go out one at a time. The app password comes from the environment
-    variable the campaign names."""
-
-    channel = "bluesky"
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self._channels: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def _channel(self, campaign: Campaign) -> tuple[Any, threading.Lock]:
-        from narratives.channels.bluesky import BlueskyAccount, BlueskyChannel
-
-        cfg = campaign.channels.bluesky
-        if cfg is None:
-            raise PermanentChannelError(f"campaign {campaign.slug} has no Bluesky channel")
-        key = f"{cfg.service}|{cfg.handle}"
-        with self._guard:
-            if key not in self._channels:
-                account = BlueskyAccount(
-                    handle=cfg.handle, service_url=cfg.service, password_env=cfg.password_env
-                )
-                self._channels[key] = BlueskyChannel(account, self.ctx.workspace)
-                self._locks[key] = threading.Lock()
-            return self._channels[key], self._locks[key]
-
-    def posts_for(self, item: Outgoing) -> list[Any]:
-        """The draft's content as adapter posts: the video (with captions) on the first post,
-        language tags and self-labels on every post."""
-        from narratives.channels.bluesky import BlueskyPost, Caption, VideoEmbed
-
-        c = item.content
-        texts = [p.get("text", "") for p in c.get("posts") or []]
-        if not texts:
-            raise PermanentChannelError("the draft has no posts")
-        langs = tuple(c.get("langs") or (item.campaign.channels.bluesky.langs or []))
-        labels = tuple(c.get("labels") or ())
-        video = None
-        if c.get("video"):
-            captions = ()
-            if c.get("captions"):
-                captions = (Caption(item.path(c["captions"]), (langs or ("en",))[0]),)
-            ratio = tuple(c["aspect_ratio"]) if c.get("aspect_ratio") else None
-            video = VideoEmbed(
-                path=item.path(c["video"]),
-                alt=c.get("alt") or "",
-                aspect_ratio=ratio,  # type: ignore[arg-type]
-                captions=captions,
-            )
-        return [
-            BlueskyPost(text=t, langs=langs, labels=labels, video=video if i == 0 else None)
-            for i, t in enumerate(texts)
-        ]
-
-    @staticmethod
-    def thread_keys(delivery: Delivery, count: int) -> tuple[list[dict], list[dict]]:
-        """The stored keys of a thread of `count` posts, and the stored keys beyond it.
-
-        The thread may have changed length after scheduling (edited and approved again): its
-        keys derive from the delivery's first key. Keys of posts that no longer belong to the
-        thread are kept (`extra`), since those posts may be out: a takedown must find them.
-        """
-        from narratives.channels.bluesky import thread_rkeys
-
-        stored = list(delivery.posts or [])
-        keys = thread_rkeys(delivery.rkey or stored[0]["rkey"], count)
-        thread = [
-            stored[i] if i < len(stored) and stored[i].get("rkey") == k else {"rkey": k}
-            for i, k in enumerate(keys)
-        ]
-        extra = [p for p in stored[count:] if p.get("rkey") and p["rkey"] not in keys]
-        return thread, extra
-
-    def publish(self, item: Outgoing) -> PublishResult:
-        """Post the thread, storing each post as it lands; stop (`ClaimLost`) before the next
-        post as soon as the delivery is no longer ours (withdrawn, or handed to another)."""
-        from narratives.channels.bluesky import PublishedRef
-
-        posts = self.posts_for(item)
-        stored, extra = self.thread_keys(item.delivery, len(posts))
-        if not item.save_progress(stored + extra):
-            raise ClaimLost()
-        rkeys = [p["rkey"] for p in stored]
-        already = []
-        for p in stored:
-            if not p.get("uri"):
-                break
-            already.append(PublishedRef.from_dict(p))
-
-        def progress(refs: list[Any]) -> None:
-            done = [r.as_dict() for r in refs]
-            if not item.save_progress(done + stored[len(done) :] + extra):
-                raise ClaimLost()
-
-        channel, lock = self._channel(item.campaign)
-        with lock:
-            refs = channel.publish(posts, rkeys, already=already, on_progress=progress)
-        return PublishResult(posts=[r.as_dict() for r in refs] + extra, url=refs[0].uri)
-
-    def after_commit(self, item: Outgoing) -> None:
-        return None
-
-    def close(self) -> None:
-        for ch in self._channels.values():
-            ch.close()
-
-
-def default_publishers(ctx: Context) -> dict[str, Publisher]:
-    return {"rss": RSSPublisher(ctx), "bluesky": BlueskyPublisher(ctx)}
+    with open_publishers(ctx, publishers) as chosen:
+        return publish_delivery(ctx, d.id, chosen, actor=actor, check_missed=False)

@@ -3,41 +3,41 @@
 States: `pending_review → approved | rejected | changes_requested`. Only `approve` moves a draft
 to `approved`, and only from `pending_review`; any edit sends a draft back to `pending_review`.
 Every action writes its audit row (who, what, before/after) in the same transaction as the
-change, so the log can never miss or invent one.
+change, so the log can never miss or invent one. The `Draft` and `Comment` records it reads
+and returns are in `narratives.records.draft`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from narratives.channels.base import BLUESKY, RSS
+from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
+from narratives.channels.bluesky.text import count_graphemes
 from narratives.core.campaigns import get_campaign
+from narratives.core.clock import utcnow
 from narratives.core.errors import Conflict, InvalidState, NotFound, UsageError
-from narratives.records.draft import EDITABLE, STATES
-from narratives.stages.draft.stage import (
-    BLUESKY_LIMIT,
-    count_graphemes,
-    join_posts,
-    split_posts,
-)
+from narratives.policy.consent import check_approvable
+from narratives.records.draft import EDITABLE, STATES, Comment, Draft
+from narratives.stages.draft.templates import join_posts, split_posts
 from narratives.store import audit
 from narratives.store.context import Context
-from narratives.store.schema import comments, consents, drafts, narratives, tag_corrections, utcnow
+from narratives.store.schema import (
+    audit_log,
+    comments,
+    deliveries,
+    drafts,
+    narratives,
+    tag_corrections,
+)
 from narratives.store.users import require_active
 
 __all__ = [
-    "STATES",
-    "EDITABLE",
-    "Draft",
-    "Comment",
     "get_draft",
     "list_drafts",
     "list_comments",
@@ -51,7 +51,6 @@ __all__ = [
     "comment",
     "correct_tag",
     "tag_corrections_for",
-    "consent_for",
     "content_to_text",
     "text_to_changes",
 ]
@@ -59,48 +58,6 @@ __all__ = [
 _MAX_COMMENT = 5000
 _MAX_REASON = 2000
 _SEPARATOR_LINE = re.compile(r"^[ \t]*-{3,}[ \t]*$", re.MULTILINE)
-
-
-@dataclass
-class Draft:
-    id: int
-    narrative_id: str
-    campaign: str
-    channel: str
-    state: str
-    template: str
-    template_hash: str
-    generated: dict[str, Any]
-    content: dict[str, Any]
-    edited: bool
-    data: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    #: The narrative's title (analysis) or its file name.
-    title: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @property
-    def posts(self) -> list[str]:
-        return [p.get("text", "") for p in self.content.get("posts") or []]
-
-    @property
-    def version(self) -> str:
-        """A digest of the text: forms carry it, so an approval or an edit applies only to
-        the text the editor saw (not one someone changed meanwhile)."""
-        data = json.dumps(self.content, sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass
-class Comment:
-    id: int
-    draft_id: int
-    author: str
-    body: str
-    created_at: datetime
 
 
 def _query():
@@ -182,8 +139,6 @@ def history(ctx: Context, draft_id: int, *, related: bool = False) -> list[dict[
     and to its deliveries (scheduled, moved, published, withdrawn): everything an editor can
     do from the draft's page. Each entry then says its `object_type`.
     """
-    from narratives.store.schema import audit_log, deliveries
-
     with ctx.db.connect() as conn:
         if not related:
             return audit.history(conn, "draft", draft_id)
@@ -215,7 +170,7 @@ def history(ctx: Context, draft_id: int, *, related: bool = False) -> list[dict[
 def problems(draft: Draft) -> list[str]:
     """What stops the draft from being approved as it stands (empty when it may be)."""
     found: list[str] = []
-    if draft.channel == "bluesky":
+    if draft.channel == BLUESKY:
         posts = draft.posts
         if not posts:
             found.append("the thread has no posts")
@@ -225,7 +180,7 @@ def problems(draft: Draft) -> list[str]:
                 found.append(f"post {i} is empty")
             elif n > BLUESKY_LIMIT:
                 found.append(f"post {i} has {n} characters; Bluesky allows {BLUESKY_LIMIT}")
-    elif draft.channel == "rss":
+    elif draft.channel == RSS:
         for key in ("title", "content"):
             if not str(draft.content.get(key) or "").strip():
                 found.append(f"the item has no {key}")
@@ -265,8 +220,6 @@ def _check_consent(conn: Connection, draft: Draft) -> None:
 
     Raising `ConsentError` aborts the approval and its transaction.
     """
-    from narratives.policy.consent import check_approvable
-
     check_approvable(conn, draft.narrative_id, draft.channel)
 
 
@@ -422,7 +375,7 @@ def content_to_text(draft: Draft) -> str:
 
     Bluesky: one part per post. RSS: title, summary, content.
     """
-    if draft.channel == "bluesky":
+    if draft.channel == BLUESKY:
         return join_posts(draft.posts) + "\n"
     c = draft.content
     return (
@@ -433,7 +386,7 @@ def content_to_text(draft: Draft) -> str:
 def text_to_changes(draft: Draft, text: str) -> dict[str, Any]:
     """The inverse of `content_to_text`, for `edit`."""
     text = text.replace("\r\n", "\n")
-    if draft.channel == "bluesky":
+    if draft.channel == BLUESKY:
         posts = split_posts(text)
         if not posts:
             raise UsageError("the text is empty")
@@ -494,10 +447,11 @@ def correct_tag(
         ).first()
     if known is None:
         raise NotFound(f"no narrative {narrative_id[:12]}")
-    from narratives.stages.analyse.stage import correct_tag as analyse_correct_tag
-
     # The analysis stage owns the tagging examples: it stores the correction with its audit
     # row in one transaction, then re-scores the narrative with it.
+    # The analyse stage loads NumPy and scikit-learn: only when an editor corrects a tag.
+    from narratives.stages.analyse.stage import correct_tag as analyse_correct_tag
+
     analyse_correct_tag(ctx, narrative_id, campaign, tag, applies, actor)
 
 
@@ -509,11 +463,3 @@ def tag_corrections_for(ctx: Context, narrative_id: str) -> list[dict[str, Any]]
             .order_by(tag_corrections.c.id)
         )
         return [dict(r._mapping) for r in rows]
-
-
-def consent_for(ctx: Context, narrative_id: str) -> dict[str, Any] | None:
-    """The narrative's consent record as stored, or None when none was recorded."""
-    with ctx.db.connect() as conn:
-        row = conn.execute(sa.select(consents).where(consents.c.narrative_id == narrative_id))
-        found = row.first()
-    return dict(found._mapping) if found else None

@@ -11,9 +11,10 @@ On start the service:
 2. hands back deliveries a crash left `publishing` (the adapter's rkey + getRecord check makes
    the retry safe), only when their claim is stale: a `publish --now` still posting keeps its
    own; every sync does this again, so one killed while the service runs is retried too;
-3. marks never-attempted deliveries older than their campaign's `slots.missed_after_hours`
-   as `missed` (shown to editors), and gives every other waiting delivery a job; due ones run
-   at once, each once;
+3. marks deliveries older than their campaign's `slots.missed_after_hours` with nothing of
+   them out as `missed` (shown to editors; the rule of `store.deliveries`, which a publisher
+   woken late applies too), and gives every other waiting delivery a job; due ones run at
+   once, each once;
 4. rebuilds the RSS/Atom feeds (heals a crash between a commit and a rebuild).
 
 While running, a sync job re-reads the deliveries every few seconds, so deliveries scheduled,
@@ -46,18 +47,20 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
 
+from narratives.channels.base import Publisher
+from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState
+from narratives.store import deliveries as store
 from narratives.store.context import Context
-from narratives.store.schema import deliveries, utcnow
+from narratives.store.delivery_queries import waiting_times
+from narratives.workflow.channels import default_publishers
+from narratives.workflow.feeds import write_all_feeds
 from narratives.workflow.publishing import (
     Backoff,
-    Publisher,
-    default_publishers,
-    missed_limit,
     publish_delivery,
     recover_interrupted,
 )
-from narratives.workflow.scheduling import Delivery, was_attempted
+from narratives.workflow.takedown import expire_due
 
 __all__ = ["SchedulerService", "ReconcileReport", "JOBS_TABLE"]
 
@@ -212,9 +215,10 @@ class SchedulerService:
         finally:
             if _active is self:
                 _active = None
-            closer = getattr(self.publishers.get("bluesky"), "close", None)
-            if callable(closer):
-                closer()
+            for publisher in self.publishers.values():
+                closer = getattr(publisher, "close", None)  # test doubles may have none
+                if callable(closer):
+                    closer()
             self._release_lock()
             self._stopped.set()
             log.info("scheduler stopped")
@@ -270,8 +274,6 @@ class SchedulerService:
         report.future = len(wanted) - report.due
         report.jobs_written, report.jobs_removed = self._sync_jobs(wanted)
         try:
-            from narratives.channels.rss.feeds import write_all_feeds
-
             write_all_feeds(self.ctx)
         except Exception:
             log.exception("rebuilding the feeds at start-up failed")
@@ -297,8 +299,6 @@ class SchedulerService:
         """Take down what expired or withdrawn consents no longer allow (issue 7)."""
         if self._stopping.is_set():
             return
-        from narratives.policy.consent import expire_due
-
         try:
             for report in expire_due(self.ctx, actor=self.actor):
                 log.info("consent: %s of narrative %s", report.action, report.narrative_id)
@@ -308,58 +308,17 @@ class SchedulerService:
     # -- internals ----------------------------------------------------------------------------
 
     def _mark_missed(self, now: datetime) -> list[int]:
-        from narratives.store import audit
-
-        rows = self._query(
-            sa.select(deliveries).where(
-                sa.or_(
-                    # Never tried: `attempts` restarts at a move, but a tried one may have
-                    # posts out (a thread half posted) and must be finished, not missed.
-                    sa.and_(deliveries.c.state == "scheduled", ~was_attempted()),
-                    # A retry still pending: stale too, unless part of it is already out.
-                    sa.and_(deliveries.c.state == "failed", deliveries.c.retry_at.is_not(None)),
-                ),
-                deliveries.c.scheduled_at <= now,
-            )
-        )
+        """Mark late deliveries missed: the one rule of `store.deliveries`, which
+        `publish_delivery` applies too when it wakes one."""
         limits: dict[str, Any] = {}
-        late = []
-        for r in rows:
-            d = Delivery.from_row(r)
-            if d.state == "failed" and d.landed_posts:
-                continue
-            limit = limits.setdefault(d.campaign, missed_limit(self.ctx, d.campaign))
-            if now - d.scheduled_at > limit:
-                late.append(d)
         missed = []
         with self.ctx.db.begin() as conn:
-            for d in late:
-                reason = (
-                    f"missed: due {d.scheduled_at.isoformat()}, and the scheduler was not "
-                    f"running until {now.isoformat(timespec='seconds')}"
-                )
-                still = (
-                    sa.and_(deliveries.c.state == "scheduled", ~was_attempted())
-                    if d.state == "scheduled"
-                    else sa.and_(deliveries.c.state == "failed", deliveries.c.retry_at.is_not(None))
-                )
-                res = conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id == d.id, still)
-                    .values(state="missed", retry_at=None, last_error=reason, updated_at=now)
-                )
-                if res.rowcount:
+            for d in store.overdue(conn, now):
+                limit = limits.setdefault(d.campaign, store.missed_limit(self.ctx, d.campaign))
+                if store.is_late(d, now, limit) and store.mark_missed(
+                    conn, d, now, actor=self.actor
+                ):
                     missed.append(d.id)
-                    audit.record(
-                        conn,
-                        actor=self.actor,
-                        action="missed",
-                        object_type="delivery",
-                        object_id=d.id,
-                        before={"state": d.state},
-                        after={"state": "missed"},
-                        detail=reason,
-                    )
         return missed
 
     def _query(self, q: Any) -> list[Any]:
@@ -368,20 +327,8 @@ class SchedulerService:
 
     def _waiting(self) -> dict[int, datetime]:
         """Delivery id → when it wants to wake, for every delivery with something to do."""
-        rows = self._query(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.state,
-                deliveries.c.scheduled_at,
-                deliveries.c.retry_at,
-            ).where(
-                sa.or_(
-                    deliveries.c.state == "scheduled",
-                    sa.and_(deliveries.c.state == "failed", deliveries.c.retry_at.is_not(None)),
-                )
-            )
-        )
-        return {r.id: (r.scheduled_at if r.state == "scheduled" else r.retry_at) for r in rows}
+        with self.ctx.db.connect() as conn:
+            return waiting_times(conn)
 
     def _sync_jobs(self, wanted: dict[int, datetime]) -> tuple[int, int]:
         with self._sync_guard:

@@ -19,8 +19,8 @@ so that a retry after a crash finds the record instead of posting twice.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,98 +28,39 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from narratives.channels.base import BLUESKY
+from narratives.channels.bluesky.tids import new_tid, thread_rkeys
 from narratives.core.campaigns import Campaign, get_campaign
+from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NotFound, UsageError
-from narratives.store import audit
+from narratives.policy.consent import check_publishable
+from narratives.records.delivery import WAITING, Delivery
+from narratives.store import deliveries as store
 from narratives.store.context import Context
-from narratives.store.deliveries import was_attempted  # noqa: F401  (re-exported)
-from narratives.store.schema import (
-    OPEN_DELIVERY_STATES,
-    deliveries,
-    drafts,
-    utcnow,
+from narratives.store.delivery_queries import (
+    attempted_keys,
+    get_delivery,
+    occupied_times,
+    open_delivery,
+    open_draft_ids,
 )
+from narratives.store.schema import drafts
 
 __all__ = [
-    "Delivery",
     "FillResult",
-    "SLOT_STATES",
-    "WAITING_STATES",
     "resolve_local",
     "parse_when",
     "slot_times",
     "next_free_slot",
     "schedule",
     "fill",
-    "list_deliveries",
-    "get_delivery",
     "cancel",
     "move",
     "new_post_keys",
 ]
 
-#: States that occupy a posting slot (cancelled, missed and withdrawn deliveries free it).
-SLOT_STATES = ("scheduled", "publishing", "published", "failed")
-#: States from which a delivery may still be cancelled or moved.
-WAITING_STATES = ("scheduled", "failed")
-
 #: How far ahead a free slot is searched for before giving up.
 _SLOT_HORIZON_DAYS = 366 * 2
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    draft_id: int
-    campaign: str
-    channel: str
-    state: str
-    scheduled_at: datetime
-    rkey: str | None
-    attempts: int
-    retry_at: datetime | None
-    last_error: str | None
-    published_at: datetime | None
-    posts: list[dict[str, Any]] | None
-    created_at: datetime
-    updated_at: datetime
-    #: The process publishing it ("host:pid:token") and when it last showed progress.
-    claimed_by: str | None = None
-    claimed_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> Delivery:
-        m = row._mapping
-        return cls(**{f: m[f] for f in cls.__dataclass_fields__})
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, datetime):
-                d[k] = v.isoformat()
-        return d
-
-    @property
-    def landed_posts(self) -> list[dict[str, Any]]:
-        """The posts of this delivery known to be on the server (those with a stored URI)."""
-        return [p for p in self.posts or () if p.get("uri")]
-
-    @property
-    def wake_at(self) -> datetime | None:
-        """When the scheduler should next look at this delivery (None: nothing to do)."""
-        if self.state == "scheduled":
-            return self.scheduled_at
-        if self.state == "failed" and self.retry_at is not None:
-            return self.retry_at
-        return None
-
-
-def _summary(d: Delivery) -> dict[str, Any]:
-    return {
-        "state": d.state,
-        "scheduled_at": d.scheduled_at.isoformat(),
-        "retry_at": d.retry_at.isoformat() if d.retry_at else None,
-    }
 
 
 # ----------------------------------------------------------------------------- local time
@@ -197,18 +138,6 @@ def slot_times(campaign: Campaign, after: datetime) -> Iterator[datetime]:
         day += timedelta(days=1)
 
 
-def _occupied(conn: Connection, campaign: str, channel: str, after: datetime) -> set[datetime]:
-    rows = conn.execute(
-        sa.select(deliveries.c.scheduled_at).where(
-            deliveries.c.campaign == campaign,
-            deliveries.c.channel == channel,
-            deliveries.c.state.in_(SLOT_STATES),
-            deliveries.c.scheduled_at > after,
-        )
-    )
-    return {r.scheduled_at for r in rows}
-
-
 def next_free_slot(
     conn: Connection,
     campaign: Campaign,
@@ -218,7 +147,7 @@ def next_free_slot(
     taken: set[datetime] | None = None,
 ) -> datetime:
     """The first weekly slot after `after` with no delivery of this campaign and channel."""
-    occupied = _occupied(conn, campaign.slug, channel, after) | (taken or set())
+    occupied = occupied_times(conn, campaign.slug, channel, after) | (taken or set())
     horizon = after + timedelta(days=_SLOT_HORIZON_DAYS)
     for instant in slot_times(campaign, after):
         if instant > horizon:
@@ -238,41 +167,8 @@ def next_free_slot(
 
 def new_post_keys(count: int) -> list[dict[str, Any]]:
     """Fresh `[{rkey, uri, cid}]` for a thread of `count` posts (TIDs from the Bluesky adapter)."""
-    from narratives.channels.bluesky import new_tid, thread_rkeys
-
     keys = thread_rkeys(new_tid(), max(count, 1))
     return [{"rkey": k, "uri": None, "cid": None} for k in keys]
-
-
-# ----------------------------------------------------------------------------- queries
-
-
-def get_delivery(conn: Connection, delivery_id: int) -> Delivery:
-    row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
-    if row is None:
-        raise NotFound(f"no delivery {delivery_id}", hint="see `narrative schedule list`")
-    return Delivery.from_row(row)
-
-
-def list_deliveries(
-    conn: Connection,
-    *,
-    campaign: str | None = None,
-    states: Sequence[str] | None = None,
-    draft_id: int | None = None,
-    channel: str | None = None,
-) -> list[Delivery]:
-    """Deliveries ordered by scheduled time, optionally filtered."""
-    q = sa.select(deliveries).order_by(deliveries.c.scheduled_at, deliveries.c.id)
-    if campaign is not None:
-        q = q.where(deliveries.c.campaign == campaign)
-    if states:
-        q = q.where(deliveries.c.state.in_(list(states)))
-    if draft_id is not None:
-        q = q.where(deliveries.c.draft_id == draft_id)
-    if channel is not None:
-        q = q.where(deliveries.c.channel == channel)
-    return [Delivery.from_row(r) for r in conn.execute(q)]
 
 
 # ----------------------------------------------------------------------------- actions
@@ -293,19 +189,13 @@ def _require_schedulable(conn: Connection, draft: Any, campaign: Campaign) -> No
         )
     if getattr(campaign.channels, draft.channel, None) is None:
         raise InvalidState(f"campaign {campaign.slug} has no {draft.channel} channel")
-    from narratives.policy import consent  # issue 7: no consent for the channel, no scheduling
-
-    consent.check_publishable(conn, draft.id, draft.channel)
+    check_publishable(conn, draft.id, draft.channel)  # issue 7: no consent, no scheduling
     _require_unscheduled(conn, draft.id)
 
 
 def _require_unscheduled(conn: Connection, draft_id: int) -> None:
     """A draft is scheduled at most once (a second delivery would post it twice)."""
-    existing = conn.execute(
-        sa.select(deliveries.c.id, deliveries.c.state).where(
-            deliveries.c.draft_id == draft_id, deliveries.c.state.in_(OPEN_DELIVERY_STATES)
-        )
-    ).first()
+    existing = open_delivery(conn, draft_id)
     if existing is not None:
         raise InvalidState(
             f"draft {draft_id} already has delivery {existing.id} ({existing.state})",
@@ -351,62 +241,14 @@ def _when(
     return next_free_slot(conn, campaign, channel, after=now, taken=taken)
 
 
-def _earlier_attempted_keys(conn: Connection, draft_id: int) -> list[dict[str, Any]] | None:
-    """The record keys of the draft's latest cancelled Bluesky delivery that was attempted.
-
-    An attempt may have landed a post without recording it (killed after the server committed);
-    scheduling the draft again with the same keys finds that post instead of posting it twice.
-    """
-    row = conn.execute(
-        sa.select(deliveries.c.posts)
-        .where(
-            deliveries.c.draft_id == draft_id,
-            deliveries.c.channel == "bluesky",
-            # Not open any more; a missed one from before missed required "never tried".
-            deliveries.c.state.in_(("cancelled", "missed")),
-            was_attempted(),
-        )
-        .order_by(deliveries.c.id.desc())
-        .limit(1)
-    ).first()
-    if row is None or not row.posts:
-        return None
-    return [{"rkey": p["rkey"], "uri": None, "cid": None} for p in row.posts if p.get("rkey")]
-
-
 def _insert(conn: Connection, draft: Any, when: datetime, *, actor: str, now: datetime) -> Delivery:
     posts = None
     rkey = None
-    if draft.channel == "bluesky":
+    if draft.channel == BLUESKY:
         content = draft.content or {}
-        posts = _earlier_attempted_keys(conn, draft.id) or new_post_keys(
-            len(content.get("posts") or [])
-        )
+        posts = attempted_keys(conn, draft.id) or new_post_keys(len(content.get("posts") or []))
         rkey = posts[0]["rkey"]
-    result = conn.execute(
-        deliveries.insert().values(
-            draft_id=draft.id,
-            campaign=draft.campaign,
-            channel=draft.channel,
-            state="scheduled",
-            scheduled_at=when,
-            rkey=rkey,
-            attempts=0,
-            posts=posts,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    delivery = get_delivery(conn, result.inserted_primary_key[0])
-    audit.record(
-        conn,
-        actor=actor,
-        action="schedule",
-        object_type="delivery",
-        object_id=delivery.id,
-        after={**_summary(delivery), "draft_id": draft.id, "channel": draft.channel},
-    )
-    return delivery
+    return store.insert_scheduled(conn, draft, when, posts=posts, rkey=rkey, actor=actor, now=now)
 
 
 def schedule(
@@ -457,7 +299,6 @@ def fill(
     campaign = get_campaign(ctx.workspace, campaign_slug)
     if not campaign.slots.weekly:
         raise InvalidState(f"campaign {campaign.slug} has no weekly posting slots")
-    scheduled = sa.select(deliveries.c.draft_id).where(deliveries.c.state.in_(OPEN_DELIVERY_STATES))
     with ctx.db.connect() as conn:
         ids = conn.scalars(
             sa.select(drafts.c.id)
@@ -465,7 +306,7 @@ def fill(
                 drafts.c.campaign == campaign.slug,
                 drafts.c.state == "approved",
                 drafts.c.channel.in_(campaign.channel_names),
-                drafts.c.id.not_in(scheduled),
+                drafts.c.id.not_in(open_draft_ids()),
             )
             .order_by(drafts.c.updated_at, drafts.c.id)
         ).all()
@@ -494,31 +335,16 @@ def cancel(ctx: Context, delivery_id: int, *, actor: str, reason: str | None = N
     now = utcnow()
     with ctx.db.begin() as conn:
         before = get_delivery(conn, delivery_id)
-        if before.state in WAITING_STATES and before.landed_posts:
+        if before.state in WAITING and before.landed_posts:
             raise InvalidState(
                 f"delivery {delivery_id} has {len(before.landed_posts)} post(s) on Bluesky "
                 "already; cancelling it would leave them up",
                 hint=f"use `narrative schedule move {delivery_id} ...` to finish the thread, "
                 "or withdraw consent to take the posts down",
             )
-        res = conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(WAITING_STATES))
-            .values(state="cancelled", retry_at=None, updated_at=now)
-        )
-        if res.rowcount != 1:
+        after = store.cancel(conn, before, actor=actor, now=now, detail=reason)
+        if after is None:
             raise InvalidState(f"delivery {delivery_id} is {before.state}; it cannot be cancelled")
-        after = get_delivery(conn, delivery_id)
-        audit.record(
-            conn,
-            actor=actor,
-            action="cancel",
-            object_type="delivery",
-            object_id=delivery_id,
-            before=_summary(before),
-            after=_summary(after),
-            detail=reason,
-        )
         return after
 
 
@@ -537,7 +363,7 @@ def move(
     now = now or utcnow()
     with ctx.db.begin() as conn:
         before = get_delivery(conn, delivery_id)
-        if before.state not in WAITING_STATES:
+        if before.state not in WAITING:
             raise InvalidState(f"delivery {delivery_id} is {before.state}; it cannot be moved")
         campaign = get_campaign(ctx.workspace, before.campaign)
         taken = {before.scheduled_at}
@@ -551,28 +377,7 @@ def move(
             now=now,
             taken=taken if next_slot else None,
         )
-        res = conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id, deliveries.c.state.in_(WAITING_STATES))
-            .values(
-                state="scheduled",
-                scheduled_at=when,
-                retry_at=None,
-                last_error=None,
-                attempts=0,
-                updated_at=now,
-            )
-        )
-        if res.rowcount != 1:
+        after = store.reschedule(conn, before, when, actor=actor, now=now)
+        if after is None:
             raise InvalidState(f"delivery {delivery_id} changed state meanwhile; try again")
-        after = get_delivery(conn, delivery_id)
-        audit.record(
-            conn,
-            actor=actor,
-            action="move",
-            object_type="delivery",
-            object_id=delivery_id,
-            before=_summary(before),
-            after=_summary(after),
-        )
         return after

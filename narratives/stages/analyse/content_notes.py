@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from narratives.core.config import AnalyseSettings
 from narratives.core.errors import ConfigError
+from narratives.engines.nlp import get_pipeline
 
 __all__ = ["DEFAULT_CONTENT_NOTES", "NoteSpec", "note_specs", "cue_hits", "note_evidence"]
 
@@ -200,8 +201,6 @@ def note_evidence(
 
 
 def _recognised_people(text: str, public_terms: frozenset[str]) -> set[str]:
-    from narratives.engines.nlp import get_pipeline
-
     people = set()
     for ent in get_pipeline()(text).ents:
         if ent.label_ != "PERSON" or not ent.text[:1].isupper():

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from narratives.engines.nlp import get_pipeline
+
 __all__ = ["TimedWord", "SentenceSpan", "split_spans", "MAX_SENTENCE_WORDS"]
 
 #: A stretch longer than this is cut into sentences.
@@ -78,7 +80,7 @@ def split_spans(
     text: str, words: list[TimedWord], segment_ends: list[int] | None = None
 ) -> list[SentenceSpan]:
     """The sentences of `text`, in order, covering its words."""
-    import pysbd
+    import pysbd  # its rule tables load slowly: only when splitting
 
     segmenter = pysbd.Segmenter(language="en", clean=False, char_span=True)
     spans: list[tuple[int, int, bool]] = []
@@ -121,8 +123,6 @@ def _boundary_scores(
     text: str, tokens: list[tuple[int, int]], words: list[TimedWord], segment_ends: list[int]
 ) -> list[float]:
     """scores[i]: the evidence that a sentence starts at token i (0 where none)."""
-    from narratives.engines.nlp import get_pipeline
-
     n = len(tokens)
     scores = [0.0] * n
     by_start = {w.char_start: w for w in words}

@@ -176,6 +176,7 @@ def train_label_model(name: str, matrix: np.ndarray, y: np.ndarray) -> LabelMode
     neg = int(len(y) - pos)
     model = LabelModel(name, pos, neg)
     if pos >= MIN_EXAMPLES and neg >= MIN_EXAMPLES:
+        # scikit-learn is slow to import: only when a label has enough examples to learn.
         from sklearn.linear_model import LogisticRegression
 
         model.classifier = LogisticRegression(C=_C, max_iter=5000, class_weight="balanced").fit(

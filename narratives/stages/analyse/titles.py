@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from narratives.engines.nlp import get_pipeline
+
 __all__ = ["is_title_phrase", "title_candidates", "choose_title", "MAX_TITLE_WORDS"]
 
 MAX_TITLE_WORDS = 8
@@ -62,8 +64,6 @@ def is_title_phrase(title: str, nlp=None) -> bool:
     if not re.search(r"[^\W\d_]", title):
         return False
     if nlp is None:
-        from narratives.engines.nlp import get_pipeline
-
         nlp = get_pipeline()
     doc = nlp(title.strip().rstrip(".!?"))
     tokens = [t for t in doc if not t.is_space]
@@ -127,8 +127,6 @@ def _span_ok(span) -> bool:
 def title_candidates(sentences: Sequence[str], nlp=None, limit: int = 200) -> list[str]:
     """Noun phrases (with what attaches to them) and short sentences, in story order."""
     if nlp is None:
-        from narratives.engines.nlp import get_pipeline
-
         nlp = get_pipeline()
     seen: dict[str, None] = {}
     for doc in nlp.pipe(list(sentences)):

@@ -1,18 +1,17 @@
-"""Consent and anonymity on the draft page: record or update consent, withdraw it, and mark
-the names and places anonymised mode hides.
+"""Consent and anonymity on the draft page: the consent panel, recording or updating consent,
+withdrawing it, and marking the names and places anonymised mode hides.
 
 The ledger (`narratives.policy.consent`) and anonymisation (`narratives.policy.anonymise`) do the
-work and
-write the audit rows; this module validates the form fields first so a slip (no channel
-ticked, a malformed date) is a plain 400 with a sentence, not a configuration error.
+work and write the audit rows; this module validates the form fields first so a slip (no
+channel ticked, a malformed date) is a plain 400 with a sentence, not a configuration error.
 Withdrawal takes posts down, so its form needs a ticked confirmation box: a confirm step that
 works without JavaScript.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -20,10 +19,17 @@ from starlette.responses import HTMLResponse, Response
 
 from narratives.core.errors import ConfigError, UsageError
 from narratives.policy import anonymise, consent
+from narratives.records.analysis import Analysis
+from narratives.records.consent import Consent, WithdrawalReport
+from narratives.records.draft import Draft
+from narratives.records.redactions import Term
+from narratives.store import redactions
+from narratives.store.context import Context
 from narratives.web.security import current_user
-from narratives.workflow import review
+from narratives.web.views.base import Endpoint, View, draft_id
+from narratives.workflow import review, takedown
 
-__all__ = ["ConsentPages", "METHOD_LABELS"]
+__all__ = ["ConsentPanel", "ConsentView", "METHOD_LABELS", "WithdrawnPage", "consent_panel"]
 
 METHOD_LABELS = {"form": "Signed form", "recording": "On the recording", "in_person": "In person"}
 #: The kinds an editor picks from; `person` is what the analysis finds and reads the same.
@@ -33,57 +39,68 @@ _MAX_TERM = 200
 _MAX_REASON = 2000
 
 
-def _field(form: FormData, key: str) -> str:
-    value = form.get(key)
-    return value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
+@dataclass
+class ConsentPanel:
+    """The draft page's consent and hidden-terms panels."""
+
+    #: The consent as recorded, or None.
+    record: Consent | None
+    status: str | None
+    #: The form's date: a withdrawn consent can only be replaced by one given later.
+    given: str
+    anonymous: bool
+    found_terms: list[Term]
+    marked_terms: list[Term]
+    #: Hidden names the draft still contains (only when the narrator is anonymous).
+    leaks: list[str]
+    methods: dict[str, str]
+    kinds: dict[str, str]
+    channels: tuple[str, ...]
 
 
-def _date(form: FormData, key: str, what: str) -> date | None:
-    text = _field(form, key)
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"{what} {text!r} is not a date.", hint="Write it like 2027-01-31."
-        ) from None
+@dataclass
+class WithdrawnPage:
+    draft: Draft
+    report: WithdrawalReport
 
 
-class ConsentPages:
-    """Consent and redaction actions; mixed into the review app (`_App`)."""
+def consent_panel(ctx: Context, draft: Draft, analysis: Analysis | None) -> ConsentPanel:
+    nid = draft.narrative_id
+    current = consent.get_consent(ctx, nid)
+    anonymous = current is None or current.anonymous
+    found = anonymise.analysis_terms(analysis)
+    marked = redactions.marked_terms(ctx, nid)
+    leaks = sorted(set(anonymise.draft_leaks(draft.content, found + marked))) if anonymous else []
+    withdrawn = current is not None and current.withdrawn_at is not None
+    return ConsentPanel(
+        record=current,
+        status=current.status() if current else None,
+        # A withdrawn consent can only be replaced by one given later: default to today.
+        given="" if current is None or withdrawn else f"{current.given_at:%Y-%m-%d}",
+        anonymous=anonymous,
+        found_terms=sorted({t.text: t for t in found}.values(), key=lambda t: t.text),
+        marked_terms=marked,
+        leaks=leaks,
+        methods=METHOD_LABELS,
+        kinds=_KINDS,
+        channels=consent.CHANNELS,
+    )
 
-    # Provided by the app: ctx, render() and _back().
-    ctx: Any
 
-    def consent_context(self, draft: review.Draft, analysis: dict[str, Any]) -> dict[str, Any]:
-        nid = draft.narrative_id
-        current = consent.get_consent(self.ctx, nid)
-        anonymous = current is None or current.anonymous
-        found = anonymise.analysis_terms(analysis)
-        marked = anonymise.marked_terms(self.ctx, nid)
-        leaks = (
-            sorted(set(anonymise.draft_leaks(draft.content, found + marked))) if anonymous else []
-        )
-        withdrawn = current is not None and current.withdrawn_at is not None
-        return {
-            "consent": current,
-            "consent_status": current.status() if current else None,
-            # A withdrawn consent can only be replaced by one given later: default to today.
-            "consent_given": "" if current is None or withdrawn else f"{current.given_at:%Y-%m-%d}",
-            "anonymous": anonymous,
-            "found_terms": sorted({t.text: t for t in found}.values(), key=lambda t: t.text),
-            "marked_terms": marked,
-            "leaks": leaks,
-            "methods": METHOD_LABELS,
-            "kinds": _KINDS,
-            "channels": consent.CHANNELS,
-        }
+class ConsentView(View):
+    """Consent and redaction actions."""
 
-    # -- actions ---------------------------------------------------------------------------
+    def endpoints(self) -> list[Endpoint]:
+        base = "/drafts/{draft_id:id}"
+        return [
+            Endpoint("POST", f"{base}/consent", self.set_consent, "action"),
+            Endpoint("POST", f"{base}/consent/withdraw", self.withdraw_consent, "action"),
+            Endpoint("POST", f"{base}/hide", self.mark_term, "action"),
+            Endpoint("POST", f"{base}/unhide", self.unmark_term, "action"),
+        ]
 
     def set_consent(self, request: Request, form: FormData) -> Response:
-        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        draft = review.get_draft(self.ctx, draft_id(request))
         given_by = _field(form, "given_by")
         method = _field(form, "method")
         channels = [c for c in form.getlist("channels") if isinstance(c, str)]
@@ -105,7 +122,7 @@ class ConsentPages:
         if before is not None and given is not None and given == before.given_at.date():
             given = before.given_at  # the same day as recorded: keep its time of day
         try:
-            after = consent.set_consent(
+            after = takedown.set_consent(
                 self.ctx,
                 draft.narrative_id,
                 given_by=given_by,
@@ -124,36 +141,36 @@ class ConsentPages:
             note = " Drafts and videos follow the change the next time `narrative process` runs."
         if after.takedown is not None:
             note += " " + _takedown_sentence(after.takedown)
-        return self._back(request, draft.id, "Consent saved." + note)
+        return self.back(request, draft.id, "Consent saved." + note)
 
     def withdraw_consent(self, request: Request, form: FormData) -> HTMLResponse:
-        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        draft = review.get_draft(self.ctx, draft_id(request))
         if _field(form, "confirm") != "yes":
             raise UsageError(
                 "Consent was not withdrawn: tick “I understand this deletes published posts” "
                 "to confirm.",
                 hint="Go back to the draft and try again.",
             )
-        report = consent.withdraw(
+        report = takedown.withdraw(
             self.ctx,
             draft.narrative_id,
             actor=current_user(request).name,
             reason=_field(form, "reason")[:_MAX_REASON],
         )
-        return self.render(request, "withdrawn.html", draft=draft, report=report)
+        return self.render(request, "withdrawn.html", WithdrawnPage(draft=draft, report=report))
 
     def mark_term(self, request: Request, form: FormData) -> Response:
-        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        draft = review.get_draft(self.ctx, draft_id(request))
         text = _field(form, "term")
         kind = _field(form, "kind") or "name"
         if kind not in _KINDS:
             raise UsageError("Choose whether it is a name or a place.")
         if len(text) > _MAX_TERM:
             raise UsageError(f"That is too long to hide as one term (at most {_MAX_TERM}).")
-        anonymise.mark_term(
+        redactions.mark_term(
             self.ctx, draft.narrative_id, text, kind=kind, actor=current_user(request).name
         )
-        return self._back(
+        return self.back(
             request,
             draft.id,
             f"“{' '.join(text.split())}” will be hidden. Drafts and videos are redone the next "
@@ -161,18 +178,35 @@ class ConsentPages:
         )
 
     def unmark_term(self, request: Request, form: FormData) -> Response:
-        draft = review.get_draft(self.ctx, int(request.path_params["draft_id"]))
+        draft = review.get_draft(self.ctx, draft_id(request))
         text = _field(form, "term")[:_MAX_TERM]
-        before = anonymise.marked_terms(self.ctx, draft.narrative_id)
-        after = anonymise.unmark_term(
+        before = redactions.marked_terms(self.ctx, draft.narrative_id)
+        after = redactions.unmark_term(
             self.ctx, draft.narrative_id, text, actor=current_user(request).name
         )
         if len(after) == len(before):
-            return self._back(request, draft.id, f"“{text}” was not marked to hide.")
-        return self._back(request, draft.id, f"“{text}” is no longer hidden.")
+            return self.back(request, draft.id, f"“{text}” was not marked to hide.")
+        return self.back(request, draft.id, f"“{text}” is no longer hidden.")
 
 
-def _takedown_sentence(report: consent.WithdrawalReport) -> str:
+def _field(form: FormData, key: str) -> str:
+    value = form.get(key)
+    return value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
+
+
+def _date(form: FormData, key: str, what: str) -> date | None:
+    text = _field(form, key)
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{what} {text!r} is not a date.", hint="Write it like 2027-01-31."
+        ) from None
+
+
+def _takedown_sentence(report: WithdrawalReport) -> str:
     """What a narrower consent took back, for the editor who saved it."""
     parts = []
     if report.withdrawn:

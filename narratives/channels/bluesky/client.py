@@ -15,13 +15,10 @@ Design choices, since they are not obvious from the calls:
   0600 file under the workspace's private state folder and reused, refreshed by the SDK when the
   access token nears expiry and replaced by a fresh login when the server no longer accepts it.
   Logins are rate limited to 30 per 5 minutes per account.
-- **Errors are sorted for the scheduler**: `TransientChannelError` (network, 5xx, 429 with
-  `retry_after` from `ratelimit-reset`) is worth retrying; `PermanentChannelError` (bad
-  credentials, invalid record, blob too large, unsupported media) is not.
-- **Content notes become self-labels.** Bluesky's self-labels are few: `sexual`, `nudity`,
-  `porn` and `graphic-media`. Notes about sexual content or nudity map to those; every other
-  note (violence, abuse, self-harm, death, ...) maps to `graphic-media`, the label that puts the
-  post behind a click-through warning, because Bluesky has no milder warning label.
+- **Errors are sorted for the scheduler** (`errors`): transient ones are worth retrying,
+  permanent ones are not.
+
+What a post is and the checks made before any network are in `post`; facets in `facets`.
 """
 
 from __future__ import annotations
@@ -30,12 +27,7 @@ import logging
 import mimetypes
 import os
 import re
-import secrets
-import threading
-import time
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,410 +35,32 @@ from urllib.parse import urlsplit
 
 import httpx
 from atproto import Client, Session, SessionEvent, models
-from atproto_client.exceptions import (
-    BadRequestError,
-    NetworkError,
-    RateLimitExceededError,
-    RequestErrorBase,
-    UnauthorizedError,
-)
+from atproto_client.exceptions import BadRequestError, RequestErrorBase
 from atproto_client.request import Request
 from atproto_core.uri import AtUri
 
-from narratives.channels.bluesky_text import (  # noqa: F401  (re-exported)
-    MAX_GRAPHEMES,
-    MAX_TEXT_BYTES,
-    _fits,
-    count_graphemes,
-    split_thread,
+from narratives.channels.bluesky.errors import classify, error_name, session_rejected
+from narratives.channels.bluesky.facets import build_facets
+from narratives.channels.bluesky.post import (
+    BlueskyAccount,
+    BlueskyPost,
+    PublishedRef,
+    check_post,
+    reject,
 )
-from narratives.core.errors import ChannelError, PermanentChannelError, TransientChannelError
+from narratives.channels.bluesky.tids import check_tid
+from narratives.core.errors import ChannelError, PermanentChannelError
 from narratives.core.files import atomic_write
 from narratives.core.workspace import Workspace
 
-__all__ = [
-    "MAX_GRAPHEMES",
-    "MAX_TEXT_BYTES",
-    "MAX_IMAGES",
-    "MAX_IMAGE_BYTES",
-    "MAX_CAPTION_BYTES",
-    "SELF_LABELS",
-    "POST_COLLECTION",
-    "BlueskyAccount",
-    "BlueskyPost",
-    "VideoEmbed",
-    "ImageEmbed",
-    "Caption",
-    "PublishedRef",
-    "BlueskyChannel",
-    "check_post",
-    "count_graphemes",
-    "build_facets",
-    "split_thread",
-    "labels_for_content_notes",
-    "new_tid",
-    "thread_rkeys",
-]
+__all__ = ["POST_COLLECTION", "BlueskyChannel"]
 
 log = logging.getLogger(__name__)
 
-#: app.bsky.feed.post limits (the text's are in bluesky_text).
-MAX_LANGS = 3
-MAX_IMAGES = 4
-#: "976.56 KB": the lexicon's image blob limit is 1,000,000 bytes.
-MAX_IMAGE_BYTES = 1_000_000
-MAX_VIDEO_BYTES = 100_000_000
-#: app.bsky.embed.video caption files: at most 20 of them, 20,000 bytes each.
-MAX_CAPTION_BYTES = 20_000
-MAX_CAPTIONS = 20
-MAX_TAG_GRAPHEMES = 64
-SELF_LABELS = frozenset({"sexual", "nudity", "porn", "graphic-media", "!no-unauthenticated"})
 POST_COLLECTION = "app.bsky.feed.post"
 SESSION_SUFFIX = ".session"
 
 T = TypeVar("T")
-
-
-# --- text: graphemes, facets, threads --------------------------------------------------------
-
-
-_URL = re.compile(r"(?:^|(?<=[\s(\[]))https?://[^\s<>\"]+", re.IGNORECASE)
-_MENTION = re.compile(r"(?:^|(?<=[\s(\[]))@([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)")
-_TAG = re.compile(r"(?:^|(?<=\s))[#\uff03](\S+)")
-_URL_TRAILING = ".,;:!?'\"”’"
-_TAG_INVISIBLE = "\u00ad\u2060\u200a\u200b\u200c\u200d\u20e2\ufe0f"
-
-
-def _is_punctuation(char: str) -> bool:
-    return unicodedata.category(char).startswith("P")
-
-
-def _trim_url(url: str) -> str:
-    while url and (
-        url[-1] in _URL_TRAILING or (url[-1] == ")" and url.count("(") < url.count(")"))
-    ):
-        url = url[:-1]
-    return url
-
-
-def _trim_tag(tag: str) -> str | None:
-    """Bluesky's rule: trailing punctuation is not part of a tag; a tag is not only digits."""
-    while tag and _is_punctuation(tag[-1]):
-        tag = tag[:-1]
-    if not tag or tag[0] in _TAG_INVISIBLE or any(c in _TAG_INVISIBLE for c in tag):
-        return None
-    if all(c.isdigit() or _is_punctuation(c) for c in tag):
-        return None
-    if count_graphemes(tag) > MAX_TAG_GRAPHEMES:
-        return None
-    return tag
-
-
-def _slice(text: str, start: int, end: int) -> models.AppBskyRichtextFacet.ByteSlice:
-    byte_start = len(text[:start].encode("utf-8"))
-    byte_end = byte_start + len(text[start:end].encode("utf-8"))
-    return models.AppBskyRichtextFacet.ByteSlice(byte_start=byte_start, byte_end=byte_end)
-
-
-def build_facets(
-    text: str, resolve_handle: Callable[[str], str | None] | None = None
-) -> list[models.AppBskyRichtextFacet.Main]:
-    """Facets for the links, #hashtags and @mentions in `text`, with UTF-8 byte offsets.
-
-    Links must start with http:// or https:// (bare domains stay text, as they are easily
-    confused with handles). `resolve_handle` maps a handle to its DID or None; a mention that
-    does not resolve, or any mention when no resolver is given, stays plain text.
-    """
-    facets: list[tuple[int, models.AppBskyRichtextFacet.Main]] = []
-
-    for match in _URL.finditer(text):
-        url = _trim_url(match.group(0))
-        if len(url) <= len("https://"):
-            continue
-        start = match.start()
-        feature = models.AppBskyRichtextFacet.Link(uri=url)
-        index = _slice(text, start, start + len(url))
-        facets.append((start, models.AppBskyRichtextFacet.Main(index=index, features=[feature])))
-
-    if resolve_handle is not None:
-        for match in _MENTION.finditer(text):
-            handle = match.group(1)
-            if "." not in handle:
-                continue
-            did = resolve_handle(handle.lower())
-            if not did:
-                continue
-            feature = models.AppBskyRichtextFacet.Mention(did=did)
-            index = _slice(text, match.start(), match.end())
-            facets.append(
-                (match.start(), models.AppBskyRichtextFacet.Main(index=index, features=[feature]))
-            )
-
-    for match in _TAG.finditer(text):
-        tag = _trim_tag(match.group(1))
-        if tag is None:
-            continue
-        start = match.start()
-        end = match.start(1) + len(tag)
-        feature = models.AppBskyRichtextFacet.Tag(tag=tag)
-        facets.append(
-            (
-                start,
-                models.AppBskyRichtextFacet.Main(
-                    index=_slice(text, start, end), features=[feature]
-                ),
-            )
-        )
-
-    return [facet for _, facet in sorted(facets, key=lambda item: item[0])]
-
-
-def labels_for_content_notes(notes: Iterable[str]) -> tuple[str, ...]:
-    """Bluesky self-labels for a draft's content notes (see the module docstring)."""
-    labels = set()
-    for note in notes:
-        key = re.sub(r"[\s_]+", "-", note.strip().lower())
-        if not key:
-            continue
-        if key in SELF_LABELS:
-            labels.add(key)
-        elif key in {"explicit", "pornography", "explicit-sexual-content"}:
-            labels.add("porn")
-        elif key in {"nude", "naked"}:
-            labels.add("nudity")
-        elif key.startswith("sex") or "sexual" in key:
-            labels.add("sexual")
-        else:
-            labels.add("graphic-media")
-    return tuple(sorted(labels))
-
-
-# --- record keys -----------------------------------------------------------------------------
-
-_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
-_TID_RE = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
-#: new_tid() uses clock ids below this, so thread_rkeys() has room to count up without wrapping.
-_CLOCK_IDS = 512
-_tid_lock = threading.Lock()
-_last_tid_micros = 0
-
-
-def _encode_tid(micros: int, clock_id: int) -> str:
-    value = (micros << 10) | clock_id
-    chars = []
-    for _ in range(13):
-        chars.append(_TID_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
-
-
-def _decode_tid(tid: str) -> tuple[int, int]:
-    if not _TID_RE.match(tid):
-        raise ValueError(f"not a TID record key: {tid!r}")
-    value = 0
-    for char in tid:
-        value = value * 32 + _TID_ALPHABET.index(char)
-    return value >> 10, value & 1023
-
-
-def new_tid() -> str:
-    """A fresh record key (TID): microseconds since the epoch, strictly increasing here."""
-    global _last_tid_micros
-    with _tid_lock:
-        micros = max(time.time_ns() // 1000, _last_tid_micros + 1)
-        _last_tid_micros = micros
-    return _encode_tid(micros, secrets.randbelow(_CLOCK_IDS))
-
-
-def thread_rkeys(first: str, count: int) -> list[str]:
-    """Record keys for a thread of `count` posts, derived from the first one.
-
-    A delivery stores one rkey; its thread's other keys are the same timestamp with the next
-    clock ids, so they are fixed as soon as the first is, and sort in thread order.
-    """
-    micros, clock_id = _decode_tid(first)
-    if count < 1 or clock_id + count > 1024:
-        raise ValueError(f"cannot derive {count} record keys from {first!r}")
-    return [_encode_tid(micros, clock_id + i) for i in range(count)]
-
-
-# --- what gets posted ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Caption:
-    """A WebVTT captions file for a video, in one language (BCP-47, e.g. "en")."""
-
-    path: Path
-    lang: str
-
-
-@dataclass(frozen=True)
-class VideoEmbed:
-    """An MP4 video with alt text; `aspect_ratio` is (width, height)."""
-
-    path: Path
-    alt: str
-    aspect_ratio: tuple[int, int] | None = None
-    captions: tuple[Caption, ...] = ()
-
-
-@dataclass(frozen=True)
-class ImageEmbed:
-    """An image (JPEG, PNG, WebP or GIF) under 1,000,000 bytes, with alt text."""
-
-    path: Path
-    alt: str
-    aspect_ratio: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class BlueskyPost:
-    """One post. `labels` are self-labels (see `labels_for_content_notes`); `langs` BCP-47 tags."""
-
-    text: str
-    langs: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
-    video: VideoEmbed | None = None
-    images: tuple[ImageEmbed, ...] = ()
-
-
-@dataclass(frozen=True)
-class PublishedRef:
-    """Where a post landed. Stored per post of a delivery as {"uri", "cid", "rkey"}."""
-
-    uri: str
-    cid: str
-    rkey: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"uri": self.uri, "cid": self.cid, "rkey": self.rkey}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, str]) -> PublishedRef:
-        return cls(uri=data["uri"], cid=data["cid"], rkey=data["rkey"])
-
-
-@dataclass(frozen=True)
-class BlueskyAccount:
-    """An account to post as. The app password is read from the environment variable
-    `password_env` (else from the system keyring, service "narratives-bluesky", user `handle`)."""
-
-    handle: str
-    service_url: str = "https://bsky.social"
-    password_env: str = "BLUESKY_APP_PASSWORD"
-
-
-def _reject(message: str, hint: str | None = None) -> PermanentChannelError:
-    return PermanentChannelError(message, hint=hint)
-
-
-def _is_mp4(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(12)
-    return len(head) == 12 and head[4:8] == b"ftyp"
-
-
-def check_post(post: BlueskyPost) -> None:
-    """Raise PermanentChannelError when Bluesky would refuse `post`; no network involved."""
-    if not post.text.strip() and post.video is None and not post.images:
-        raise _reject("the post is empty")
-    if not _fits(post.text):
-        raise _reject(
-            f"post text has {count_graphemes(post.text)} graphemes; Bluesky allows {MAX_GRAPHEMES}",
-            hint="split it into a thread with split_thread()",
-        )
-    if len(post.langs) > MAX_LANGS:
-        raise _reject(f"at most {MAX_LANGS} language tags per post, got {len(post.langs)}")
-    unknown = set(post.labels) - SELF_LABELS
-    if unknown:
-        raise _reject(f"not a Bluesky self-label: {', '.join(sorted(unknown))}")
-    if post.video is not None and post.images:
-        raise _reject("a post carries either a video or images, not both")
-    if len(post.images) > MAX_IMAGES:
-        raise _reject(f"at most {MAX_IMAGES} images per post, got {len(post.images)}")
-    for image in post.images:
-        size = Path(image.path).stat().st_size
-        if size >= MAX_IMAGE_BYTES:
-            raise _reject(f"image {image.path} is {size} bytes; Bluesky takes under 976.56 KB")
-    if post.video is not None:
-        video = post.video
-        if not _is_mp4(Path(video.path)):
-            raise _reject(f"{video.path} is not an MP4 video; Bluesky only takes video/mp4")
-        size = Path(video.path).stat().st_size
-        if size > MAX_VIDEO_BYTES:
-            raise _reject(f"video {video.path} is {size} bytes; Bluesky takes at most 100 MB")
-        if len(video.captions) > MAX_CAPTIONS:
-            raise _reject(f"at most {MAX_CAPTIONS} caption files per video")
-        for caption in video.captions:
-            size = Path(caption.path).stat().st_size
-            if size > MAX_CAPTION_BYTES:
-                raise _reject(
-                    f"captions {caption.path} are {size} bytes; Bluesky takes at most 20,000"
-                )
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-def _error_name(exc: RequestErrorBase) -> str:
-    content = exc.response.content if exc.response is not None else None
-    return getattr(content, "error", None) or ""
-
-
-def _status(exc: BaseException) -> int | None:
-    if isinstance(exc, RequestErrorBase) and exc.response is not None:
-        return exc.response.status_code
-    return None
-
-
-def _rate_limit_delay(exc: RateLimitExceededError) -> float | None:
-    if exc.reset_at is not None:
-        return max((exc.reset_at - datetime.now(UTC)).total_seconds(), 0.0)
-    return exc.retry_after
-
-
-def _classify(exc: BaseException, action: str) -> ChannelError:
-    """Map an SDK or transport failure to a transient or permanent channel error."""
-    if isinstance(exc, ChannelError):
-        return exc
-    status = _status(exc)
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, RateLimitExceededError):
-        delay = _rate_limit_delay(exc)
-        return TransientChannelError(
-            f"Bluesky rate limit reached while trying to {action}",
-            retry_after=delay,
-            hint=f"retry in {delay:.0f} s" if delay is not None else None,
-        )
-    if isinstance(exc, httpx.TransportError) or (isinstance(exc, NetworkError) and status is None):
-        cause = exc.__cause__ or exc
-        return TransientChannelError(
-            f"cannot reach Bluesky to {action}: {type(cause).__name__} {cause}".rstrip()
-        )
-    if status == 413:
-        return _reject(f"Bluesky refused to {action}: the file is too large ({detail})")
-    if isinstance(exc, UnauthorizedError):
-        return _reject(
-            f"Bluesky refused the credentials while trying to {action} ({detail})",
-            hint="check the account's app password",
-        )
-    if isinstance(exc, BadRequestError):
-        return _reject(f"Bluesky rejected the request to {action} ({detail})")
-    if status is not None and (status >= 500 or status in {408, 409}):
-        return TransientChannelError(f"Bluesky failed to {action} ({detail})")
-    if status is not None:
-        return _reject(f"Bluesky refused to {action} ({detail})")
-    return TransientChannelError(f"failed to {action}: {detail}")
-
-
-_SESSION_GONE = {"ExpiredToken", "InvalidToken", "AuthenticationRequired", "AuthMissing"}
-
-
-def _session_rejected(exc: BaseException) -> bool:
-    return isinstance(exc, UnauthorizedError | BadRequestError) and (
-        _error_name(exc) in _SESSION_GONE or _status(exc) == 401
-    )
 
 
 # --- the channel -----------------------------------------------------------------------------
@@ -496,7 +110,7 @@ class BlueskyChannel:
         if len(set(rkeys)) != len(rkeys):
             raise ValueError("record keys of a thread must differ")
         for rkey in rkeys:
-            _decode_tid(rkey)
+            check_tid(rkey)
         if len(already) > len(posts) or any(
             ref.rkey != rkey for ref, rkey in zip(already, rkeys, strict=False)
         ):
@@ -526,7 +140,7 @@ class BlueskyChannel:
             found = self._call(lambda c: c.com.atproto.repo.get_record(params), "look up a post")
         except PermanentChannelError as exc:
             if isinstance(exc.__cause__, BadRequestError) and (
-                _error_name(exc.__cause__) == "RecordNotFound"
+                error_name(exc.__cause__) == "RecordNotFound"
             ):
                 return None
             raise
@@ -600,7 +214,7 @@ class BlueskyChannel:
             video = post.video
             blob = self._upload(Path(video.path), "video/mp4")
             if blob.mime_type != "video/mp4":
-                raise _reject(f"{video.path} is {blob.mime_type}; Bluesky only takes video/mp4")
+                raise reject(f"{video.path} is {blob.mime_type}; Bluesky only takes video/mp4")
             captions = [
                 models.AppBskyEmbedVideo.Caption(
                     file=self._upload(Path(c.path), "text/vtt"), lang=c.lang
@@ -667,7 +281,7 @@ class BlueskyChannel:
                 # Whether it came from the file or from a login in this process: a session
                 # the server revoked or let expire is replaced by one new login, or a
                 # long-running scheduler would fail every post until restarted.
-                if not _session_rejected(exc):
+                if not session_rejected(exc):
                     raise
                 log.info(
                     "Bluesky session for %s no longer accepted; logging in", self.account.handle
@@ -676,7 +290,7 @@ class BlueskyChannel:
                 self._login(client)
                 return fn(client)
         except (RequestErrorBase, httpx.TransportError) as exc:
-            raise _classify(exc, action) from exc
+            raise classify(exc, action) from exc
 
     def _ensure_login(self) -> str:
         if self._did is None:
@@ -690,7 +304,7 @@ class BlueskyChannel:
                 try:
                     self._login(client)
                 except (RequestErrorBase, httpx.TransportError) as exc:
-                    raise _classify(exc, "log in") from exc
+                    raise classify(exc, "log in") from exc
         return self._did  # type: ignore[return-value]
 
     def _new_client(self) -> Client:
@@ -712,7 +326,7 @@ class BlueskyChannel:
         if not password:
             password = _keyring_password(self.account.handle)
         if not password:
-            raise _reject(
+            raise reject(
                 f"no app password for Bluesky account {self.account.handle}",
                 hint=f"set the environment variable {self.account.password_env} "
                 "(an app password from Settings → App passwords)",

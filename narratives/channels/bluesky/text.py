@@ -8,7 +8,7 @@ import re
 
 import grapheme
 
-__all__ = ["MAX_GRAPHEMES", "MAX_TEXT_BYTES", "count_graphemes", "split_thread"]
+__all__ = ["MAX_GRAPHEMES", "MAX_TEXT_BYTES", "count_graphemes", "fits", "split_thread"]
 
 #: app.bsky.feed.post limits: text at most 300 graphemes and 3000 UTF-8 bytes.
 MAX_GRAPHEMES = 300
@@ -20,7 +20,8 @@ def count_graphemes(text: str) -> int:
     return grapheme.length(text)
 
 
-def _fits(text: str, limit: int = MAX_GRAPHEMES) -> bool:
+def fits(text: str, limit: int = MAX_GRAPHEMES) -> bool:
+    """Whether `text` is within the post limits (`limit` graphemes, 3000 bytes)."""
     return count_graphemes(text) <= limit and len(text.encode("utf-8")) <= MAX_TEXT_BYTES
 
 
@@ -47,12 +48,12 @@ def _words(text: str, limit: int) -> list[str]:
     which stops approval until an editor shortens it."""
     out: list[str] = []
     for word in re.findall(r"\S+\s*", text):
-        if _fits(word.strip(), limit) or re.match(r"(?i)https?://", word):
+        if fits(word.strip(), limit) or re.match(r"(?i)https?://", word):
             out.append(word)
             continue
         piece = ""
         for cluster in grapheme.graphemes(word.strip()):
-            if not _fits(piece + cluster, limit):
+            if not fits(piece + cluster, limit):
                 out.append(piece)
                 piece = ""
             piece += cluster
@@ -69,15 +70,15 @@ def split_thread(text: str, limit: int = MAX_GRAPHEMES) -> list[str]:
     text = text.strip()
     if not text:
         return []
-    if _fits(text, limit):
+    if fits(text, limit):
         return [text]
     units: list[str] = []
     for sentence in _sentences(text):
-        units.extend([sentence] if _fits(sentence.strip(), limit) else _words(sentence, limit))
+        units.extend([sentence] if fits(sentence.strip(), limit) else _words(sentence, limit))
     posts: list[str] = []
     current = ""
     for unit in units:
-        if current.strip() and not _fits((current + unit).strip(), limit):
+        if current.strip() and not fits((current + unit).strip(), limit):
             posts.append(current.strip())
             current = unit
         else:

@@ -1,0 +1,157 @@
+"""Scores of campaign tags and content notes: learnt from example stories, else by description.
+
+Scores come from sentence embeddings: a tag or a content note is a description plus example
+sentences, and its description score is the mean of the top three transcript sentences' best
+similarities to those texts. Sentence-level scoring separates topics far better than one
+whole-document vector (MODELS.md). Where enough example stories (`campaigns/examples.jsonl`)
+and editors' corrections exist, a small model per label learnt from them gives the score
+instead (`narratives.stages.analyse.tagging`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from narratives.core.campaigns import Campaign
+from narratives.records.analysis import CampaignTags, TagScore
+from narratives.stages.analyse.content_notes import NoteSpec
+from narratives.stages.analyse.fillers import trim_fillers
+from narratives.stages.analyse.tagging import (
+    ExampleStory,
+    cached_array,
+    features,
+    train_label_model,
+)
+from narratives.stages.analyse.timing import text_sentences
+
+__all__ = [
+    "TOP_K",
+    "Corrections",
+    "label_scores",
+    "label_texts",
+    "learnt_scores",
+    "campaign_tags",
+]
+
+#: Scores average this many best-matching sentences.
+TOP_K = 3
+
+
+@dataclass
+class Corrections:
+    """Editor tag corrections: each corrected story, an example for or against its tag, and
+    the forced values for the narrative being analysed."""
+
+    #: (campaign, tag) -> [(story text, applies)], oldest first.
+    examples: dict[tuple[str, str], list[tuple[str, bool]]] = field(default_factory=dict)
+    forced: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+
+def _topk_mean(sims: np.ndarray, k: int = TOP_K) -> float:
+    """Mean of the k best sentence similarities (each sentence's best match to the label)."""
+    if sims.size == 0:
+        return 0.0
+    best = np.sort(sims)[::-1][: min(k, sims.size)]
+    return float(best.mean())
+
+
+def label_scores(sent_vecs: np.ndarray, label_vecs: list[np.ndarray]) -> list[float]:
+    return [_topk_mean((sent_vecs @ lv.T).max(axis=1)) for lv in label_vecs]
+
+
+def label_texts(campaigns: list[Campaign], notes: list[NoteSpec]) -> list[list[str]]:
+    """Each tag's and then each note's description and example sentences."""
+    groups = [[t.description, *t.examples] for c in campaigns for t in c.tags]
+    return groups + [[n.description, *n.examples] for n in notes]
+
+
+def learnt_scores(
+    story_vec: np.ndarray,
+    description: np.ndarray,
+    campaigns: list[Campaign],
+    notes: list[NoteSpec],
+    examples: list[ExampleStory],
+    corrections: Corrections,
+    embedder,
+    cache_dir: Path | None,
+) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(probability, threshold) per learnt label, keyed ("tag", campaign, tag) or
+    ("note", "", note); labels with too few examples are left out."""
+    n_tags = sum(len(c.tags) for c in campaigns)
+    if not examples and not corrections.examples:
+        return {}
+    label_vecs = [embedder.encode(g) for g in label_texts(campaigns, [])]
+
+    def row(text: str) -> np.ndarray:
+        sents = cached_array(
+            "sentences", text, lambda t: embedder.encode(text_sentences(t) or [t]), cache_dir
+        )
+        story = cached_array(
+            "story", text, lambda t: embedder.encode([trim_fillers(t)])[0], cache_dir
+        )
+        return features(story, np.array(label_scores(sents, label_vecs), dtype=np.float32))
+
+    base_rows = np.stack([row(e.text) for e in examples]) if examples else None
+    x = features(story_vec, description[:n_tags])[None, :]
+    out: dict[tuple[str, str, str], tuple[float, float]] = {}
+    for c in campaigns:
+        for t in c.tags:
+            rows = [base_rows] if base_rows is not None else []
+            y = [t.name in e.tags for e in examples]
+            extra = corrections.examples.get((c.slug, t.name), [])
+            if extra:
+                rows.append(np.stack([row(text) for text, _ in extra]))
+                y += [applies for _, applies in extra]
+            if not rows:
+                continue
+            model = train_label_model(f"tag:{t.name}", np.concatenate(rows), np.array(y))
+            if model.learnt:
+                out[("tag", c.slug, t.name)] = (model.probability(x[0]), c.tag_threshold)
+    if base_rows is not None:
+        for n in notes:
+            y = np.array([n.name in e.notes for e in examples])
+            model = train_label_model(f"note:{n.name}", base_rows, y)
+            if model.learnt:
+                out[("note", "", n.name)] = (model.probability(x[0]), 0.5)
+    return out
+
+
+def campaign_tags(
+    campaigns: list[Campaign],
+    description: np.ndarray,
+    learnt: dict[tuple[str, str, str], tuple[float, float]],
+    corrections: Corrections,
+) -> dict[str, CampaignTags]:
+    """Each campaign's ranked tags: the learnt score where there is one, else the description
+    score (`description` holds every campaign's tags in order); editors' corrections force."""
+    out: dict[str, CampaignTags] = {}
+    i = 0
+    for c in campaigns:
+        tags = []
+        method = "learnt"
+        for t in c.tags:
+            score, threshold = learnt.get(("tag", c.slug, t.name), (None, c.tag_threshold))
+            if score is None:  # too few examples: description similarity
+                score, threshold, method = float(description[i]), c.description_threshold, "mixed"
+            score = round(score, 4)
+            forced = corrections.forced.get((c.slug, t.name))
+            applies = forced if forced is not None else score >= threshold
+            tags.append(TagScore(t.name, score, applies, forced))
+            i += 1
+        if all(("tag", c.slug, t.name) not in learnt for t in c.tags):
+            method = "description"
+        tags.sort(key=lambda t: (t.corrected is not False, t.score), reverse=True)
+        ranked = [t for t in tags if t.corrected is not False]
+        forced_on = [t for t in ranked if t.corrected is True]
+        top = (forced_on or ranked or [None])[0]
+        out[c.slug] = CampaignTags(
+            tags=tags,
+            top=top.name if top else None,
+            on_topic=any(t.applies for t in tags),
+            threshold=c.tag_threshold if method == "learnt" else c.description_threshold,
+            method=method,
+        )
+    return out

@@ -1,0 +1,145 @@
+"""Saving drafts: a new draft is inserted pending review; a changed one is regenerated, each
+with its audit row, in one transaction per draft.
+
+Regenerating never overwrites an editor: `generated` always holds the template's newest text,
+`content` follows it only while the draft has not been edited. A changed text puts an approved
+draft back into review, because what was approved is no longer what would go out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from narratives.core.clock import utcnow
+from narratives.policy.anonymise import redact_draft
+from narratives.records.draft import EDITABLE
+from narratives.store import audit
+from narratives.store.context import Context
+from narratives.store.schema import drafts
+
+__all__ = ["ACTOR", "DraftTarget", "save_draft"]
+
+#: The audit log's actor for changes the pipeline makes on its own.
+ACTOR = "narratives"
+
+
+@dataclass
+class DraftTarget:
+    """What the stage would write for one campaign and channel."""
+
+    campaign: str
+    channel: str
+    template: str
+    template_hash: str
+    content: dict[str, Any]
+    data: dict[str, Any]
+    #: What must stay hidden (anonymous narrator): applied to an editor's text too.
+    hidden: tuple[Any, ...] = ()
+
+
+def _snapshot(row: Any) -> dict[str, Any]:
+    return {"state": row.state, "content": row.content, "template_hash": row.template_hash}
+
+
+def _keep_editor_text(current: dict[str, Any], target: DraftTarget) -> dict[str, Any]:
+    """An edited draft keeps the editor's text, but what the pipeline owns (content labels,
+    video, captions, languages...) follows the new generation, and names now hidden are
+    hidden in the editor's text too: an edit must not freeze a missing label or a name."""
+    editable = EDITABLE.get(target.channel, ())
+    merged = {k: v for k, v in target.content.items() if k not in editable}
+    merged.update({k: current[k] for k in editable if k in current})
+    return redact_draft(merged, target.hidden) if target.hidden else merged
+
+
+def _insert(conn: sa.Connection, narrative_id: str, target: DraftTarget) -> int:
+    """A new draft, pending review, with its `draft.create` audit row."""
+    now = utcnow()
+    draft_id = conn.execute(
+        drafts.insert().values(
+            narrative_id=narrative_id,
+            campaign=target.campaign,
+            channel=target.channel,
+            state="pending_review",
+            template=target.template,
+            template_hash=target.template_hash,
+            generated=target.content,
+            content=target.content,
+            edited=False,
+            data=target.data,
+            created_at=now,
+            updated_at=now,
+        )
+    ).inserted_primary_key[0]
+    audit.record(
+        conn,
+        actor=ACTOR,
+        action="draft.create",
+        object_type="draft",
+        object_id=draft_id,
+        after={"state": "pending_review", "content": target.content},
+        detail=f"from templates/{target.template}",
+    )
+    return draft_id
+
+
+def _regenerate(conn: sa.Connection, row: Any, target: DraftTarget) -> str:
+    """Update a draft to the new generation, with its `draft.regenerate` audit row; returns
+    the draft's state after."""
+    values: dict[str, Any] = {
+        "template": target.template,
+        "template_hash": target.template_hash,
+        "generated": target.content,
+        "data": target.data,
+        "updated_at": utcnow(),
+    }
+    detail = "regenerated; the editor's text is kept" if row.edited else "regenerated"
+    content = target.content if not row.edited else _keep_editor_text(row.content, target)
+    if row.content != content:
+        values["content"] = content
+        if row.state in ("approved", "changes_requested"):
+            # What was approved is no longer what would go out.
+            values["state"] = "pending_review"
+    conn.execute(drafts.update().where(drafts.c.id == row.id).values(**values))
+    after = {
+        "state": values.get("state", row.state),
+        "content": values.get("content", row.content),
+        "template_hash": target.template_hash,
+    }
+    audit.record(
+        conn,
+        actor=ACTOR,
+        action="draft.regenerate",
+        object_type="draft",
+        object_id=row.id,
+        before=_snapshot(row),
+        after=after,
+        detail=detail,
+    )
+    return after["state"]
+
+
+def save_draft(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, str, str]:
+    """Insert or update one draft (and its audit row) in one transaction; (its id, created |
+    updated | unchanged, its state after)."""
+    with ctx.db.begin() as conn:
+        row = conn.execute(
+            sa.select(drafts).where(
+                drafts.c.narrative_id == narrative_id,
+                drafts.c.campaign == target.campaign,
+                drafts.c.channel == target.channel,
+            )
+        ).first()
+        if row is None:
+            return _insert(conn, narrative_id, target), "created", "pending_review"
+        same = (
+            row.generated == target.content
+            and row.template_hash == target.template_hash
+            and row.template == target.template
+            and row.data == target.data
+        )
+        if same:
+            return row.id, "unchanged", row.state
+        return row.id, "updated", _regenerate(conn, row, target)

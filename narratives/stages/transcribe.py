@@ -1,0 +1,177 @@
+"""The transcribe stage: a registered recording becomes `transcript.json` (a `Transcript`), with
+its text, SRT and WebVTT beside it. The engines themselves are `narratives.engines.whisper`.
+
+A `done` run is skipped when engine, model and language are the ones asked for. The model and
+language are checked before anything is touched, and the new files replace the old ones only
+once written, so a failed run keeps the previous transcript. When the new transcript differs
+from the one it replaces, the rows of the later stages are removed: they were made from the
+old text, and a stage with no row is redone on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from narratives.core.clock import utcnow
+from narratives.core.config import Settings
+from narratives.core.files import write_files_atomically
+from narratives.media import captions
+from narratives.records.stage import StageResult
+from narratives.records.transcript import Transcript
+from narratives.stages.ingest import source_path
+from narratives.store.context import Context
+from narratives.store.narrative_files import read_transcript, transcript_path
+from narratives.store.schema import narratives
+from narratives.store.stage_runs import RunHandle, StageRun, forget_runs, reusable, stage_run
+
+__all__ = ["STAGE", "Progress", "TranscribeStage", "load_transcript", "run"]
+
+STAGE = "transcribe"
+
+#: Called with (event, detail): ("file", path), ("stage", name), ("fraction", 0..1).
+Progress = Callable[[str, Any], None]
+
+
+def _no_progress(_event: str, _detail: Any) -> None:
+    pass
+
+
+def load_transcript(ctx: Context, narrative_id: str) -> Transcript:
+    """The stored Transcript of a narrative whose transcript.json exists."""
+    transcript = read_transcript(ctx.workspace, narrative_id)
+    if transcript is None:
+        raise FileNotFoundError(transcript_path(ctx.workspace, narrative_id))
+    return transcript
+
+
+@dataclass(frozen=True)
+class TranscribeStage:
+    """The stage as the pipeline runs it: the batch's settings and progress, and the path the
+    recording was found at (else the newest registered path still on disk)."""
+
+    settings: Settings | None = None
+    progress: Progress = _no_progress
+    path: Path | None = None
+    name: str = STAGE
+
+    def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
+        return run(
+            ctx,
+            narrative_id,
+            force=force,
+            path=self.path,
+            settings=self.settings,
+            progress=self.progress,
+        )
+
+
+def run(
+    ctx: Context,
+    narrative_id: str,
+    *,
+    force: bool = False,
+    path: Path | None = None,
+    settings: Settings | None = None,
+    progress: Progress = _no_progress,
+) -> StageResult:
+    """Transcribe one narrative; the result's record is its Transcript, new or reused."""
+    # PyAV and the Whisper engines: loaded on first use, so `narrative --help` and commands
+    # that never transcribe stay fast.
+    from narratives.engines import whisper
+
+    opts = (settings or ctx.settings).transcribe
+    requested = _request(opts.engine, opts.model, opts.language)
+    out_dir = ctx.workspace.narrative_dir(narrative_id)
+
+    def fits(previous: StageRun) -> bool:
+        asked = previous.output.get("requested") if isinstance(previous.output, dict) else None
+        return bool(asked) and _request(*asked) == requested
+
+    if (
+        reusable(ctx.db, narrative_id, STAGE, force=force, fits=fits)
+        and (out_dir / "transcript.json").exists()
+    ):
+        return StageResult(STAGE, "skipped", load_transcript(ctx, narrative_id))
+
+    opts = whisper.check_settings(opts)
+    path = path or source_path(ctx.db, narrative_id)
+    with stage_run(ctx.db, narrative_id, STAGE) as handle:
+        handle.engine, handle.model = opts.engine, opts.model
+        transcript = whisper.transcribe_file(
+            path,
+            opts,
+            narrative_id,
+            progress=lambda done, total: progress("fraction", done / total if total else 1.0),
+        )
+        handle.model, handle.version = transcript.model, transcript.engine_version
+        changed = _content(transcript.to_dict()) != _stored_content(out_dir / "transcript.json")
+        _write(out_dir, transcript)
+        _record(ctx, narrative_id, handle, transcript, requested, changed=changed)
+    progress("fraction", 1.0)
+    return StageResult(STAGE, "done", transcript)
+
+
+def _write(out_dir: Path, transcript: Transcript) -> None:
+    """The transcript and its text and caption files, all replaced together."""
+    write_files_atomically(
+        out_dir,
+        {
+            "transcript.json": json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),
+            "transcript.txt": transcript.text + "\n",
+            "transcript.srt": captions.to_srt(transcript),
+            "transcript.vtt": captions.to_webvtt(transcript),
+        },
+    )
+
+
+def _record(
+    ctx: Context,
+    narrative_id: str,
+    handle: RunHandle,
+    transcript: Transcript,
+    requested: list[str],
+    *,
+    changed: bool,
+) -> None:
+    """The run's output, the narrative's length and language, and (for a new text) the
+    later stages forgotten."""
+    handle.output = {
+        "requested": requested,
+        "language": transcript.language,
+        "duration": transcript.duration,
+        "segments": len(transcript.segments),
+        "words": len(transcript.words),
+        "empty": transcript.is_empty,
+    }
+    with ctx.db.begin() as conn:
+        conn.execute(
+            narratives.update()
+            .where(narratives.c.id == narrative_id)
+            .values(duration=transcript.duration, language=transcript.language, updated_at=utcnow())
+        )
+        if changed:
+            # Every other stage comes after this one and was made from the old text.
+            forget_runs(conn, narrative_id, but=STAGE)
+
+
+def _request(engine: str, model: str, language: str = "") -> list[str]:
+    """What a transcription was asked for; rows from before languages counted say detect."""
+    from narratives.engines.whisper import request_language  # PyAV and Whisper, as above
+
+    return [engine, model, request_language(language, model)]
+
+
+def _content(data: dict[str, Any]) -> dict[str, Any]:
+    """A transcript's content: everything but how long it took."""
+    return {k: v for k, v in data.items() if k != "seconds"}
+
+
+def _stored_content(path: Path) -> dict[str, Any] | None:
+    try:
+        return _content(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None

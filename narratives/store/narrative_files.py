@@ -1,0 +1,80 @@
+"""The typed readers of each narrative's files in `media/work/<id>/`, with one error policy.
+
+A file that is not there yet is `None` (the stage that writes it has not run); a file that is
+there but cannot be read or parsed is `UnreadableFile`, naming the file, so that a damaged
+workspace is reported rather than taken for an unprocessed story. Every reader of
+transcript.json and analysis.json goes through here, and the analyse stage writes
+analysis.json here. (redactions.json, the editors' marked terms, is read and written under its
+lock by `narratives.store.redactions`.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from narratives.core.errors import UnreadableFile
+from narratives.core.files import atomic_write_json
+from narratives.core.workspace import Workspace
+from narratives.records.analysis import Analysis
+from narratives.records.transcript import Transcript
+
+__all__ = [
+    "TRANSCRIPT_FILE",
+    "ANALYSIS_FILE",
+    "transcript_path",
+    "analysis_path",
+    "read_transcript",
+    "read_analysis",
+    "write_analysis",
+]
+
+TRANSCRIPT_FILE = "transcript.json"
+ANALYSIS_FILE = "analysis.json"
+
+_Record = TypeVar("_Record")
+
+
+def transcript_path(workspace: Workspace, narrative_id: str) -> Path:
+    return workspace.narrative_dir(narrative_id) / TRANSCRIPT_FILE
+
+
+def analysis_path(workspace: Workspace, narrative_id: str) -> Path:
+    return workspace.narrative_dir(narrative_id) / ANALYSIS_FILE
+
+
+def read_transcript(workspace: Workspace, narrative_id: str) -> Transcript | None:
+    """The narrative's Transcript; None when it has not been transcribed."""
+    return _read(transcript_path(workspace, narrative_id), Transcript.from_dict)
+
+
+def read_analysis(workspace: Workspace, narrative_id: str) -> Analysis | None:
+    """The narrative's Analysis; None when it has not been analysed."""
+    return _read(analysis_path(workspace, narrative_id), Analysis.from_dict)
+
+
+def write_analysis(workspace: Workspace, narrative_id: str, analysis: Analysis) -> Path:
+    """Write analysis.json atomically (a failure leaves the previous file whole)."""
+    path = analysis_path(workspace, narrative_id)
+    atomic_write_json(path, analysis.to_dict())
+    return path
+
+
+def _read(path: Path, parse: Callable[[dict[str, Any]], _Record]) -> _Record | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UnreadableFile(
+            f"{path}: cannot read: {exc}",
+            hint="run `narrative process --force` on the recording to write it again",
+        ) from exc
+    if not isinstance(data, dict):
+        raise UnreadableFile(f"{path}: cannot read: not a JSON object")
+    try:
+        return parse(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise UnreadableFile(f"{path}: cannot read: {type(exc).__name__}: {exc}") from exc

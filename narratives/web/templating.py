@@ -1,0 +1,61 @@
+"""The pages' Jinja environment: where templates are found, the sandbox, and the filters that
+turn stored values into what editors read (state names, times, scores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from narratives.core.workspace import DEFAULTS_ROOT
+from narratives.records.delivery import DeliveryState
+from narratives.store.context import Context
+
+__all__ = ["DELIVERY_LABELS", "STATE_LABELS", "environment", "template_dirs"]
+
+STATE_LABELS = {
+    "pending_review": "Pending review",
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "changes_requested": "Changes requested",
+}
+DELIVERY_LABELS = {
+    DeliveryState.SCHEDULED: "Scheduled",
+    DeliveryState.PUBLISHING: "Publishing",
+    DeliveryState.PUBLISHED: "Published",
+    DeliveryState.FAILED: "Failed",
+    DeliveryState.MISSED: "Missed",
+    DeliveryState.CANCELLED: "Cancelled",
+    DeliveryState.WITHDRAWING: "Being taken down",
+    DeliveryState.WITHDRAWN: "Withdrawn",
+}
+
+
+def template_dirs(ctx: Context) -> list[Path]:
+    # The workspace's own copy wins, so organisations can restyle; the shipped one is the fallback.
+    dirs = [ctx.workspace.templates_dir / "web", DEFAULTS_ROOT / "templates" / "web"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def environment(ctx: Context) -> jinja2.Environment:
+    # Sandboxed: a workspace may override these templates, and a template must not be a way
+    # to run code on the server.
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(ctx)]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["timestamp"] = _timestamp
+    env.filters["when"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC") if dt else ""
+    env.filters["state_label"] = lambda s: STATE_LABELS.get(s, s)
+    env.filters["delivery_label"] = lambda s: DELIVERY_LABELS.get(s, s)
+    env.filters["score"] = lambda x: f"{x:.2f}" if isinstance(x, int | float) else "—"
+    return env
+
+
+def _timestamp(seconds: float) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"

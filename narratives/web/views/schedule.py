@@ -1,0 +1,315 @@
+"""Scheduling on the review page: the agenda per campaign, the draft page's delivery panel, and
+the schedule, move and cancel actions.
+
+Every action goes through `narratives.workflow.scheduling`, which checks the draft's state and
+consent and writes the audit rows; this module only turns form fields into its arguments and
+reads deliveries for display. Times are shown as wall-clock time in the campaign's zone, with
+the zone's abbreviation, because that is how the campaign's slots are written: a Monday 09:00
+slot reads 09:00 PST in February and 09:00 PDT in April, while its UTC instant moves by an hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from narratives.core.campaigns import Campaign
+from narratives.core.clock import utcnow
+from narratives.core.errors import NarrativesError, NotFound, UsageError
+from narratives.records.delivery import OPEN, WAITING, Delivery, DeliveryState
+from narratives.records.draft import Draft
+from narratives.store.context import Context
+from narratives.store.delivery_queries import list_deliveries
+from narratives.store.schema import delivery_attempts
+from narratives.web.security import current_user
+from narratives.web.views.base import Endpoint, View, campaign_map, draft_id
+from narratives.workflow import review, scheduling
+
+__all__ = ["AgendaPage", "LocalTime", "SchedulePanel", "ScheduleView", "local_time"]
+
+#: The agenda stops here; more than this is a list for the CLI (`narrative schedule list`).
+_MAX_ROWS = 500
+
+
+@dataclass(frozen=True)
+class LocalTime:
+    """An instant as the campaign's people read it."""
+
+    instant: datetime
+    zone: str
+    day: date
+    day_label: str
+    time: str
+    abbr: str
+    #: For `<input type="datetime-local">` (no seconds, no zone).
+    input_value: str
+
+    @property
+    def short_day(self) -> str:
+        return f"{self.day:%a %-d %b %Y}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.short_day}, {self.time} {self.abbr}"
+
+
+def local_time(instant: datetime, zone: tzinfo) -> LocalTime:
+    local = instant.astimezone(zone)
+    return LocalTime(
+        instant=instant,
+        zone=getattr(zone, "key", "UTC"),
+        day=local.date(),
+        day_label=f"{local:%A %-d %B %Y}",
+        time=f"{local:%H:%M}",
+        abbr=local.tzname() or "",
+        input_value=f"{local:%Y-%m-%dT%H:%M}",
+    )
+
+
+@dataclass
+class AttemptRow:
+    when: LocalTime
+    outcome: str
+    error: str | None
+
+
+@dataclass
+class DeliveryRow:
+    """One delivery as the agenda and the draft page show it."""
+
+    d: Delivery
+    title: str
+    campaign_name: str
+    when: LocalTime
+    retry: LocalTime | None
+    published: LocalTime | None
+    #: The scheduler stopped on a permanent error (or after its last retry): no retry_at.
+    stopped: bool
+    #: It may still be moved or cancelled.
+    waiting: bool
+    attempts: list[AttemptRow] = field(default_factory=list)
+
+
+@dataclass
+class AgendaDay:
+    day: date
+    label: str
+    rows: list[DeliveryRow]
+
+
+@dataclass
+class AgendaPage:
+    campaigns: dict[str, Campaign]
+    selected: Campaign | None
+    slug: str | None
+    #: "upcoming" (from today, open deliveries) or "all".
+    show: str
+    days: list[AgendaDay]
+    #: Rows past `_MAX_ROWS`, not shown.
+    more: int
+    #: Failed deliveries, and missed ones whose draft was not scheduled again.
+    attention: list[DeliveryRow]
+
+
+@dataclass
+class SchedulePanel:
+    """The draft page's schedule panel: its deliveries and the schedule form."""
+
+    deliveries: list[DeliveryRow]
+    can_schedule: bool
+    next_slot: LocalTime | None
+    slot_problem: str | None
+    #: The campaign's time zone, the form's default.
+    zone: str
+    zones: list[str]
+
+
+class ScheduleView(View):
+    """The agenda page and the scheduling actions."""
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("GET", "/schedule", self.agenda, "page"),
+            Endpoint("POST", "/drafts/{draft_id:id}/schedule", self.schedule_draft, "action"),
+            Endpoint("POST", "/deliveries/{delivery_id:id}/cancel", self.cancel_delivery, "action"),
+            Endpoint("POST", "/deliveries/{delivery_id:id}/move", self.move_delivery, "action"),
+        ]
+
+    def agenda(self, request: Request) -> HTMLResponse:
+        q = request.query_params
+        slug = (q.get("campaign") or "").strip() or None
+        show = "all" if q.get("show") == "all" else "upcoming"
+        return self.render(request, "agenda.html", agenda_page(self.ctx, slug, show))
+
+    def _said(self, d: Delivery) -> str:
+        return local_time(d.scheduled_at, _zone(self.campaigns().get(d.campaign))).label
+
+    def schedule_draft(self, request: Request, form: FormData) -> Response:
+        did = draft_id(request)
+        d = scheduling.schedule(self.ctx, did, **_when_args(form), actor=current_user(request).name)
+        return self.back(request, did, f"Scheduled for {self._said(d)}.")
+
+    def cancel_delivery(self, request: Request, form: FormData) -> Response:
+        delivery_id = int(request.path_params["delivery_id"])
+        reason = str(form.get("reason") or "").strip() or None
+        d = scheduling.cancel(
+            self.ctx, delivery_id, actor=current_user(request).name, reason=reason
+        )
+        return self.back(request, d.draft_id, f"Delivery {d.id} cancelled.")
+
+    def move_delivery(self, request: Request, form: FormData) -> Response:
+        delivery_id = int(request.path_params["delivery_id"])
+        d = scheduling.move(
+            self.ctx, delivery_id, **_when_args(form), actor=current_user(request).name
+        )
+        return self.back(request, d.draft_id, f"Delivery {d.id} moved to {self._said(d)}.")
+
+
+# ----------------------------------------------------------------------------- page data
+
+
+def agenda_page(ctx: Context, slug: str | None, show: str) -> AgendaPage:
+    campaigns = campaign_map(ctx)
+    if slug is not None and slug not in campaigns:
+        raise NotFound(f"no campaign {slug!r}", hint="pick one from the list")
+    with ctx.db.connect() as conn:
+        found = list_deliveries(conn, campaign=slug)
+    titles = {d.id: d.title for d in review.list_drafts(ctx, campaign=slug)}
+    now = utcnow()
+    rows = [_row(d, campaigns.get(d.campaign), titles.get(d.draft_id, "")) for d in found]
+
+    # Missed deliveries stay on the list until their draft is scheduled again.
+    rescheduled = {d.draft_id for d in found if d.state in OPEN}
+    attention = [
+        r
+        for r in rows
+        if r.d.state == DeliveryState.FAILED
+        or (r.d.state == DeliveryState.MISSED and r.d.draft_id not in rescheduled)
+    ]
+
+    def today(r: DeliveryRow) -> date:
+        return now.astimezone(_zone(campaigns.get(r.d.campaign))).date()
+
+    if show == "upcoming":
+        listed = [r for r in rows if r.d.state in OPEN and r.when.day >= today(r)]
+    else:
+        listed = rows
+    listed.sort(key=lambda r: (r.when.day, r.d.scheduled_at, r.d.id))
+    days: list[AgendaDay] = []
+    for r in listed[:_MAX_ROWS]:
+        if not days or days[-1].day != r.when.day:
+            days.append(AgendaDay(day=r.when.day, label=r.when.day_label, rows=[]))
+        days[-1].rows.append(r)
+    return AgendaPage(
+        campaigns=campaigns,
+        selected=campaigns.get(slug) if slug else None,
+        slug=slug,
+        show=show,
+        days=days,
+        more=max(0, len(listed) - _MAX_ROWS),
+        attention=attention,
+    )
+
+
+def schedule_panel(ctx: Context, draft: Draft, campaign: Campaign | None) -> SchedulePanel:
+    with ctx.db.connect() as conn:
+        found = list_deliveries(conn, draft_id=draft.id)
+        attempts = _attempts(conn, [d.id for d in found])
+        has_open = any(d.state in OPEN for d in found)
+        can_schedule = draft.state == "approved" and not has_open and campaign is not None
+        next_slot = None
+        slot_problem = None
+        if can_schedule and campaign is not None:
+            try:
+                instant = scheduling.next_free_slot(conn, campaign, draft.channel, after=utcnow())
+                next_slot = local_time(instant, campaign.slots.zone)
+            except NarrativesError as exc:
+                slot_problem = str(exc)
+    rows = [_row(d, campaign, draft.title, attempts[d.id]) for d in reversed(found)]
+    zones = sorted({c.slots.timezone for c in campaign_map(ctx).values()} | {"UTC"})
+    return SchedulePanel(
+        deliveries=rows,
+        can_schedule=can_schedule,
+        next_slot=next_slot,
+        slot_problem=slot_problem,
+        zone=campaign.slots.timezone if campaign else "UTC",
+        zones=zones,
+    )
+
+
+def _zone(campaign: Campaign | None) -> tzinfo:
+    return campaign.slots.zone if campaign else UTC
+
+
+def _attempts(conn: sa.Connection, ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """Every publishing attempt of these deliveries, oldest first (display only)."""
+    ids = list(ids)
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = conn.execute(
+        sa.select(delivery_attempts)
+        .where(delivery_attempts.c.delivery_id.in_(ids))
+        .order_by(delivery_attempts.c.id)
+    )
+    for r in rows:
+        out[r.delivery_id].append(dict(r._mapping))
+    return out
+
+
+def _row(
+    d: Delivery,
+    campaign: Campaign | None,
+    title: str = "",
+    attempts: list[dict[str, Any]] | None = None,
+) -> DeliveryRow:
+    zone = _zone(campaign)
+    return DeliveryRow(
+        d=d,
+        title=title or f"Draft {d.draft_id}",
+        campaign_name=campaign.name if campaign else d.campaign,
+        when=local_time(d.scheduled_at, zone),
+        retry=local_time(d.retry_at, zone) if d.retry_at else None,
+        published=local_time(d.published_at, zone) if d.published_at else None,
+        # The scheduler stops on a permanent error (or after its last retry): no retry_at.
+        stopped=d.state == DeliveryState.FAILED and d.retry_at is None,
+        waiting=d.state in WAITING,
+        attempts=[
+            AttemptRow(when=local_time(a["at"], zone), outcome=a["outcome"], error=a["error"])
+            for a in (attempts or [])
+        ],
+    )
+
+
+def _when_args(form: FormData) -> dict[str, Any]:
+    """`scheduling.schedule`/`move` keyword arguments from a form: a time or the next slot."""
+    mode = form.get("mode")
+    if mode == "next":
+        return {"next_slot": True}
+    if mode == "at":
+        when = str(form.get("when") or "").strip()
+        if not when:
+            raise UsageError(
+                "Pick a date and time, or use the next free slot.",
+                hint="The time is read in the time zone next to it.",
+            )
+        try:
+            # `datetime-local` sends 2030-03-11T09:00; check it here, because an impossible
+            # date (month 13) would otherwise reach the scheduler as a bare ValueError.
+            datetime.fromisoformat(when)
+        except ValueError:
+            raise UsageError(
+                f"{when!r} is not a date and time.", hint="Write it like 2030-03-11 09:00."
+            ) from None
+        tz = str(form.get("tz") or "").strip()
+        if len(tz) > 64:
+            raise UsageError("That time zone name is too long.", hint="e.g. Europe/Lisbon")
+        return {"at": when, "tz": tz or None}
+    raise UsageError("Choose a time or the next free slot.")
