@@ -91,7 +91,7 @@ def main() -> None:
     from narratives.core.campaigns import load_campaigns
     from narratives.core.workspace import Workspace
     from narratives.engines.embeddings import get_embedder
-    from narratives.stages.analyse.stage import analyse_transcript
+    from narratives.stages.analyse.analyser import analyse_transcript
 
     t0 = time.perf_counter()
     embedder = get_embedder("all-MiniLM-L6-v2", threads=1)

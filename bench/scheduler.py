@@ -25,11 +25,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from narratives.channels.base import Outgoing, PublishResult
 from narratives.core.clock import utcnow
 from narratives.core.workspace import init_workspace
 from narratives.store.context import Context
 from narratives.store.schema import consents, deliveries, drafts, narratives
-from narratives.workflow.publishing import Outgoing, PublishResult
 from narratives.workflow.scheduler import SchedulerService
 
 CAMPAIGNS = ("emotional-equity", "neural-mandate")

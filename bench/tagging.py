@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from narratives.core.campaigns import load_campaign_file  # noqa: E402
 from narratives.engines.embeddings import get_embedder  # noqa: E402
-from narratives.stages.analyse.stage import analyse_transcript  # noqa: E402
+from narratives.stages.analyse.analyser import analyse_transcript  # noqa: E402
 from narratives.stages.analyse.tagging import load_examples  # noqa: E402
 from narratives.stages.analyse.titles import is_title_phrase  # noqa: E402
 from tests.corpus import (  # noqa: E402

@@ -206,6 +206,12 @@ def test_a_damaged_analysis_is_listed_with_why_and_hides_no_other_story(ctx):
     assert set(rows) == {first, damaged, fits}
     assert any("analysis.json" in e for e in rows[damaged]["errors"])
     assert rows[fits]["campaigns"] and not rows[fits]["errors"]
+    shown = CliRunner().invoke(cli, ["show", damaged, "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert "analysis" not in data and "analysis.json" in data["problems"][0]
+    text = CliRunner().invoke(cli, ["show", damaged], catch_exceptions=False)
+    assert text.exit_code == 0 and "cannot read" in " ".join(text.output.split())
 
     client = client_for(ctx, user="edna")
     page = client.get("/unassigned")

@@ -280,6 +280,24 @@ def test_a_new_request_redoes_the_transcript_and_a_new_transcript_resets_later_s
 
 
 @pytest.mark.slow
+def test_a_damaged_stored_transcript_is_transcribed_again(speech_clip, workspace):
+    """A transcript.json that cannot be read fails neither the skip check nor the comparison:
+    the stage transcribes again, and the stages made from the lost text are redone."""
+    from narratives.store.stage_runs import stage_run
+
+    ctx = Context(workspace)
+    nid = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]["id"]
+    path = workspace.narrative_dir(nid) / "transcript.json"
+    path.write_text('{"segments": [', encoding="utf-8")
+    with stage_run(ctx.db, nid, "analyse"):  # made from the transcript now damaged
+        pass
+    redo = _json_lines(_run("transcribe", str(speech_clip), "--json").output)[0]
+    assert redo["status"] == "ok" and redo["error"] is None
+    assert json.loads(path.read_text(encoding="utf-8"))["text"] == redo["text"]
+    assert [r for r in list_runs(ctx.db, nid) if r.stage == "analyse"] == []
+
+
+@pytest.mark.slow
 def test_names_with_markup_characters_are_shown_as_they_are(tmp_path, speech_clip):
     rec = tmp_path / "rec"
     rec.mkdir()

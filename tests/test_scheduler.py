@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from narratives.channels.base import RSS, Outgoing, PublishResult
+from narratives.channels.base import Outgoing, PublishResult
+from narratives.core.campaigns import RSS
 from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, PermanentChannelError, TransientChannelError
 from narratives.store.delivery_queries import get_delivery, list_deliveries

@@ -1,11 +1,18 @@
-"""The interface every channel implements, and the channels there are.
+"""The interface every channel implements.
 
 Shaped like httpx's transports: a tiny `Publisher` protocol and one class per channel behind
-it (`channels/bluesky/publisher.py`, `channels/rss/publisher.py`), so a next network is one new
-folder, plus its entry in `CHANNELS`, its campaign settings (`core.campaigns`) and its line in
-`workflow.channels.default_publishers`. Publishers take plain values (a workspace, a
+it (`channels/bluesky/`, `channels/rss/`). Publishers take plain values (a workspace, a
 callback), never the store: the workflow builds them from a Context and records what they
-report.
+report. A next network needs:
+
+- its folder here, with a publisher that implements `Publisher`;
+- its name and `ChannelInfo` in `core.campaigns.CHANNELS` (label, whether it leaves records a
+  takedown must delete), and its settings model as a field of `core.campaigns.Channels`;
+- the draft fields an editor may change, `records.draft.EDITABLE`;
+- its line in `workflow.channels.default_publishers`.
+
+The names live in core, not here, because layers that cannot import channels (records, and
+the store beside it) need them too.
 """
 
 from __future__ import annotations
@@ -20,40 +27,11 @@ from narratives.core.errors import PermanentChannelError
 from narratives.records.delivery import Delivery
 
 __all__ = [
-    "BLUESKY",
-    "RSS",
-    "CHANNELS",
-    "ChannelInfo",
     "ClaimLost",
     "Outgoing",
     "PublishResult",
     "Publisher",
 ]
-
-# ----------------------------------------------------------------------------- the channels
-
-BLUESKY = "bluesky"
-RSS = "rss"
-
-
-@dataclass(frozen=True)
-class ChannelInfo:
-    """What the rest of the package needs to know of a channel (its editable draft fields
-    live with the draft rules, `records.draft.EDITABLE`)."""
-
-    name: str
-    label: str
-    #: Whether a published delivery leaves records on the network that a takedown must delete.
-    has_records: bool
-
-
-CHANNELS: dict[str, ChannelInfo] = {
-    BLUESKY: ChannelInfo(BLUESKY, "Bluesky", has_records=True),
-    RSS: ChannelInfo(RSS, "RSS", has_records=False),
-}
-
-
-# ----------------------------------------------------------------------------- the interface
 
 
 @dataclass(frozen=True)

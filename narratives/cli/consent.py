@@ -99,7 +99,7 @@ def consent() -> None:
     type=click.Choice(ledger.METHODS),
     help="How consent was given.",
 )
-@click.option("--channels", required=True, help="Comma-separated: bluesky,rss.")
+@click.option("--channels", required=True, help=f"Comma-separated: {','.join(ledger.CHANNELS)}.")
 @click.option(
     "--named/--anonymous",
     default=False,

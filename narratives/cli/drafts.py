@@ -13,10 +13,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from narratives.channels.base import BLUESKY, CHANNELS
 from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
 from narratives.channels.bluesky.text import count_graphemes
 from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
+from narratives.core.campaigns import BLUESKY, CHANNELS
 from narratives.core.errors import UsageError
 from narratives.records.draft import STATES, Draft
 from narratives.workflow import review

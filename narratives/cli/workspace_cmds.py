@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from narratives.policy.campaign_assignments import history
 from narratives.policy.routing import is_unassigned, routes, suggestions, unassigned
 from narratives.stages.pipeline import STAGES
 from narratives.store.context import Context
-from narratives.store.narrative_files import read_analysis
+from narratives.store.narrative_files import read_analysis, read_transcript
 from narratives.store.schema import narrative_paths, narratives
 from narratives.store.stage_runs import StageRun, is_interrupted, list_runs
 
@@ -223,15 +222,27 @@ def _show_data(ctx: Context, nid: str) -> dict[str, Any]:
         ],
         "files": sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [],
     }
-    for name, key in (("transcript.json", "transcript"), ("analysis.json", "analysis")):
-        f = folder / name
-        if f.exists():
-            data[key] = json.loads(f.read_text(encoding="utf-8"))
-    analysis = read_analysis(ctx.workspace, nid) if "analysis" in data else None
-    found = routes(ctx, nid, analysis)
+    # A damaged file is named under "problems"; what can be read is still shown.
+    problems: list[str] = []
+    unreadable: set[str] = set()
+    records: dict[str, Any] = {}
+    for key, read in (("transcript", read_transcript), ("analysis", read_analysis)):
+        try:
+            records[key] = read(ctx.workspace, nid)
+        except UnreadableFile as exc:
+            problems.append(str(exc))
+            unreadable.add(key)
+            records[key] = None
+        if records[key] is not None:
+            data[key] = records[key].to_dict()
+    if problems:
+        data["problems"] = problems
+    analysis = records["analysis"]
+    damaged = "analysis" in unreadable
+    found = [] if damaged else routes(ctx, nid, analysis)
     data["campaigns"] = [r.to_json() for r in found]
     data["assignments"] = [a.to_json() for a in history(ctx, nid)]
-    data["unassigned"] = not found and is_unassigned(ctx, nid, analysis)
+    data["unassigned"] = not found and not damaged and is_unassigned(ctx, nid, analysis)
     if data["unassigned"]:
         data["suggestions"] = [s.to_json() for s in suggestions(ctx, nid, analysis)]
     return data
@@ -261,6 +272,8 @@ def show(narrative_id: str, as_json: bool) -> None:
         console.print(f"  {s['stage']}{key}: {s['status']}{extra}", highlight=False)
         if s["error"]:
             console.print(f"    [red]{escape(s['error'])}[/]", highlight=False)
+    for problem in data.get("problems", []):
+        console.print(f"  [red]{escape(problem)}[/]", highlight=False)
     _print_routes(data, nid)
     analysis = data.get("analysis")
     if analysis and analysis.get("empty"):

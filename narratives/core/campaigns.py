@@ -4,12 +4,17 @@ A campaign says who runs it, how its videos look, which tags it cares about (its
 where it posts (Bluesky account, RSS/Atom feed), when (weekly slots in its own time zone) and
 how it treats content notes. Unknown keys and bad values are `ConfigError`s naming file and key.
 Secrets never live here: a Bluesky channel names the environment variable holding its app password.
+
+The channel names (`CHANNELS`) live here too, beside the settings that declare them: core is
+the one layer every other may read, so the store, policy, the pages and the channels' adapters
+all name a channel from this one table.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -22,6 +27,11 @@ from narratives.core.errors import ConfigError, NotFound
 from narratives.core.workspace import Workspace
 
 __all__ = [
+    "BLUESKY",
+    "RSS",
+    "CHANNELS",
+    "RECORD_CHANNELS",
+    "ChannelInfo",
     "Campaign",
     "Tag",
     "Look",
@@ -32,6 +42,35 @@ __all__ = [
     "get_campaign",
     "load_campaign_file",
 ]
+
+# ----------------------------------------------------------------------------- the channels
+
+BLUESKY = "bluesky"
+RSS = "rss"
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What the rest of the package needs to know of a channel (its editable draft fields
+    live with the draft rules, `records.draft.EDITABLE`)."""
+
+    name: str
+    label: str
+    #: How the consent form names it, where a narrator chooses what to agree to.
+    long_label: str
+    #: Whether a published delivery leaves records on the network that a takedown must delete.
+    has_records: bool
+
+
+CHANNELS: dict[str, ChannelInfo] = {
+    BLUESKY: ChannelInfo(BLUESKY, "Bluesky", "Bluesky", has_records=True),
+    RSS: ChannelInfo(RSS, "RSS", "RSS/Atom feed", has_records=False),
+}
+#: The channels whose deliveries leave records (posts with record keys) on the network.
+RECORD_CHANNELS = tuple(c.name for c in CHANNELS.values() if c.has_records)
+
+
+# ----------------------------------------------------------------------------- campaign files
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -141,6 +180,8 @@ class RSSChannelConfig(_Model):
 
 
 class Channels(_Model):
+    """A campaign's settings per channel: one field for each name in `CHANNELS`."""
+
     bluesky: BlueskyChannelConfig | None = None
     rss: RSSChannelConfig | None = None
 
@@ -198,7 +239,7 @@ class Campaign(_Model):
 
     @property
     def channel_names(self) -> list[str]:
-        return [n for n in ("bluesky", "rss") if getattr(self.channels, n) is not None]
+        return [n for n in CHANNELS if getattr(self.channels, n) is not None]
 
     def tag(self, name: str) -> Tag:
         for t in self.tags:

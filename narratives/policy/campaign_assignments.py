@@ -1,4 +1,4 @@
-"""The campaigns staff chose for a story: the `campaign_assignments` table and its one writer.
+"""The campaigns staff chose for a story: the rules for changing them, and their reads.
 
 Staff usually know which campaign a recording is for. They say so at intake
 (`narrative process --campaign SLUG`, or `campaigns = [...]` in the recording's sidecar file),
@@ -7,9 +7,10 @@ story is `narratives.policy.routing`.
 
 The table is append-only: one row per real change, the latest row per (narrative, campaign)
 wins, and every row has an audit row (`campaign.assign` / `campaign.unassign`) written in the
-same transaction. Re-assigning what is already assigned writes nothing. Concurrent writers on
-one narrative are serialised by a lock on the narrative's row (a write lock on SQLite,
-`SELECT ... FOR UPDATE` elsewhere), so the check and the insert can never interleave.
+same transaction (both by `store.campaign_assignments`). Re-assigning what is already assigned
+writes nothing. Concurrent writers on one narrative are serialised by a lock on the narrative's
+row (`store.narrative_rows.lock_narrative`: a write lock on SQLite, `SELECT ... FOR UPDATE`
+elsewhere), so the check and the insert can never interleave.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from sqlalchemy.engine import Connection
 from narratives.core.campaigns import load_campaigns
 from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NotFound, UsageError
-from narratives.store import audit
+from narratives.store.campaign_assignments import insert_assignment
 from narratives.store.context import Context
 from narratives.store.narrative_files import read_analysis
-from narratives.store.schema import campaign_assignments, consents, narratives, stage_runs
+from narratives.store.narrative_rows import lock_narrative
+from narratives.store.schema import campaign_assignments, consents, stage_runs
 from narratives.store.users import require_active
 
 __all__ = [
@@ -159,24 +161,7 @@ def failed_stage(conn: Connection, narrative_id: str) -> tuple[str, str] | None:
     return (row.stage, row.error or "no reason recorded") if row else None
 
 
-# ----------------------------------------------------------------------------- writing
-
-
-def _lock(conn: Connection, narrative_id: str) -> bool:
-    """Take the narrative's row lock for this transaction; False when there is no such row.
-
-    SQLite: a write (a no-op UPDATE) takes the database's write lock before anything is read,
-    so a second writer waits (busy timeout) instead of reading a state about to change.
-    Other databases: `SELECT ... FOR UPDATE` on the narrative's row."""
-    if conn.dialect.name == "sqlite":
-        done = conn.execute(
-            narratives.update().where(narratives.c.id == narrative_id).values(id=narratives.c.id)
-        ).rowcount
-        return bool(done)
-    row = conn.execute(
-        sa.select(narratives.c.id).where(narratives.c.id == narrative_id).with_for_update()
-    ).first()
-    return row is not None
+# ----------------------------------------------------------------------------- changes
 
 
 def _refusal(conn: Connection, ctx: Context, narrative_id: str, *, stages: bool) -> str | None:
@@ -220,9 +205,9 @@ def _change(
     check_slugs(ctx, [campaign])
     if source in ("cli", "web"):
         require_active(ctx, actor)  # PermissionDenied (exit 7) for a name nobody has
-    verb = "assign" if assigned else "unassign"
     with ctx.db.begin() as conn:
-        if not _lock(conn, narrative_id):
+        # Locked before anything is read: the check and the insert never interleave.
+        if not lock_narrative(conn, narrative_id):
             raise NotFound(f"no narrative with id {narrative_id}", hint="see `narrative status`")
         before = _latest(conn, narrative_id, campaign).get(campaign)
         if assigned:
@@ -233,25 +218,15 @@ def _change(
         if before is not None and bool(before.assigned) == assigned:
             return _row(before, changed=False)
         now = utcnow()
-        new_id = conn.execute(
-            campaign_assignments.insert().values(
-                narrative_id=narrative_id,
-                campaign=campaign,
-                assigned=assigned,
-                source=source,
-                actor=actor,
-                at=now,
-            )
-        ).inserted_primary_key[0]
-        audit.record(
+        new_id = insert_assignment(
             conn,
+            narrative_id,
+            campaign,
+            assigned=assigned,
+            source=source,
             actor=actor,
-            action=f"campaign.{verb}",
-            object_type="narrative",
-            object_id=narrative_id,
-            before=None if before is None else {"campaign": campaign, "assigned": before.assigned},
-            after={"campaign": campaign, "assigned": assigned, "source": source},
-            detail=f"{verb}ed {'to' if assigned else 'from'} {campaign} ({source})",
+            now=now,
+            was_assigned=None if before is None else before.assigned,
         )
     return Assignment(new_id, narrative_id, campaign, assigned, source, actor, now)
 

@@ -3,8 +3,8 @@
 One `consents` row per narrative: who gave consent, when, how (form, recording, in person),
 for which channels, whether the narrator must stay anonymous (the default: the safe choice),
 and until when. Review approval, scheduling and publishing ask `check_approvable` /
-`check_publishable`; both raise `ConsentError` with the reason. Every change writes an audit
-row in the same transaction.
+`check_publishable`; both raise `ConsentError` with the reason. The ledger decides whether a
+change is allowed; `store.consents` writes it, with its audit row in the same transaction.
 
 The ledger only records and checks. What a change means for deliveries already scheduled or
 out (cancel, delete posts, rebuild feeds) is `workflow.takedown`, which calls
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
-from narratives.channels.base import CHANNELS as CHANNEL_INFO
+from narratives.core.campaigns import CHANNELS as CHANNEL_INFO
 from narratives.core.clock import utcnow
 from narratives.core.errors import (
     ConfigError,
@@ -40,16 +40,15 @@ from narratives.core.errors import (
     UsageError,
 )
 from narratives.records.consent import Consent
-from narratives.store import audit
+from narratives.store.consents import load_consent, mark_withdrawn, write_consent
 from narratives.store.context import Context
-from narratives.store.schema import consents, drafts, narratives, users
+from narratives.store.schema import drafts, narratives, users
 
 __all__ = [
     "METHODS",
     "CHANNELS",
     "ConsentInput",
     "get_consent",
-    "load_consent",
     "validate_consent",
     "save_consent",
     "record_consent",
@@ -87,7 +86,9 @@ class ConsentInput(BaseModel):
     #: Default: when it is recorded.
     given_at: datetime | date | None = None
     method: Literal["form", "recording", "in_person"]
-    channels: list[Literal["bluesky", "rss"]] = Field(min_length=1)
+    #: Names from `core.campaigns.CHANNELS` (checked by `_known`, so a new channel needs no
+    #: edit here).
+    channels: list[str] = Field(min_length=1)
     anonymous: bool = True
     expires_at: datetime | date | None = None
     notes: str | None = Field(default=None, max_length=4000)
@@ -102,7 +103,13 @@ class ConsentInput(BaseModel):
 
     @field_validator("channels")
     @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in CHANNELS]
+        if unknown:
+            raise ValueError(
+                f"unknown channel {unknown[0]!r}; channels: {', '.join(map(repr, CHANNELS))}"
+            )
+        # One canonical order, without repeats.
         return [c for c in CHANNELS if c in v]
 
     @field_validator("given_at", "expires_at")
@@ -114,22 +121,7 @@ class ConsentInput(BaseModel):
         return self.given_at if isinstance(self.given_at, datetime) else now
 
 
-def _audit_view(c: Consent | None) -> dict[str, Any] | None:
-    if c is None:
-        return None
-    d = c.to_dict()
-    d.pop("narrative_id", None)
-    d.pop("updated_at", None)
-    d.pop("status", None)
-    return d
-
-
 # ----------------------------------------------------------------------------- ledger
-
-
-def load_consent(conn: Connection, narrative_id: str) -> Consent | None:
-    row = conn.execute(sa.select(consents).where(consents.c.narrative_id == narrative_id)).first()
-    return Consent.from_row(row) if row else None
 
 
 def get_consent(ctx: Context, narrative_id: str) -> Consent | None:
@@ -164,6 +156,9 @@ def save_consent(
     action: str,
     detail: str | None = None,
 ) -> Consent:
+    """Record `given` as the narrative's consent in the caller's transaction, once the ledger's
+    rules allow it: the narrative exists, the consent ends after it was given, and a withdrawn
+    consent is only replaced by one given after the withdrawal."""
     now = utcnow()
     _require_narrative(conn, narrative_id)
     before = load_consent(conn, narrative_id)
@@ -177,36 +172,21 @@ def save_consent(
             "can replace it",
             hint="record the new consent with the date it was given (--given-at)",
         )
-    values = {
-        "given_by": given.given_by,
-        "given_at": given_at,
-        "method": given.method,
-        "channels": list(given.channels),
-        "anonymous": given.anonymous,
-        "expires_at": given.expires_at,
-        "withdrawn_at": None,
-        "notes": given.notes,
-        "updated_at": now,
-    }
-    if before is None:
-        conn.execute(consents.insert().values(narrative_id=narrative_id, **values))
-    else:
-        conn.execute(
-            consents.update().where(consents.c.narrative_id == narrative_id).values(**values)
-        )
-    after = load_consent(conn, narrative_id)
-    assert after is not None
-    audit.record(
+    return write_consent(
         conn,
+        narrative_id,
+        given_by=given.given_by,
+        given_at=given_at,
+        method=given.method,
+        channels=given.channels,
+        anonymous=given.anonymous,
+        expires_at=given.expires_at,
+        notes=given.notes,
+        now=now,
         actor=actor,
         action=action,
-        object_type="consent",
-        object_id=narrative_id,
-        before=_audit_view(before),
-        after=_audit_view(after),
         detail=detail,
     )
-    return after
 
 
 def record_consent(
@@ -295,40 +275,7 @@ def record_withdrawal(ctx: Context, narrative_id: str, *, actor: str, reason: st
     now = utcnow()
     with ctx.db.begin() as conn:
         _require_narrative(conn, narrative_id)
-        before = load_consent(conn, narrative_id)
-        if before is None:
-            # Nothing was agreed, but the narrator's wish is still recorded and enforced.
-            conn.execute(
-                consents.insert().values(
-                    narrative_id=narrative_id,
-                    given_by="(none recorded)",
-                    given_at=now,
-                    method="in_person",
-                    channels=[],
-                    anonymous=True,
-                    withdrawn_at=now,
-                    notes=None,
-                    updated_at=now,
-                )
-            )
-        elif before.withdrawn_at is None:
-            conn.execute(
-                consents.update()
-                .where(consents.c.narrative_id == narrative_id)
-                .values(withdrawn_at=now, updated_at=now)
-            )
-        after = load_consent(conn, narrative_id)
-        if before is None or before.withdrawn_at is None:
-            audit.record(
-                conn,
-                actor=actor,
-                action="consent.withdraw",
-                object_type="consent",
-                object_id=narrative_id,
-                before=_audit_view(before),
-                after=_audit_view(after),
-                detail=reason,
-            )
+        mark_withdrawn(conn, narrative_id, now=now, actor=actor, reason=reason)
     return reason
 
 
@@ -357,7 +304,7 @@ def _hint(problem: str, narrative_id: str) -> str | None:
     if problem.startswith("no consent"):
         return (
             f"record it: narrative consent set {narrative_id[:12]} --by NAME --method form "
-            "--channels bluesky,rss"
+            f"--channels {','.join(CHANNELS)}"
         )
     if "does not cover" in problem:
         return "only a new consent from the narrator that names this channel can allow it"

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from narratives.core.errors import ConfigError
-from narratives.policy.consent import ConsentInput, load_consent, save_consent, validate_consent
+from narratives.policy.consent import ConsentInput, save_consent, validate_consent
 from narratives.records.consent import Consent
+from narratives.store.consents import load_consent
 from narratives.store.context import Context
 
 __all__ = [

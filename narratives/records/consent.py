@@ -1,6 +1,6 @@
 """A narrator's consent as recorded, and the report of a takedown it caused.
 
-The ledger (`policy.consent`) writes consents and checks them; the takedown
+The ledger (`policy.consent`) checks consents and has `store.consents` write them; the takedown
 (`workflow.takedown`) fills the reports. Both are plain records here so the front ends and the
 ledger can carry a report without importing the workflow.
 """

@@ -1,5 +1,10 @@
 """A draft and its comments as the review reads them, its states and what an editor may change
-of it: rules the draft stage and review share."""
+of it: rules the draft stage and review share.
+
+States (docs/architecture.md, "Records"): a draft is made `pending_review`, and review moves it
+to `approved | rejected | changes_requested`. They are named once here, with the groups the
+rules ask about; the database column stays a plain string (a StrEnum compares equal to it).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,46 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["STATES", "EDITABLE", "Draft", "Comment"]
+from narratives.core.campaigns import BLUESKY, RSS
 
-STATES = ("pending_review", "approved", "rejected", "changes_requested")
+__all__ = [
+    "DraftState",
+    "STATES",
+    "REJECTABLE",
+    "CHANGES_REQUESTABLE",
+    "BACK_TO_REVIEW",
+    "EDITABLE",
+    "Draft",
+    "Comment",
+]
+
+
+class DraftState(StrEnum):
+    PENDING_REVIEW = "pending_review"
+    #: Only `approve` leads here, from `pending_review`; only an approved draft is scheduled.
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+
+
+S = DraftState
+
+#: The state names as plain strings, in order, for choices a user types (CLI, the queue filter).
+STATES = tuple(s.value for s in DraftState)
+#: States a draft may be rejected from (withdrawing an approval included).
+REJECTABLE = (S.PENDING_REVIEW, S.CHANGES_REQUESTED, S.APPROVED)
+#: States from which an editor may ask for changes.
+CHANGES_REQUESTABLE = (S.PENDING_REVIEW, S.APPROVED)
+#: States a regenerated text sends back to review: what was decided on is no longer what would
+#: go out (a rejected draft stays rejected).
+BACK_TO_REVIEW = (S.APPROVED, S.CHANGES_REQUESTED)
 #: The content keys an editor may change, per channel; the rest comes from the pipeline.
 EDITABLE = {
-    "bluesky": ("posts", "alt", "content_warning"),
-    "rss": ("title", "summary", "content"),
+    BLUESKY: ("posts", "alt", "content_warning"),
+    RSS: ("title", "summary", "content"),
 }
 
 

@@ -14,12 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from narratives.core.clock import utcnow
 from narratives.core.errors import BadRecording
-from narratives.store.schema import narrative_paths, narratives
+from narratives.store.narrative_rows import add_recording, recording_paths
 
 __all__ = [
     "RECORDING_EXTENSIONS",
@@ -133,52 +132,23 @@ def register(db: Engine, path: Path, *, source: str = "file") -> tuple[str, bool
     now = utcnow()
     stored = str(path.resolve())
     with db.begin() as conn:
-        exists = conn.execute(
-            sa.select(narratives.c.id).where(narratives.c.id == narrative_id)
-        ).first()
-        if not exists:
-            conn.execute(
-                narratives.insert().values(
-                    id=narrative_id,
-                    created_at=now,
-                    updated_at=now,
-                    size_bytes=size,
-                    label=path.name,
-                    source=source,
-                )
-            )
-        known = conn.execute(
-            sa.select(narrative_paths.c.path).where(
-                narrative_paths.c.narrative_id == narrative_id, narrative_paths.c.path == stored
-            )
-        ).first()
-        if known:
-            conn.execute(
-                narrative_paths.update()
-                .where(
-                    narrative_paths.c.narrative_id == narrative_id,
-                    narrative_paths.c.path == stored,
-                )
-                .values(last_seen=now)
-            )
-        else:
-            conn.execute(
-                narrative_paths.insert().values(
-                    narrative_id=narrative_id, path=stored, first_seen=now, last_seen=now
-                )
-            )
-    return narrative_id, not exists
+        new = add_recording(
+            conn,
+            narrative_id,
+            path=stored,
+            size_bytes=size,
+            label=path.name,
+            source=source,
+            now=now,
+        )
+    return narrative_id, new
 
 
 def source_path(db: Engine, narrative_id: str) -> Path:
     """A path of the narrative's recording that is still on disk (the newest seen first)."""
     with db.connect() as conn:
-        rows = conn.execute(
-            sa.select(narrative_paths.c.path)
-            .where(narrative_paths.c.narrative_id == narrative_id)
-            .order_by(narrative_paths.c.last_seen.desc())
-        ).all()
-    for (p,) in rows:
+        paths = recording_paths(conn, narrative_id)
+    for p in paths:
         if Path(p).is_file():
             return Path(p)
     raise BadRecording(

@@ -9,9 +9,8 @@ narrative while the batch goes on. With `workers > 1` the stages run in the proc
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,33 +26,42 @@ from narratives.stages.ingest import Found, find_recordings, register
 from narratives.stages.pool import CRASHED, in_workers, worker_context
 from narratives.stages.transcribe import Progress, TranscribeStage, load_transcript
 from narratives.store.context import Context
-from narratives.store.narrative_files import read_analysis
-from narratives.store.stage_runs import watch_runs
+from narratives.store.narrative_files import read_analysis, transcript_path
 
-__all__ = ["PIPELINE", "STAGES", "ItemResult", "ModuleStage", "process_paths"]
+__all__ = ["PIPELINE", "STAGES", "ItemResult", "process_paths"]
 
 
 @dataclass(frozen=True)
-class ModuleStage:
-    """A stage module that keeps the plain `run(ctx, id, *, force=False) -> record` form
-    (analyse, render) as a `Stage`: it worked when it recorded a run."""
+class _Deferred:
+    """A stage whose module is imported when it first runs: the name is known up front (for
+    `STAGES` and `--until`), the stage itself comes from `load`."""
 
     name: str
-    module: str
+    load: Callable[[], Stage]
 
     def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
-        # numpy, Pillow and the models: imported on first use, keeping `narrative --help` fast.
-        run = importlib.import_module(self.module).run
-        with watch_runs() as runs:
-            record = run(ctx, narrative_id, force=force)
-        return StageResult(self.name, "done" if runs else "skipped", record)
+        return self.load().run(ctx, narrative_id, force=force)
+
+
+def _analyse() -> Stage:
+    # NumPy and the models: imported on first use, keeping `narrative --help` fast.
+    from narratives.stages.analyse.stage import AnalyseStage
+
+    return AnalyseStage()
+
+
+def _render() -> Stage:
+    # NumPy, Pillow and PyAV: imported on first use, as for analyse.
+    from narratives.stages.render.stage import RenderStage
+
+    return RenderStage()
 
 
 #: Every stage, in the order the data flows.
 PIPELINE: tuple[Stage, ...] = (
     TranscribeStage(),
-    ModuleStage("analyse", "narratives.stages.analyse.stage"),
-    ModuleStage("render", "narratives.stages.render.stage"),
+    _Deferred("analyse", _analyse),
+    _Deferred("render", _render),
     DraftStage(),
 )
 STAGES = tuple(stage.name for stage in PIPELINE)
@@ -248,7 +256,7 @@ def process_paths(
     if pending:
         yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
     for result in duplicates:
-        if (ctx.workspace.narrative_dir(result.id) / "transcript.json").exists():
+        if transcript_path(ctx.workspace, result.id).exists():
             result.transcript = load_transcript(ctx, result.id)
         yield result
 

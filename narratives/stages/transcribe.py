@@ -5,12 +5,13 @@ A `done` run is skipped when engine, model and language are the ones asked for. 
 language are checked before anything is touched, and the new files replace the old ones only
 once written, so a failed run keeps the previous transcript. When the new transcript differs
 from the one it replaces, the rows of the later stages are removed: they were made from the
-old text, and a stage with no row is redone on the next run.
+old text, and a stage with no row is redone on the next run. A stored transcript that cannot
+be read is transcribed again rather than failing the stage.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +19,21 @@ from typing import Any
 
 from narratives.core.clock import utcnow
 from narratives.core.config import Settings
-from narratives.core.files import write_files_atomically
+from narratives.core.errors import UnreadableFile
 from narratives.media import captions
 from narratives.records.stage import StageResult
 from narratives.records.transcript import Transcript
 from narratives.stages.ingest import source_path
 from narratives.store.context import Context
-from narratives.store.narrative_files import read_transcript, transcript_path
-from narratives.store.schema import narratives
+from narratives.store.narrative_files import read_transcript, transcript_path, write_transcript
+from narratives.store.narrative_rows import set_transcribed
 from narratives.store.stage_runs import RunHandle, StageRun, forget_runs, reusable, stage_run
 
 __all__ = ["STAGE", "Progress", "TranscribeStage", "load_transcript", "run"]
 
 STAGE = "transcribe"
+
+log = logging.getLogger(__name__)
 
 #: Called with (event, detail): ("file", path), ("stage", name), ("fraction", 0..1).
 Progress = Callable[[str, Any], None]
@@ -85,7 +88,6 @@ def run(
 
     opts = (settings or ctx.settings).transcribe
     requested = _request(opts.engine, opts.model, opts.language)
-    out_dir = ctx.workspace.narrative_dir(narrative_id)
 
     def fits(previous: StageRun) -> bool:
         asked = previous.output.get("requested") if isinstance(previous.output, dict) else None
@@ -93,9 +95,9 @@ def run(
 
     if (
         reusable(ctx.db, narrative_id, STAGE, force=force, fits=fits)
-        and (out_dir / "transcript.json").exists()
+        and (stored := _stored(ctx, narrative_id)) is not None
     ):
-        return StageResult(STAGE, "skipped", load_transcript(ctx, narrative_id))
+        return StageResult(STAGE, "skipped", stored)
 
     opts = whisper.check_settings(opts)
     path = path or source_path(ctx.db, narrative_id)
@@ -108,19 +110,21 @@ def run(
             progress=lambda done, total: progress("fraction", done / total if total else 1.0),
         )
         handle.model, handle.version = transcript.model, transcript.engine_version
-        changed = _content(transcript.to_dict()) != _stored_content(out_dir / "transcript.json")
-        _write(out_dir, transcript)
+        before = _stored(ctx, narrative_id)
+        changed = before is None or _content(transcript) != _content(before)
+        _write(ctx, narrative_id, transcript)
         _record(ctx, narrative_id, handle, transcript, requested, changed=changed)
     progress("fraction", 1.0)
     return StageResult(STAGE, "done", transcript)
 
 
-def _write(out_dir: Path, transcript: Transcript) -> None:
+def _write(ctx: Context, narrative_id: str, transcript: Transcript) -> None:
     """The transcript and its text and caption files, all replaced together."""
-    write_files_atomically(
-        out_dir,
-        {
-            "transcript.json": json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),
+    write_transcript(
+        ctx.workspace,
+        narrative_id,
+        transcript,
+        beside={
             "transcript.txt": transcript.text + "\n",
             "transcript.srt": captions.to_srt(transcript),
             "transcript.vtt": captions.to_webvtt(transcript),
@@ -148,10 +152,12 @@ def _record(
         "empty": transcript.is_empty,
     }
     with ctx.db.begin() as conn:
-        conn.execute(
-            narratives.update()
-            .where(narratives.c.id == narrative_id)
-            .values(duration=transcript.duration, language=transcript.language, updated_at=utcnow())
+        set_transcribed(
+            conn,
+            narrative_id,
+            duration=transcript.duration,
+            language=transcript.language,
+            now=utcnow(),
         )
         if changed:
             # Every other stage comes after this one and was made from the old text.
@@ -165,13 +171,16 @@ def _request(engine: str, model: str, language: str = "") -> list[str]:
     return [engine, model, request_language(language, model)]
 
 
-def _content(data: dict[str, Any]) -> dict[str, Any]:
+def _content(transcript: Transcript) -> dict[str, Any]:
     """A transcript's content: everything but how long it took."""
-    return {k: v for k, v in data.items() if k != "seconds"}
+    return {k: v for k, v in transcript.to_dict().items() if k != "seconds"}
 
 
-def _stored_content(path: Path) -> dict[str, Any] | None:
+def _stored(ctx: Context, narrative_id: str) -> Transcript | None:
+    """The stored transcript; None when there is none, or when it is damaged: the stage then
+    transcribes again (and, the old text being unknown, counts the new one as changed)."""
     try:
-        return _content(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        return read_transcript(ctx.workspace, narrative_id)
+    except UnreadableFile as exc:
+        log.warning("%s; transcribing it again", exc)
         return None

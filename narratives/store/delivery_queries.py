@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from narratives.core.campaigns import RECORD_CHANNELS
 from narratives.core.errors import NotFound
 from narratives.records.delivery import LIVE, OPEN, STOPPED, Delivery, DeliveryState
 from narratives.store.schema import deliveries, delivery_attempts, drafts
@@ -40,13 +41,14 @@ def was_attempted() -> Any:
 
 
 def live_clause() -> Any:
-    """Deliveries with something to stop or take down; cancelled or missed Bluesky deliveries
-    that were attempted count too, since a post may have landed without being recorded."""
+    """Deliveries with something to stop or take down; cancelled or missed deliveries of a
+    channel with records (Bluesky) that were attempted count too, since a post may have landed
+    without being recorded."""
     return sa.or_(
         deliveries.c.state.in_(LIVE),
         sa.and_(
             deliveries.c.state.in_(STOPPED),
-            deliveries.c.channel == "bluesky",
+            deliveries.c.channel.in_(RECORD_CHANNELS),
             was_attempted(),
         ),
     )
@@ -139,7 +141,7 @@ def attempted_keys(conn: Connection, draft_id: int) -> list[dict[str, Any]] | No
         sa.select(deliveries.c.posts)
         .where(
             deliveries.c.draft_id == draft_id,
-            deliveries.c.channel == "bluesky",
+            deliveries.c.channel.in_(RECORD_CHANNELS),
             # Not open any more; a missed one from before missed required "never tried".
             deliveries.c.state.in_(STOPPED),
             was_attempted(),

@@ -3,20 +3,20 @@
 A file that is not there yet is `None` (the stage that writes it has not run); a file that is
 there but cannot be read or parsed is `UnreadableFile`, naming the file, so that a damaged
 workspace is reported rather than taken for an unprocessed story. Every reader of
-transcript.json and analysis.json goes through here, and the analyse stage writes
-analysis.json here. (redactions.json, the editors' marked terms, is read and written under its
+transcript.json and analysis.json goes through here, and so do their writers (the transcribe
+and analyse stages). (redactions.json, the editors' marked terms, is read and written under its
 lock by `narratives.store.redactions`.)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from narratives.core.errors import UnreadableFile
-from narratives.core.files import atomic_write_json
+from narratives.core.files import atomic_write_json, write_files_atomically
 from narratives.core.workspace import Workspace
 from narratives.records.analysis import Analysis
 from narratives.records.transcript import Transcript
@@ -28,6 +28,7 @@ __all__ = [
     "analysis_path",
     "read_transcript",
     "read_analysis",
+    "write_transcript",
     "write_analysis",
 ]
 
@@ -53,6 +54,24 @@ def read_transcript(workspace: Workspace, narrative_id: str) -> Transcript | Non
 def read_analysis(workspace: Workspace, narrative_id: str) -> Analysis | None:
     """The narrative's Analysis; None when it has not been analysed."""
     return _read(analysis_path(workspace, narrative_id), Analysis.from_dict)
+
+
+def write_transcript(
+    workspace: Workspace,
+    narrative_id: str,
+    transcript: Transcript,
+    *,
+    beside: Mapping[str, str] | None = None,
+) -> Path:
+    """Write transcript.json and the files made from it (`beside`: name -> text, such as its
+    captions) so that all are replaced together or, on an error, none is."""
+    path = transcript_path(workspace, narrative_id)
+    files: dict[str, str | bytes] = {
+        TRANSCRIPT_FILE: json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),
+        **(beside or {}),
+    }
+    write_files_atomically(path.parent, files)
+    return path
 
 
 def write_analysis(workspace: Workspace, narrative_id: str, analysis: Analysis) -> Path:

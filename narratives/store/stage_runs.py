@@ -2,8 +2,8 @@
 
 A row says which engine, model and version produced the output, how long it took, and
 whether it failed (with the reason). Stages are idempotent: a `done` row means skip,
-unless forced (`reusable`). This module is the one writer of the table; `watch_runs` tells
-whoever calls a stage which runs it recorded, so nobody compares rows before and after.
+unless forced (`reusable`). This module is the one writer of the table; whether a stage
+worked is said by the `StageResult` it returns (`records/stage.py`), not read from here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = [
     "done_narratives",
     "reusable",
     "stage_run",
-    "watch_runs",
     "forget_runs",
     "is_interrupted",
 ]
@@ -159,24 +157,6 @@ def _upsert(db: Engine, narrative_id: str, stage: str, key: str, values: dict) -
             )
 
 
-#: The lists `watch_runs` blocks collect into, innermost last.
-_WATCHERS: ContextVar[tuple[list[RunHandle], ...]] = ContextVar("stage_run_watchers", default=())
-
-
-@contextmanager
-def watch_runs() -> Iterator[list[RunHandle]]:
-    """Collect the handle of every run `stage_run` records inside the block.
-
-    How a caller of a stage learns whether it worked (a run was recorded) or skipped (none
-    was), whatever the stage returns."""
-    runs: list[RunHandle] = []
-    token = _WATCHERS.set((*_WATCHERS.get(), runs))
-    try:
-        yield runs
-    finally:
-        _WATCHERS.reset(token)
-
-
 def is_interrupted(run: StageRun) -> bool:
     """A `running` row whose process on this machine is gone (killed or crashed); the next
     `process` redoes it. Runs on other machines cannot be checked and count as running."""
@@ -222,8 +202,6 @@ def stage_run(db: Engine, narrative_id: str, stage: str, key: str = "") -> Itera
         },
     )
     handle = RunHandle(stage=stage, key=key)
-    for watcher in _WATCHERS.get():
-        watcher.append(handle)
     try:
         yield handle
     except BaseException as exc:

@@ -1,5 +1,5 @@
 """The pages' Jinja environment: where templates are found, the sandbox, and the filters that
-turn stored values into what editors read (state names, times, scores)."""
+turn stored values into what editors read (state and channel names, times, scores)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from narratives.core.campaigns import CHANNELS
 from narratives.core.workspace import DEFAULTS_ROOT
 from narratives.records.delivery import DeliveryState
+from narratives.records.draft import DraftState
 from narratives.store.context import Context
 
 __all__ = ["DELIVERY_LABELS", "STATE_LABELS", "environment", "template_dirs"]
 
 STATE_LABELS = {
-    "pending_review": "Pending review",
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "changes_requested": "Changes requested",
+    DraftState.PENDING_REVIEW: "Pending review",
+    DraftState.APPROVED: "Approved",
+    DraftState.REJECTED: "Rejected",
+    DraftState.CHANGES_REQUESTED: "Changes requested",
 }
 DELIVERY_LABELS = {
     DeliveryState.SCHEDULED: "Scheduled",
@@ -52,8 +54,19 @@ def environment(ctx: Context) -> jinja2.Environment:
     env.filters["when"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M UTC") if dt else ""
     env.filters["state_label"] = lambda s: STATE_LABELS.get(s, s)
     env.filters["delivery_label"] = lambda s: DELIVERY_LABELS.get(s, s)
+    env.filters["channel_label"] = _channel_label
+    # The channels in their one order, for pages that list them all (the queue's filter).
+    env.globals["channel_names"] = tuple(CHANNELS)
     env.filters["score"] = lambda x: f"{x:.2f}" if isinstance(x, int | float) else "—"
     return env
+
+
+def _channel_label(name: str, long: bool = False) -> str:
+    """A channel as editors read it; `long` is the consent form's fuller name."""
+    info = CHANNELS.get(name)
+    if info is None:
+        return name
+    return info.long_label if long else info.label
 
 
 def _timestamp(seconds: float) -> str:

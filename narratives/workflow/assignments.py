@@ -13,13 +13,13 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NarrativesError
 from narratives.policy.campaign_assignments import check_slugs
 from narratives.policy.routing import routes
 from narratives.records.delivery import OPEN
+from narratives.records.draft import DraftState
 from narratives.stages.draft import stage as drafting
-from narratives.store import audit
+from narratives.store import drafts as draft_rows
 from narratives.store.context import Context
 from narratives.store.schema import audit_log, deliveries, drafts
 from narratives.store.users import require_active
@@ -141,7 +141,7 @@ def _reopen(ctx: Context, narrative_id: str, campaigns: Sequence[str], *, actor:
             sa.select(drafts.c.id, drafts.c.campaign).where(
                 drafts.c.narrative_id == narrative_id,
                 drafts.c.campaign.in_(list(campaigns)),
-                drafts.c.state == "rejected",
+                drafts.c.state == DraftState.REJECTED,
             )
         ).all()
         for r in rows:
@@ -157,22 +157,10 @@ def _reopen(ctx: Context, narrative_id: str, campaigns: Sequence[str], *, actor:
                 or last.detail != _UNASSIGNED_REASON.format(campaign=r.campaign)
             ):
                 continue
-            conn.execute(
-                drafts.update()
-                .where(drafts.c.id == r.id, drafts.c.state == "rejected")
-                .values(state="pending_review", updated_at=utcnow())
-            )
-            audit.record(
-                conn,
-                actor=actor,
-                action="draft.reopen",
-                object_type="draft",
-                object_id=r.id,
-                before={"state": "rejected"},
-                after={"state": "pending_review"},
-                detail=f"story assigned to {r.campaign} again",
-            )
-            reopened += 1
+            if draft_rows.reopen(
+                conn, r.id, actor=actor, detail=f"story assigned to {r.campaign} again"
+            ):
+                reopened += 1
     return reopened
 
 
@@ -212,7 +200,7 @@ def pending_drafts(ctx: Context, narrative_id: str, campaign: str) -> list[int]:
                 .where(
                     drafts.c.narrative_id == narrative_id,
                     drafts.c.campaign == campaign,
-                    drafts.c.state == "pending_review",
+                    drafts.c.state == DraftState.PENDING_REVIEW,
                 )
                 .order_by(drafts.c.id)
             )
@@ -243,13 +231,13 @@ def settle_drafts(
                 )
             )
         }
-    if reject and any(r.state == "pending_review" for r in rows):
+    if reject and any(r.state == DraftState.PENDING_REVIEW for r in rows):
         require_active(ctx, actor)
     notes: list[DraftNote] = []
     for r in rows:
         name = f"draft {r.id} ({r.channel})"
         state = r.state
-        if state == "pending_review" and reject:
+        if state == DraftState.PENDING_REVIEW and reject:
             try:
                 review.reject(
                     ctx, r.id, actor=actor, reason=_UNASSIGNED_REASON.format(campaign=campaign)
@@ -265,7 +253,7 @@ def settle_drafts(
                     DraftNote(
                         r.id,
                         r.channel,
-                        "rejected",
+                        DraftState.REJECTED,
                         "rejected",
                         f"{name} was pending review: rejected (withdrawn from review)",
                     )
@@ -285,14 +273,14 @@ def _kept_message(name: str, draft_id: int, state: str, delivery: Any) -> str:
             f"is; `narrative schedule cancel {delivery.id}` stops it, "
             f"`narrative drafts reject {draft_id}` withdraws the approval"
         )
-    if state == "approved":
+    if state == DraftState.APPROVED:
         return (
             f"{name} is approved: left as it is; `narrative drafts reject {draft_id}` "
             "withdraws the approval"
         )
-    if state == "pending_review":
+    if state == DraftState.PENDING_REVIEW:
         return f"{name} is pending review: left pending, as asked"
-    if state == "rejected":
+    if state == DraftState.REJECTED:
         return f"{name} was already rejected"
     return f"{name} is {shown}: left as it is; `narrative drafts reject {draft_id}` rejects it"
 

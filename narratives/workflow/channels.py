@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from narratives.channels.base import BLUESKY, RSS, Publisher
+from narratives.channels.base import Publisher
 from narratives.channels.bluesky.publisher import BlueskyPublisher
 from narratives.channels.rss.publisher import RSSPublisher
+from narratives.core.campaigns import BLUESKY, RSS
 from narratives.store.context import Context
 from narratives.workflow.feeds import write_campaign_feeds
 

@@ -6,7 +6,7 @@ campaign's RSS deliveries in state `published` (a withdrawn one has another stat
 each showing the content it was published with (`deliveries.content`), so editing a published
 draft changes nothing public until the edit is reviewed and published again. Rendering, the
 files and the safe fetching are the channel's (`narratives.channels.rss`); this module reads
-and writes the store for them.
+the store for them, and remembers partner pulls through `narratives.store.feed_items`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from narratives.channels.base import RSS
 from narratives.channels.rss import static
 from narratives.channels.rss.fetch import (
     absolute_url,
@@ -32,12 +31,13 @@ from narratives.channels.rss.fetch import (
 )
 from narratives.channels.rss.files import FeedFiles, write_feeds
 from narratives.channels.rss.render import EPOCH, FeedItem
-from narratives.core.campaigns import Campaign, get_campaign, load_campaigns
+from narratives.core.campaigns import RSS, Campaign, get_campaign, load_campaigns
 from narratives.core.clock import utcnow
 from narratives.core.errors import NarrativesError
 from narratives.records.delivery import DeliveryState
+from narratives.store import feed_items
 from narratives.store.context import Context
-from narratives.store.schema import deliveries, drafts, feed_items
+from narratives.store.schema import deliveries, drafts
 
 __all__ = [
     "PullReport",
@@ -156,27 +156,17 @@ class PullReport:
 def _downloaded(ctx: Context, feed_url: str) -> set[str]:
     """GUIDs of the feed's items already downloaded."""
     with ctx.db.connect() as conn:
-        return {
-            r.guid
-            for r in conn.execute(
-                sa.select(feed_items.c.guid).where(
-                    feed_items.c.feed_url == feed_url, feed_items.c.status == "downloaded"
-                )
-            )
-        }
+        return feed_items.downloaded(conn, feed_url)
 
 
-def _remember(ctx: Context, feed_url: str, guid: str, url: str, status: str, error: str | None):
+def _remember(
+    ctx: Context, feed_url: str, guid: str, url: str, status: feed_items.Status, error: str | None
+):
     """Record an item's latest pull: one `feed_items` row per feed and GUID."""
-    values = {"enclosure_url": url, "status": status, "error": error, "pulled_at": utcnow()}
     with ctx.db.begin() as conn:
-        res = conn.execute(
-            feed_items.update()
-            .where(feed_items.c.feed_url == feed_url, feed_items.c.guid == guid)
-            .values(**values)
+        feed_items.remember(
+            conn, feed_url, guid, enclosure_url=url, status=status, error=error, at=utcnow()
         )
-        if res.rowcount == 0:
-            conn.execute(feed_items.insert().values(feed_url=feed_url, guid=guid, **values))
 
 
 def pull(

@@ -66,6 +66,7 @@ from narratives.core.errors import (
 from narratives.policy.anonymise import draft_leaks, terms_for
 from narratives.policy.consent import check_publishable, is_anonymous
 from narratives.records.delivery import OPEN, TAKEN_DOWN, Delivery, DeliveryState
+from narratives.records.draft import DraftState
 from narratives.store import deliveries as store
 from narratives.store.claims import new_claim_owner
 from narratives.store.context import Context
@@ -161,7 +162,7 @@ def _prepare(ctx: Context, d: Delivery, owner: str) -> Outgoing:
         draft = conn.execute(sa.select(drafts).where(drafts.c.id == d.draft_id)).first()
         if draft is None:
             raise PermanentChannelError(f"draft {d.draft_id} no longer exists")
-        if draft.state != "approved":
+        if draft.state != DraftState.APPROVED:
             raise PermanentChannelError(
                 f"draft {d.draft_id} is {draft.state}, no longer approved",
                 hint="approve it again, then move the delivery to a new time",

@@ -3,8 +3,9 @@
 States: `pending_review → approved | rejected | changes_requested`. Only `approve` moves a draft
 to `approved`, and only from `pending_review`; any edit sends a draft back to `pending_review`.
 Every action writes its audit row (who, what, before/after) in the same transaction as the
-change, so the log can never miss or invent one. The `Draft` and `Comment` records it reads
-and returns are in `narratives.records.draft`.
+change, so the log can never miss or invent one; the writes are `narratives.store.drafts`'. The
+`Draft` and `Comment` records it reads and returns, and the `DraftState`s, are in
+`narratives.records.draft`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from narratives.channels.base import BLUESKY, RSS
 from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
 from narratives.channels.bluesky.text import count_graphemes
-from narratives.core.campaigns import get_campaign
+from narratives.core.campaigns import BLUESKY, RSS, get_campaign
 from narratives.core.clock import utcnow
 from narratives.core.errors import Conflict, InvalidState, NotFound, UsageError
 from narratives.policy.consent import check_approvable
-from narratives.records.draft import EDITABLE, STATES, Comment, Draft
+from narratives.records.draft import (
+    CHANGES_REQUESTABLE,
+    EDITABLE,
+    REJECTABLE,
+    STATES,
+    Comment,
+    Draft,
+    DraftState,
+)
 from narratives.stages.draft.templates import join_posts, split_posts
 from narratives.store import audit
+from narratives.store import drafts as draft_rows
 from narratives.store.context import Context
 from narratives.store.schema import (
     audit_log,
@@ -187,34 +196,6 @@ def problems(draft: Draft) -> list[str]:
     return found
 
 
-def _snapshot(d: Draft) -> dict[str, Any]:
-    return {"state": d.state, "content": d.content}
-
-
-def _set_state(
-    conn: Connection,
-    draft: Draft,
-    state: str,
-    *,
-    actor: str,
-    action: str,
-    detail: str | None = None,
-) -> None:
-    conn.execute(
-        drafts.update().where(drafts.c.id == draft.id).values(state=state, updated_at=utcnow())
-    )
-    audit.record(
-        conn,
-        actor=actor,
-        action=action,
-        object_type="draft",
-        object_id=draft.id,
-        before={"state": draft.state},
-        after={"state": state},
-        detail=detail,
-    )
-
-
 def _check_consent(conn: Connection, draft: Draft) -> None:
     """The consent hook (issue 7): the one place approval asks whether it may go ahead.
 
@@ -241,11 +222,13 @@ def approve(ctx: Context, draft_id: int, *, actor: str, seen: str | None = None)
     with ctx.db.begin() as conn:
         draft = _load(conn, draft_id)
         _check_seen(draft, seen, "approved")
-        if draft.state != "pending_review":
+        if draft.state != DraftState.PENDING_REVIEW:
             raise InvalidState(
                 f"draft {draft_id} is {draft.state.replace('_', ' ')}; only a draft pending "
                 "review can be approved",
-                hint="edit it to send it back to review" if draft.state != "approved" else None,
+                hint="edit it to send it back to review"
+                if draft.state != DraftState.APPROVED
+                else None,
             )
         blocking = problems(draft)
         if blocking:
@@ -254,7 +237,7 @@ def approve(ctx: Context, draft_id: int, *, actor: str, seen: str | None = None)
                 hint="edit the text first",
             )
         _check_consent(conn, draft)
-        _set_state(conn, draft, "approved", actor=actor, action="draft.approve")
+        draft_rows.set_state(conn, draft, DraftState.APPROVED, actor=actor, action="draft.approve")
         return _load(conn, draft_id)
 
 
@@ -266,7 +249,13 @@ def _clean_reason(reason: str | None) -> str | None:
 
 
 def _decide(
-    ctx: Context, draft_id: int, *, actor: str, state: str, allowed: tuple[str, ...], reason
+    ctx: Context,
+    draft_id: int,
+    *,
+    actor: str,
+    state: DraftState,
+    allowed: tuple[DraftState, ...],
+    reason,
 ) -> Draft:
     require_active(ctx, actor)
     reason = _clean_reason(reason)
@@ -277,8 +266,8 @@ def _decide(
                 f"draft {draft_id} is {draft.state.replace('_', ' ')}; it cannot become "
                 f"{state.replace('_', ' ')}"
             )
-        action = "draft.reject" if state == "rejected" else "draft.request_changes"
-        _set_state(conn, draft, state, actor=actor, action=action, detail=reason)
+        action = "draft.reject" if state == DraftState.REJECTED else "draft.request_changes"
+        draft_rows.set_state(conn, draft, state, actor=actor, action=action, detail=reason)
         return _load(conn, draft_id)
 
 
@@ -288,8 +277,8 @@ def reject(ctx: Context, draft_id: int, *, actor: str, reason: str | None = None
         ctx,
         draft_id,
         actor=actor,
-        state="rejected",
-        allowed=("pending_review", "changes_requested", "approved"),
+        state=DraftState.REJECTED,
+        allowed=REJECTABLE,
         reason=reason,
     )
 
@@ -299,8 +288,8 @@ def request_changes(ctx: Context, draft_id: int, *, actor: str, reason: str | No
         ctx,
         draft_id,
         actor=actor,
-        state="changes_requested",
-        allowed=("pending_review", "approved"),
+        state=DraftState.CHANGES_REQUESTED,
+        allowed=CHANGES_REQUESTABLE,
         reason=reason,
     )
 
@@ -353,20 +342,7 @@ def edit(
         content = _merge(draft, changes)
         if content == draft.content:
             return draft
-        conn.execute(
-            drafts.update()
-            .where(drafts.c.id == draft_id)
-            .values(content=content, edited=True, state="pending_review", updated_at=utcnow())
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action="draft.edit",
-            object_type="draft",
-            object_id=draft_id,
-            before=_snapshot(draft),
-            after={"state": "pending_review", "content": content},
-        )
+        draft_rows.save_edit(conn, draft, content, actor=actor)
         return _load(conn, draft_id)
 
 
@@ -418,17 +394,7 @@ def comment(ctx: Context, draft_id: int, body: str, *, actor: str) -> Comment:
     now = utcnow()
     with ctx.db.begin() as conn:
         draft = _load(conn, draft_id)
-        comment_id = conn.execute(
-            comments.insert().values(draft_id=draft.id, author=actor, body=body, created_at=now)
-        ).inserted_primary_key[0]
-        audit.record(
-            conn,
-            actor=actor,
-            action="draft.comment",
-            object_type="draft",
-            object_id=draft.id,
-            after={"comment_id": comment_id, "body": body},
-        )
+        comment_id = draft_rows.add_comment(conn, draft.id, actor, body, now)
     return Comment(comment_id, draft_id, actor, body, now)
 
 

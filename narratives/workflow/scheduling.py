@@ -28,13 +28,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from narratives.channels.base import BLUESKY
 from narratives.channels.bluesky.tids import new_tid, thread_rkeys
-from narratives.core.campaigns import Campaign, get_campaign
+from narratives.core.campaigns import BLUESKY, Campaign, get_campaign
 from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NotFound, UsageError
 from narratives.policy.consent import check_publishable
 from narratives.records.delivery import WAITING, Delivery
+from narratives.records.draft import DraftState
 from narratives.store import deliveries as store
 from narratives.store.context import Context
 from narratives.store.delivery_queries import (
@@ -182,7 +182,7 @@ def _load_draft(conn: Connection, draft_id: int) -> Any:
 
 
 def _require_schedulable(conn: Connection, draft: Any, campaign: Campaign) -> None:
-    if draft.state != "approved":
+    if draft.state != DraftState.APPROVED:
         raise InvalidState(
             f"draft {draft.id} is {draft.state}; only approved drafts can be scheduled",
             hint="approve it first (`narrative drafts approve` or the review page)",
@@ -304,7 +304,7 @@ def fill(
             sa.select(drafts.c.id)
             .where(
                 drafts.c.campaign == campaign.slug,
-                drafts.c.state == "approved",
+                drafts.c.state == DraftState.APPROVED,
                 drafts.c.channel.in_(campaign.channel_names),
                 drafts.c.id.not_in(open_draft_ids()),
             )

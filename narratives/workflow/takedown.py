@@ -39,8 +39,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from narratives.channels.base import BLUESKY, CHANNELS, RSS, Publisher
-from narratives.core.campaigns import get_campaign
+from narratives.channels.base import Publisher
+from narratives.core.campaigns import CHANNELS, RSS, get_campaign
 from narratives.core.clock import utcnow
 from narratives.core.errors import NarrativesError
 from narratives.policy import consent as ledger
@@ -185,7 +185,7 @@ def _finish_withdrawing(
             info.after = row.state  # finished by another takedown meanwhile
             return
         held = row.claimed_by is not None and row.claimed_by != owner
-        if held and info.channel == BLUESKY:
+        if held and CHANNELS[info.channel].has_records:
             if not claim_is_stale(row.claimed_by, row.claimed_at, utcnow()):
                 info.after = S.WITHDRAWING
                 return

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from narratives.channels.base import BLUESKY, ClaimLost, Outgoing, PublishResult
+from narratives.channels.base import ClaimLost, Outgoing, PublishResult
 from narratives.channels.bluesky.post import (
     BlueskyAccount,
     BlueskyPost,
@@ -16,7 +16,7 @@ from narratives.channels.bluesky.post import (
     VideoEmbed,
 )
 from narratives.channels.bluesky.tids import thread_rkeys
-from narratives.core.campaigns import Campaign
+from narratives.core.campaigns import BLUESKY, Campaign
 from narratives.core.errors import PermanentChannelError
 from narratives.core.workspace import Workspace
 from narratives.records.delivery import Delivery

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from narratives.channels.base import RSS, Outgoing, PublishResult
-from narratives.core.campaigns import Campaign
+from narratives.channels.base import Outgoing, PublishResult
+from narratives.core.campaigns import RSS, Campaign
 from narratives.core.errors import PermanentChannelError
 
 __all__ = ["RSSPublisher"]

@@ -8,6 +8,8 @@ and every other story corrected for that tag, take part in the scores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 
 from narratives import __version__
@@ -16,6 +18,7 @@ from narratives.core.clock import utcnow
 from narratives.core.errors import InvalidState, NotFound, UnreadableFile
 from narratives.core.workspace import Workspace
 from narratives.records.analysis import Analysis
+from narratives.records.stage import StageResult
 from narratives.records.transcript import Transcript
 from narratives.stages.analyse.analyser import analyse_transcript
 from narratives.stages.analyse.scoring import Corrections
@@ -31,7 +34,7 @@ from narratives.store.narrative_files import (
 from narratives.store.schema import tag_corrections
 from narratives.store.stage_runs import get_run, stage_run
 
-__all__ = ["STAGE", "run", "load_analysis", "load_corrections", "correct_tag"]
+__all__ = ["STAGE", "AnalyseStage", "run", "load_analysis", "load_corrections", "correct_tag"]
 
 STAGE = "analyse"
 
@@ -96,36 +99,47 @@ def _transcript_text(workspace: Workspace, narrative_id: str) -> str | None:
     return transcript.text if transcript else None
 
 
+@dataclass(frozen=True)
+class AnalyseStage:
+    """The analyse stage as the pipeline runs it: its result says whether it reused the
+    stored Analysis (skipped) or analysed (done)."""
+
+    name: str = STAGE
+
+    def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
+        path = analysis_path(ctx.workspace, narrative_id)
+        previous = get_run(ctx.db, narrative_id, STAGE)
+        if not force and previous is not None and previous.status == "done" and path.is_file():
+            return StageResult(STAGE, "skipped", load_analysis(ctx.workspace, narrative_id))
+        transcript = _load_transcript(ctx, narrative_id)
+        campaigns = load_campaigns(ctx.workspace)
+        settings = ctx.settings.analyse
+        with stage_run(ctx.db, narrative_id, STAGE) as handle:
+            corrections = load_corrections(ctx, narrative_id)
+            analysis = analyse_transcript(
+                transcript,
+                campaigns=campaigns,
+                settings=settings,
+                corrections=corrections,
+                examples=load_examples(ctx.workspace.campaigns_dir),
+                cache_dir=ctx.workspace.state_dir / "cache" / "examples",
+            )
+            handle.engine = analysis.engine
+            handle.model = analysis.model
+            handle.version = analysis.version[:64] or f"narratives {__version__}"
+            write_analysis(ctx.workspace, narrative_id, analysis)
+            handle.output = {
+                "empty": analysis.empty,
+                "title": analysis.title,
+                "top": {slug: c.top for slug, c in analysis.campaigns.items() if c.on_topic},
+                "notes": analysis.flagged_notes,
+            }
+        return StageResult(STAGE, "done", analysis)
+
+
 def run(ctx: Context, narrative_id: str, *, force: bool = False) -> Analysis:
     """Analyse a transcribed narrative; skipped (the stored Analysis returned) when done."""
-    path = analysis_path(ctx.workspace, narrative_id)
-    previous = get_run(ctx.db, narrative_id, STAGE)
-    if not force and previous is not None and previous.status == "done" and path.is_file():
-        return load_analysis(ctx.workspace, narrative_id)
-    transcript = _load_transcript(ctx, narrative_id)
-    campaigns = load_campaigns(ctx.workspace)
-    settings = ctx.settings.analyse
-    with stage_run(ctx.db, narrative_id, STAGE) as handle:
-        corrections = load_corrections(ctx, narrative_id)
-        analysis = analyse_transcript(
-            transcript,
-            campaigns=campaigns,
-            settings=settings,
-            corrections=corrections,
-            examples=load_examples(ctx.workspace.campaigns_dir),
-            cache_dir=ctx.workspace.state_dir / "cache" / "examples",
-        )
-        handle.engine = analysis.engine
-        handle.model = analysis.model
-        handle.version = analysis.version[:64] or f"narratives {__version__}"
-        write_analysis(ctx.workspace, narrative_id, analysis)
-        handle.output = {
-            "empty": analysis.empty,
-            "title": analysis.title,
-            "top": {slug: c.top for slug, c in analysis.campaigns.items() if c.on_topic},
-            "notes": analysis.flagged_notes,
-        }
-    return analysis
+    return AnalyseStage().run(ctx, narrative_id, force=force).record
 
 
 def correct_tag(

@@ -3,7 +3,8 @@ with its audit row, in one transaction per draft.
 
 Regenerating never overwrites an editor: `generated` always holds the template's newest text,
 `content` follows it only while the draft has not been edited. A changed text puts an approved
-draft back into review, because what was approved is no longer what would go out.
+draft back into review, because what was approved is no longer what would go out. The writes
+and their audit rows are `narratives.store.drafts`'.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from narratives.core.clock import utcnow
 from narratives.policy.anonymise import redact_draft
-from narratives.records.draft import EDITABLE
-from narratives.store import audit
+from narratives.records.draft import EDITABLE, DraftState
+from narratives.store import drafts as draft_rows
 from narratives.store.context import Context
 from narratives.store.schema import drafts
 
@@ -40,10 +40,6 @@ class DraftTarget:
     hidden: tuple[Any, ...] = ()
 
 
-def _snapshot(row: Any) -> dict[str, Any]:
-    return {"state": row.state, "content": row.content, "template_hash": row.template_hash}
-
-
 def _keep_editor_text(current: dict[str, Any], target: DraftTarget) -> dict[str, Any]:
     """An edited draft keeps the editor's text, but what the pipeline owns (content labels,
     video, captions, languages...) follows the new generation, and names now hidden are
@@ -56,69 +52,35 @@ def _keep_editor_text(current: dict[str, Any], target: DraftTarget) -> dict[str,
 
 def _insert(conn: sa.Connection, narrative_id: str, target: DraftTarget) -> int:
     """A new draft, pending review, with its `draft.create` audit row."""
-    now = utcnow()
-    draft_id = conn.execute(
-        drafts.insert().values(
-            narrative_id=narrative_id,
-            campaign=target.campaign,
-            channel=target.channel,
-            state="pending_review",
-            template=target.template,
-            template_hash=target.template_hash,
-            generated=target.content,
-            content=target.content,
-            edited=False,
-            data=target.data,
-            created_at=now,
-            updated_at=now,
-        )
-    ).inserted_primary_key[0]
-    audit.record(
+    return draft_rows.insert(
         conn,
+        narrative_id,
+        campaign=target.campaign,
+        channel=target.channel,
+        template=target.template,
+        template_hash=target.template_hash,
+        content=target.content,
+        data=target.data,
         actor=ACTOR,
-        action="draft.create",
-        object_type="draft",
-        object_id=draft_id,
-        after={"state": "pending_review", "content": target.content},
-        detail=f"from templates/{target.template}",
     )
-    return draft_id
 
 
 def _regenerate(conn: sa.Connection, row: Any, target: DraftTarget) -> str:
     """Update a draft to the new generation, with its `draft.regenerate` audit row; returns
     the draft's state after."""
-    values: dict[str, Any] = {
-        "template": target.template,
-        "template_hash": target.template_hash,
-        "generated": target.content,
-        "data": target.data,
-        "updated_at": utcnow(),
-    }
     detail = "regenerated; the editor's text is kept" if row.edited else "regenerated"
     content = target.content if not row.edited else _keep_editor_text(row.content, target)
-    if row.content != content:
-        values["content"] = content
-        if row.state in ("approved", "changes_requested"):
-            # What was approved is no longer what would go out.
-            values["state"] = "pending_review"
-    conn.execute(drafts.update().where(drafts.c.id == row.id).values(**values))
-    after = {
-        "state": values.get("state", row.state),
-        "content": values.get("content", row.content),
-        "template_hash": target.template_hash,
-    }
-    audit.record(
+    return draft_rows.regenerate(
         conn,
+        row,
+        template=target.template,
+        template_hash=target.template_hash,
+        generated=target.content,
+        data=target.data,
+        content=content,
         actor=ACTOR,
-        action="draft.regenerate",
-        object_type="draft",
-        object_id=row.id,
-        before=_snapshot(row),
-        after=after,
         detail=detail,
     )
-    return after["state"]
 
 
 def save_draft(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, str, str]:
@@ -133,7 +95,7 @@ def save_draft(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[in
             )
         ).first()
         if row is None:
-            return _insert(conn, narrative_id, target), "created", "pending_review"
+            return _insert(conn, narrative_id, target), "created", DraftState.PENDING_REVIEW
         same = (
             row.generated == target.content
             and row.template_hash == target.template_hash

@@ -17,15 +17,15 @@ import grapheme
 import jinja2
 
 # One grapheme count and one thread splitter for drafting and publishing: the adapter's.
-from narratives.channels.base import BLUESKY
 from narratives.channels.bluesky.text import count_graphemes, split_thread
-from narratives.core.campaigns import Campaign, load_campaigns
+from narratives.core.campaigns import BLUESKY, Campaign, load_campaigns
 from narratives.core.errors import StageFailed
 from narratives.policy.anonymise import Publication, for_publication, redact_draft
 from narratives.policy.campaign_assignments import explicit
 from narratives.policy.consent import is_anonymous
 from narratives.policy.routing import Route, routes
 from narratives.records.analysis import Analysis, CampaignTags
+from narratives.records.draft import DraftState
 from narratives.records.stage import StageResult
 from narratives.records.transcript import Transcript
 from narratives.stages.draft.saving import DraftTarget, save_draft
@@ -353,7 +353,7 @@ def make_drafts(ctx: Context, narrative_id: str, *, force: bool = False) -> Stag
             draft_id, outcome, state = save_draft(ctx, narrative_id, target)
             ids.append(draft_id)
             counts[outcome] += 1
-            if outcome != "unchanged" and state == "pending_review":
+            if outcome != "unchanged" and state == DraftState.PENDING_REVIEW:
                 awaiting += 1
         handle.output = {"drafts": ids, "inputs": fingerprint, **counts}
     return StageResult(STAGE, "done", Drafted(ids, awaiting))

@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from narratives.channels.base import BLUESKY
-from narratives.core.campaigns import Campaign
+from narratives.core.campaigns import BLUESKY, Campaign
 from narratives.core.errors import ConfigError
 from narratives.core.workspace import Workspace
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from narratives.policy.anonymise import Publication, for_publication
 from narratives.policy.routing import routes
 from narratives.records.analysis import Analysis
 from narratives.records.redactions import Redactions
+from narratives.records.stage import StageResult
 from narratives.records.transcript import Transcript
 from narratives.records.video import FORMATS, Video, video_file, video_key
 from narratives.stages.ingest import source_path
@@ -39,12 +41,26 @@ from narratives.store.narrative_files import read_analysis, read_transcript
 from narratives.store.schema import narratives
 from narratives.store.stage_runs import get_run, stage_run
 
-__all__ = ["STAGE", "run"]
+__all__ = ["STAGE", "RenderStage", "run"]
 
 STAGE = "render"
 
 #: `progress(key, frames_done, frames_total)`
 StageProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RenderStage:
+    """The render stage as the pipeline runs it (the narrative's routes, each campaign's
+    formats): done when it rendered a video, skipped when every one was reused (or there
+    was nothing to render)."""
+
+    name: str = STAGE
+
+    def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
+        videos = run(ctx, narrative_id, force=force)
+        worked = any(not video.skipped for video in videos)
+        return StageResult(STAGE, "done" if worked else "skipped", videos)
 
 
 def run(
@@ -71,7 +87,7 @@ def run(
         return []
     analysed = analysis is not None
     if campaigns is None and analysed:
-        # Explicit assignments first, then the tag fit (see `narratives/assignments.py`).
+        # Explicit assignments first, then the tag fit (`policy.routing.routes`).
         routed = [r.campaign for r in routes(ctx, narrative_id, analysis)]
     # Everything public is derived from the anonymised copies when the narrator must stay
     # anonymous (the default while no consent says otherwise).

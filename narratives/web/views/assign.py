@@ -20,12 +20,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from narratives.channels.base import CHANNELS
-from narratives.core.campaigns import Campaign
+from narratives.core.campaigns import CHANNELS, Campaign
 from narratives.core.clock import utcnow
 from narratives.core.errors import NarrativesError, NotFound, UsageError
 from narratives.policy import campaign_assignments, routing
 from narratives.records.analysis import Analysis
+from narratives.records.draft import DraftState
 from narratives.store.context import Context
 from narratives.store.narrative_files import read_analysis
 from narratives.store.schema import narratives
@@ -350,7 +350,7 @@ def note_sentence(note: assignments.DraftNote) -> str:
     what = f"Draft {note.draft_id} ({CHANNELS[note.channel].label})"
     if note.action == "rejected":
         return f"{what} was awaiting review: rejected."
-    if note.state == "rejected":
+    if note.state == DraftState.REJECTED:
         return f"{what} was already rejected."
     state = note.state.replace("_", " ")
     return f"{what} is {state}: left as it is (reject it on its page if it should not go out)."

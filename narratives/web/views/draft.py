@@ -12,12 +12,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from narratives.channels.base import BLUESKY
 from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
 from narratives.channels.bluesky.text import count_graphemes
-from narratives.core.campaigns import Campaign
+from narratives.core.campaigns import BLUESKY, Campaign
 from narratives.records.analysis import Analysis
-from narratives.records.draft import Comment, Draft
+from narratives.records.draft import (
+    CHANGES_REQUESTABLE,
+    REJECTABLE,
+    Comment,
+    Draft,
+    DraftState,
+)
 from narratives.records.transcript import Transcript
 from narratives.stages.draft.stage import clock
 from narratives.stages.draft.templates import join_posts
@@ -136,6 +141,13 @@ class DraftPage:
     history: list[HistoryRow]
     #: Who the preview shows as the poster.
     handle: str
+    #: A thread of posts (Bluesky) rather than a feed item: which preview and edit form.
+    thread: bool = False
+    #: What the editor may do now, from the draft rules (`records.draft`).
+    can_approve: bool = False
+    can_request_changes: bool = False
+    can_reject: bool = False
+    approved: bool = False
 
 
 class DraftView(View):
@@ -174,6 +186,11 @@ def draft_page(site: Site, draft: Draft) -> DraftPage:
         consent=consent_panel(ctx, draft, analysis),
         routing=campaigns_panel(ctx, site.jobs, draft.narrative_id, analysis),
         schedule=schedule_panel(ctx, draft, campaign),
+        thread=draft.channel == BLUESKY,
+        can_approve=draft.state == DraftState.PENDING_REVIEW,
+        can_request_changes=draft.state in CHANGES_REQUESTABLE,
+        can_reject=draft.state in REJECTABLE,
+        approved=draft.state == DraftState.APPROVED,
         comments=review.list_comments(ctx, draft.id),
         history=[_history_row(h) for h in reversed(review.history(ctx, draft.id, related=True))],
         handle=(

@@ -11,9 +11,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from narratives.channels.base import BLUESKY
+from narratives.core.campaigns import BLUESKY
 from narratives.core.errors import UsageError
 from narratives.policy import routing
+from narratives.records.draft import DraftState
 from narratives.stages.draft.templates import split_posts
 from narratives.web.security import current_user
 from narratives.web.views.assign import note_sentence, story_title
@@ -75,7 +76,7 @@ class DraftActions(View):
         draft = review.edit(self.ctx, did, changes, actor=current_user(request).name, seen=seen)
         if draft.content == before:
             return self.back(request, did, "Nothing changed.")
-        note = " It is back in review." if draft.state == "pending_review" else ""
+        note = " It is back in review." if draft.state == DraftState.PENDING_REVIEW else ""
         return self.back(request, did, "Saved." + note)
 
     def comment(self, request: Request, form: FormData) -> Response:

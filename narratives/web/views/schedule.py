@@ -24,7 +24,7 @@ from narratives.core.campaigns import Campaign
 from narratives.core.clock import utcnow
 from narratives.core.errors import NarrativesError, NotFound, UsageError
 from narratives.records.delivery import OPEN, WAITING, Delivery, DeliveryState
-from narratives.records.draft import Draft
+from narratives.records.draft import Draft, DraftState
 from narratives.store.context import Context
 from narratives.store.delivery_queries import list_deliveries
 from narratives.store.schema import delivery_attempts
@@ -223,7 +223,7 @@ def schedule_panel(ctx: Context, draft: Draft, campaign: Campaign | None) -> Sch
         found = list_deliveries(conn, draft_id=draft.id)
         attempts = _attempts(conn, [d.id for d in found])
         has_open = any(d.state in OPEN for d in found)
-        can_schedule = draft.state == "approved" and not has_open and campaign is not None
+        can_schedule = draft.state == DraftState.APPROVED and not has_open and campaign is not None
         next_slot = None
         slot_problem = None
         if can_schedule and campaign is not None:
