@@ -76,6 +76,21 @@ def test_missing_workspace_is_a_clear_error(tmp_path, monkeypatch):
         Context.current()
 
 
+def test_a_folder_init_did_not_make_is_refused_and_left_alone(tmp_path, monkeypatch):
+    (tmp_path / "story.flac").write_bytes(b"")
+    monkeypatch.setenv("NARRATIVES_HOME", str(tmp_path))
+    with pytest.raises(WorkspaceError, match="not a narratives workspace") as exc:
+        Context.current()
+    assert "narrative init DIR" in exc.value.hint and "NARRATIVES_HOME" in exc.value.hint
+    assert [p.name for p in tmp_path.iterdir()] == ["story.flac"]
+
+
+def test_an_explicit_folder_beats_narratives_home(tmp_path, monkeypatch):
+    ws = init_workspace(tmp_path / "w")
+    monkeypatch.setenv("NARRATIVES_HOME", str(tmp_path / "nowhere"))
+    assert Context.current(tmp_path / "w", read_only=True).workspace == ws
+
+
 def test_shipped_campaigns_load(workspace):
     slugs = [c.slug for c in load_campaigns(workspace)]
     assert slugs == ["emotional-equity", "neural-mandate"]

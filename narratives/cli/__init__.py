@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -66,16 +67,25 @@ class NarrativeGroup(click.Group):
 
 
 @click.group(cls=NarrativeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="The workspace to use (made by `narrative init DIR`); beats NARRATIVES_HOME.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="narratives")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, workspace: Path | None, debug: bool) -> None:
     """narratives: turn recorded spoken stories into reviewed, scheduled campaign broadcasts.
 
-    The workspace is NARRATIVES_HOME (default: the current directory).
+    The workspace is --workspace DIR, else NARRATIVES_HOME, else the current directory. It
+    must be a folder `narrative init DIR` made (it has narratives.toml); every command refuses
+    any other with exit 2. Commands that only look (status, show, list ...) change nothing in it.
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["workspace"] = workspace
 
 
 for _name in _COMMAND_MODULES:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from narratives.store.stage_runs import done_narratives
 
 __all__ = [
     "get_context",
+    "read_only",
     "echo_json",
     "console",
     "err_console",
@@ -49,14 +52,33 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+_READ_ONLY = "narratives.read_only"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def read_only(command: _F) -> _F:
+    """Marks a command that only reads (put it just above `def`): its context makes no folders
+    and no database, so looking at a workspace never changes it."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        click.get_current_context().meta[_READ_ONLY] = True
+        return command(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 def get_context() -> Context:
-    """The workspace context, made once per command invocation."""
+    """The workspace context (`--workspace`, else NARRATIVES_HOME, else here), made once per
+    command invocation; a folder `narrative init` did not make is refused (exit 2)."""
     ctx = click.get_current_context()
     ctx.ensure_object(dict)
     root = ctx.find_root()
     root.ensure_object(dict)
     if "context" not in root.obj:
-        root.obj["context"] = Context.current()
+        root.obj["context"] = Context.current(
+            root.obj.get("workspace"), read_only=ctx.meta.get(_READ_ONLY, False)
+        )
     return root.obj["context"]
 
 

@@ -6,7 +6,7 @@ import click
 import jinja2
 from rich.table import Table
 
-from narratives.cli._common import console, echo_json, get_context
+from narratives.cli._common import console, echo_json, get_context, read_only
 from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
 from narratives.core.errors import EXIT_USAGE, ConfigError
 from narratives.stages.draft.templates import check_template, post_environment
@@ -19,6 +19,7 @@ def campaigns() -> None:
 
 @campaigns.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@read_only
 def list_(as_json: bool) -> None:
     """List the workspace's campaigns."""
     ctx = get_context()
@@ -46,6 +47,7 @@ def list_(as_json: bool) -> None:
 @campaigns.command()
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="The whole campaign as JSON.")
+@read_only
 def show(slug: str, as_json: bool) -> None:
     """Show one campaign in full."""
     c = get_campaign(get_context().workspace, slug)
@@ -74,6 +76,7 @@ def show(slug: str, as_json: bool) -> None:
 
 
 @campaigns.command()
+@read_only
 def check() -> None:
     """Validate every campaign file and its templates; exit 2 on any error."""
     # The analysis modules load NumPy and scikit-learn: only for `check`, not for `--help`.

@@ -3,6 +3,7 @@ what anonymised mode hides (`redact`, `disguise`)."""
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from narratives.cli._common import (
     console,
     echo_json,
     get_context,
+    read_only,
     require_actor,
     resolve_narrative_id,
 )
@@ -25,6 +27,22 @@ from narratives.records.consent import Consent
 from narratives.records.redactions import Term
 from narratives.store import redactions
 from narratives.workflow import takedown
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; "no" aborts. Without a terminal to ask on, a usage error that
+    names --yes, not Click's bare "Aborted!"."""
+    try:
+        agreed = click.confirm(question)
+    except click.Abort:
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise  # Ctrl-C or Ctrl-D at the prompt: the user chose to stop
+        raise UsageError(
+            "no answer to the confirmation: standard input is not a terminal",
+            hint="pass --yes to go ahead without asking",
+        ) from None
+    if not agreed:
+        raise click.Abort()
 
 
 def _when(value: str | None, option: str) -> datetime | date | None:
@@ -131,6 +149,7 @@ def set_cmd(narrative_id, given_by, method, channels, named, expires, given_at, 
 @consent.command("show")
 @click.argument("narrative_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@read_only
 def show(narrative_id: str, as_json: bool) -> None:
     """Show the consent recorded for NARRATIVE_ID (and what anonymised mode hides)."""
     ctx = get_context()
@@ -169,18 +188,18 @@ def import_cmd(narrative_id: str, sidecar: Path, actor: str | None) -> None:
 @consent.command("withdraw")
 @click.argument("narrative_id")
 @click.option("--reason", required=True, help="Why (goes in the audit log).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", is_flag=True, help="Do not ask first (a script without a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the takedown report as JSON.")
 @actor_option
 def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) -> None:
-    """Withdraw consent: cancel scheduled posts, delete published ones, drop feed items."""
+    """Withdraw consent: cancel scheduled posts, delete published ones, drop feed items.
+
+    Asks first on a terminal; a script passes --yes.
+    """
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
     if not yes:
-        click.confirm(
-            f"Withdraw consent for {nid[:12]} and take down everything published from it?",
-            abort=True,
-        )
+        _confirm(f"Withdraw consent for {nid[:12]} and take down everything published from it?")
     report = takedown.withdraw(ctx, nid, actor=require_actor(actor), reason=reason)
     if as_json:
         echo_json(report.to_dict())

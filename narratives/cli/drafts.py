@@ -15,7 +15,14 @@ from rich.text import Text
 
 from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
 from narratives.channels.bluesky.text import count_graphemes
-from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
+from narratives.cli._common import (
+    actor_option,
+    console,
+    echo_json,
+    get_context,
+    read_only,
+    require_actor,
+)
 from narratives.core.campaigns import BLUESKY, CHANNELS
 from narratives.core.errors import UsageError
 from narratives.records.draft import STATES, Draft
@@ -53,6 +60,7 @@ def drafts() -> None:
 @click.option("--state", type=click.Choice(STATES), help="Only drafts in this state.")
 @click.option("--tag", help="Only narratives with this tag.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@read_only
 def list_(campaign, channel, state, tag, as_json: bool) -> None:
     """List drafts, oldest first."""
     found = review.list_drafts(
@@ -82,6 +90,7 @@ def list_(campaign, channel, state, tag, as_json: bool) -> None:
 @drafts.command()
 @click.argument("draft_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="The draft, comments and history as JSON.")
+@read_only
 def show(draft_id: int, as_json: bool) -> None:
     """Show a draft as it would go out, with comments and history."""
     ctx = get_context()

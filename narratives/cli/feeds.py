@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from narratives.cli._common import console, echo_json, get_context
+from narratives.cli._common import console, echo_json, get_context, read_only
 from narratives.core.errors import EXIT_FAILED_ITEMS
 from narratives.stages.pipeline import process_paths
 from narratives.workflow import feeds
@@ -37,6 +37,7 @@ def rebuild_cmd(as_json):
 )
 @click.option("--campaign", "campaigns", multiple=True, metavar="SLUG", help="Only these.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON lines.")
+@read_only
 def build_cmd(directory, base_url, campaigns, as_json):
     """Export the feeds and the media they enclose to DIRECTORY for static hosting.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from narratives.cli._common import actor_option, console, echo_json, get_context, require_actor
-from narratives.core.errors import EXIT_FAILED_ITEMS, UsageError
+from narratives.core.errors import ChannelError, InvalidState, UsageError
 from narratives.workflow.publishing import publish_draft_now
 
 
@@ -18,7 +18,8 @@ def publish_cmd(draft_id, now, actor, as_json):
     """Publish approved draft DRAFT_ID now, exactly as the scheduler would.
 
     A transient failure leaves the delivery failed with a retry time, for the scheduler to
-    retry; a permanent one records the reason on the draft. Exit status 1 if it did not go out.
+    retry; a permanent one records the reason on the draft. Exit status 8 (channel error) if
+    it did not go out, 6 if a withdrawal or another process took the delivery over meanwhile.
     """
     if not now:
         raise UsageError("pass --now to publish at once", hint="or use `narrative schedule`")
@@ -36,8 +37,10 @@ def publish_cmd(draft_id, now, actor, as_json):
         console.print(f"Published draft {draft_id} (delivery {d.id}).")
     else:
         console.print(f"[red]Not published[/red] ({outcome.status}): {outcome.error or ''}")
+    if outcome.status in ("skipped", "withdrawn"):
+        raise SystemExit(InvalidState.exit_code)
     if outcome.status not in ("published", "found_existing"):
-        raise SystemExit(EXIT_FAILED_ITEMS)
+        raise SystemExit(ChannelError.exit_code)
 
 
 def register(cli: click.Group) -> None:

@@ -15,6 +15,7 @@ from narratives.cli._common import (
     echo_json,
     err_console,
     get_context,
+    read_only,
     require_actor,
 )
 from narratives.core.campaigns import get_campaign
@@ -126,6 +127,7 @@ def fill_cmd(campaign, actor, as_json):
     help="Only these states (repeatable; default: all).",
 )
 @_json_option
+@read_only
 def list_cmd(campaign, states, as_json):
     """List deliveries by time, with failures and their reasons."""
     with get_context().db.connect() as conn:

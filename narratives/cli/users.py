@@ -12,7 +12,7 @@ import sys
 import click
 from rich.table import Table
 
-from narratives.cli._common import console, echo_json, get_context
+from narratives.cli._common import console, echo_json, get_context, read_only
 from narratives.core.errors import UsageError
 from narratives.store import users as users_mod
 
@@ -31,7 +31,17 @@ def _password(from_stdin: bool) -> str:
         if not password:
             raise UsageError("no password on standard input")
         return password
-    return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat password")
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat password")
+    except click.Abort:
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise  # Ctrl-C or Ctrl-D at the prompt: the user chose to stop
+        # A script without a terminal: say how to pass the password, not Click's "Aborted!".
+        raise UsageError(
+            "no password given: standard input is not a terminal to ask on",
+            hint="pipe it in with --password-stdin, e.g. "
+            "`printf '%s\\n' \"$PASSWORD\" | narrative users add NAME --password-stdin`",
+        ) from None
 
 
 @click.group()
@@ -42,9 +52,16 @@ def users() -> None:
 @users.command()
 @click.argument("name")
 @click.option("--role", type=click.Choice(users_mod.ROLES), default="editor", show_default=True)
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts).",
+)
 def add(name: str, role: str, password_stdin: bool) -> None:
-    """Add a user NAME; asks for the password twice."""
+    """Add a user NAME; asks for the password twice on a terminal.
+
+    Without a terminal (a script, cron), pass --password-stdin and pipe the password in.
+    """
     password = _password(password_stdin)
     user = users_mod.add_user(get_context(), name, password, role=role, actor=_actor())
     click.echo(f"Added {user.role} {user.name}.")
@@ -52,6 +69,7 @@ def add(name: str, role: str, password_stdin: bool) -> None:
 
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@read_only
 def list_(as_json: bool) -> None:
     """List users."""
     found = users_mod.list_users(get_context())
@@ -74,9 +92,13 @@ def list_(as_json: bool) -> None:
 
 @users.command()
 @click.argument("name")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts).",
+)
 def passwd(name: str, password_stdin: bool) -> None:
-    """Set a new password for NAME."""
+    """Set a new password for NAME (asked twice on a terminal, or --password-stdin)."""
     ctx = get_context()
     users_mod.get_user(ctx, name)  # fail before asking for a password
     users_mod.set_password(ctx, name, _password(password_stdin), actor=_actor())

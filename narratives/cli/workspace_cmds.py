@@ -10,7 +10,14 @@ import sqlalchemy as sa
 from rich.markup import escape
 from rich.table import Table
 
-from narratives.cli._common import console, echo_json, get_context, resolve_narrative_id, shown_name
+from narratives.cli._common import (
+    console,
+    echo_json,
+    get_context,
+    read_only,
+    resolve_narrative_id,
+    shown_name,
+)
 from narratives.core.campaigns import load_campaigns
 from narratives.core.errors import UnreadableFile
 from narratives.core.workspace import init_workspace
@@ -33,6 +40,7 @@ def init(directory: Path, force: bool) -> None:
     ws = init_workspace(directory, force=force)
     click.echo(f"Workspace ready at {ws.root}")
     click.echo(f"Use it with: export NARRATIVES_HOME={ws.root}")
+    click.echo(f"         or: narrative --workspace {ws.root} COMMAND")
 
 
 def _stage_states(runs: dict[str, list[StageRun]]) -> tuple[dict[str, str], list[str]]:
@@ -170,6 +178,7 @@ def _print_unassigned(rows: list[dict]) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per narrative.")
+@read_only
 def status(as_json: bool) -> None:
     """List narratives and the state of each stage (done, failed, pending)."""
     ctx = get_context()
@@ -251,6 +260,7 @@ def _show_data(ctx: Context, nid: str) -> dict[str, Any]:
 @click.command()
 @click.argument("narrative_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the narrative as JSON.")
+@read_only
 def show(narrative_id: str, as_json: bool) -> None:
     """Show one narrative: its recordings, stages, transcript and analysis."""
     ctx = get_context()

@@ -8,6 +8,8 @@ traceback only with `--debug`.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "NarrativesError",
     "UsageError",
@@ -25,6 +27,7 @@ __all__ = [
     "ChannelError",
     "TransientChannelError",
     "PermanentChannelError",
+    "EnvironmentProblem",
     "EXIT_OK",
     "EXIT_FAILED_ITEMS",
     "EXIT_USAGE",
@@ -140,3 +143,38 @@ class TransientChannelError(ChannelError):
 
 class PermanentChannelError(ChannelError):
     """Retrying cannot help (bad credentials, content rejected, too large)."""
+
+
+_OWNER = "check the owner and permissions of it and its folders"
+#: errno -> (what went wrong, what helps): the OSErrors that are the machine's state, not a bug.
+_OS_PROBLEMS = {
+    errno.EACCES: ("permission denied", _OWNER),
+    errno.EPERM: ("operation not permitted", _OWNER),
+    errno.EROFS: ("the file system is read-only", "use a writable workspace"),
+    errno.ENOSPC: ("the disk is full", "free some space, then run the command again"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space, then run the command again"),
+    errno.ENOTDIR: ("a file is where a folder should be", "move that file out of the way"),
+    errno.EEXIST: ("a file is where a folder should be", "move that file out of the way"),
+    errno.EISDIR: ("it is a folder, not a file", "move that folder out of the way"),
+    errno.EIO: ("input/output error", "check the disk"),
+}
+
+
+class EnvironmentProblem(NarrativesError):
+    """The machine is in the way, not the input: a file or folder that cannot be read or
+    written, a read-only or locked database, a database server that does not answer, a full
+    disk. The message names the path or URL (never a password); running again once it is
+    fixed works."""
+
+    exit_code = 9
+    http_status = 503
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: object, doing: str) -> EnvironmentProblem | None:
+        """The named error for `exc` met while `doing` (read, write) `path`, or None when
+        `exc` is not about the environment (then the caller re-raises it)."""
+        known = _OS_PROBLEMS.get(exc.errno or 0)
+        if known is None:
+            return None
+        what, hint = known
+        return cls(f"cannot {doing} {path}: {what}", hint=hint)

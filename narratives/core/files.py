@@ -3,7 +3,9 @@
 Every artifact, settings index and feed goes through `atomic_write` (a temporary file in the
 same folder, then `os.replace`), so a crash or kill leaves either the old file or the new one.
 `file_sha256` remembers digests of large weight files by path, size and mtime, so checking
-shipped weights at load time costs a hash only when a file changed.
+shipped weights at load time costs a hash only when a file changed. A write the machine
+refuses (permissions, a full disk, a read-only file system) is an `EnvironmentProblem` naming
+the file, so the user sees which one and no traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from narratives.core.errors import EnvironmentProblem
 
 __all__ = [
     "cache_dir",
@@ -22,7 +28,22 @@ __all__ = [
     "atomic_write_json",
     "write_files_atomically",
     "file_sha256",
+    "named_os_errors",
 ]
+
+
+@contextmanager
+def named_os_errors(path: Path | str, doing: str) -> Iterator[None]:
+    """An OSError raised inside that is the machine's state (see `EnvironmentProblem`)
+    becomes an `EnvironmentProblem` saying it could not `doing` `path`; others pass as they
+    are, being bugs."""
+    try:
+        yield
+    except OSError as exc:
+        problem = EnvironmentProblem.from_os_error(exc, path, doing)
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 def cache_dir() -> Path:
@@ -40,19 +61,20 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644, fsync: boo
     files that must survive a power cut, such as feeds and sessions.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with named_os_errors(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                if fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
@@ -67,16 +89,17 @@ def write_files_atomically(folder: Path, files: dict[str, str | bytes]) -> None:
 
     They are written into a temporary folder beside the target, then renamed into place.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
-    try:
-        for name, content in files.items():
-            data = content.encode("utf-8") if isinstance(content, str) else content
-            (tmp / name).write_bytes(data)
-        for name in files:
-            (tmp / name).replace(folder / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with named_os_errors(folder, "write in"):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        try:
+            for name, content in files.items():
+                data = content.encode("utf-8") if isinstance(content, str) else content
+                (tmp / name).write_bytes(data)
+            for name in files:
+                (tmp / name).replace(folder / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _hash(path: Path) -> str:
@@ -104,6 +127,6 @@ def file_sha256(path: Path, cache: Path | None = None) -> str:
     known[str(path)] = {**stamp, "sha256": digest}
     try:
         atomic_write_json(index, known, sort_keys=True)
-    except OSError:
+    except (OSError, EnvironmentProblem):
         pass  # a read-only cache only costs a re-hash next time
     return digest

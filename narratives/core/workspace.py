@@ -1,8 +1,11 @@
 """The workspace: one folder holding settings, campaigns, templates, media and the database.
 
-`NARRATIVES_HOME` selects it (default: the current directory), so tests point it at a
-temporary folder and never touch a real one. The repository itself is an example workspace;
+`narrative --workspace DIR`, else `NARRATIVES_HOME`, else the current directory selects it, so
+tests point it at a temporary folder and never touch a real one. A workspace is a folder
+`narrative init DIR` made (it has `narratives.toml`); any other folder is refused rather than
+quietly filled with a database and media. The repository itself is an example workspace;
 `narrative init DIR` copies its `campaigns/`, `templates/` and `narratives.toml` into a new one.
+Nothing is created on opening: `ensure` makes the private folders, for commands that write.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ DEFAULTS_ROOT = Path(__file__).resolve().parent.parent.parent
 
 SETTINGS_FILE = "narratives.toml"
 DATABASE_FILE = "narratives.db"
+_FIX = "run `narrative init DIR` to make one, or set NARRATIVES_HOME (or --workspace DIR) to one"
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,20 @@ class Workspace:
             raise WorkspaceError(f"not a narrative id: {narrative_id!r}")
         return self.work_dir / narrative_id
 
-    def ensure(self) -> Workspace:
+    def check(self) -> Workspace:
+        """Refuses a folder `narrative init` did not make; creates nothing."""
         if not self.root.is_dir():
+            raise WorkspaceError(f"workspace folder {self.root} does not exist", hint=_FIX)
+        if not self.settings_path.is_file():
             raise WorkspaceError(
-                f"workspace folder {self.root} does not exist",
-                hint="create one with `narrative init DIR` or set NARRATIVES_HOME",
+                f"{self.root} is not a narratives workspace (it has no {SETTINGS_FILE})",
+                hint=_FIX,
             )
+        return self
+
+    def ensure(self) -> Workspace:
+        """The checked workspace with its private folders made, for a command that writes."""
+        self.check()
         # Generated transcripts and videos of personal stories: the owner's only.
         self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
@@ -90,10 +102,12 @@ def _is_hex_id(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def current_workspace() -> Workspace:
-    home = os.environ.get("NARRATIVES_HOME")
-    root = Path(home).expanduser() if home else Path.cwd()
-    return Workspace(root.resolve()).ensure()
+def current_workspace(root: Path | None = None) -> Workspace:
+    """The checked workspace at `root` (`--workspace`), else NARRATIVES_HOME, else here."""
+    if root is None:
+        home = os.environ.get("NARRATIVES_HOME")
+        root = Path(home) if home else Path.cwd()
+    return Workspace(root.expanduser().resolve()).check()
 
 
 def init_workspace(target: Path, *, force: bool = False) -> Workspace:

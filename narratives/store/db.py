@@ -15,11 +15,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from narratives.core.config import Settings
+from narratives.core.files import named_os_errors
 from narratives.core.workspace import Workspace
+from narratives.store.db_errors import name_database_errors, sqlite_file
 
 __all__ = ["open_database", "database_url", "migrate", "include_object"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Seconds a SQLite writer waits for another one before "the database is locked".
+_BUSY_TIMEOUT = 30
 
 
 def database_url(workspace: Workspace, settings: Settings) -> str:
@@ -36,16 +40,17 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
     cur.close()
 
 
 def create_engine(url: str) -> Engine:
+    """An engine whose environment failures (read-only, locked, server down) are named errors."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+        return name_database_errors(engine)
+    return name_database_errors(sa.create_engine(url, pool_pre_ping=True))
 
 
 def _alembic_config(url: str):
@@ -76,13 +81,34 @@ def migrate(engine: Engine) -> None:
 def _open(url: str) -> Engine:
     engine = create_engine(url)
     migrate(engine)
-    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+    if (path := sqlite_file(engine.url)) is not None:
         # Stories, consent records and password hashes: readable by the owner only.
         # (SQLite gives its -wal and -shm files the database file's permissions.)
-        os.chmod(engine.url.database, 0o600)
+        with named_os_errors(path, "restrict the permissions of"):
+            os.chmod(path, 0o600)
     return engine
 
 
-def open_database(workspace: Workspace, settings: Settings) -> Engine:
-    """The migrated engine for a workspace, made once per process and URL."""
-    return _open(database_url(workspace, settings))
+def open_database(workspace: Workspace, settings: Settings, *, create: bool = True) -> Engine:
+    """The migrated engine for a workspace, made once per process and URL. With `create`
+    false (a command that only reads), a SQLite file not made yet stays unmade: an empty
+    database in memory stands in, so the command finds nothing instead of leaving a file."""
+    url = database_url(workspace, settings)
+    if not create and _unmade_sqlite_file(url):
+        return _empty_database()
+    return _open(url)
+
+
+def _unmade_sqlite_file(url: str) -> bool:
+    path = sqlite_file(sa.engine.make_url(url))
+    return path is not None and not Path(path).exists()
+
+
+def _empty_database() -> Engine:
+    """Every table, no rows, refusing writes: a reader's stand-in for a database not made yet."""
+    # One shared connection: each new connection to "sqlite://" would be another empty database.
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    migrate(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+    return engine

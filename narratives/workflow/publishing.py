@@ -58,6 +58,7 @@ from narratives.core.clock import utcnow
 from narratives.core.errors import (
     ChannelError,
     ConsentError,
+    EnvironmentProblem,
     InvalidState,
     NarrativesError,
     PermanentChannelError,
@@ -217,7 +218,8 @@ def publish_delivery(
         result = publisher.publish(item)
     except ClaimLost:
         return _claim_lost(ctx, d, owner, actor=actor)
-    except TransientChannelError as exc:
+    except (TransientChannelError, EnvironmentProblem) as exc:
+        # A full disk or a locked database passes: retried like a network failure.
         return _failed(exc=exc, transient=True, **failure)
     except (ChannelError, NarrativesError) as exc:
         # Permanent channel errors, consent refusals, missing campaigns or files: retrying
