@@ -8,6 +8,7 @@ setup:
 
 ## Set everything up, then run the whole pipeline on the bundled sample recordings.
 demo: setup
+	test -f narratives.toml || $(VENV)/narrative init .
 	$(VENV)/narrative process --workers 2 media/samples
 	$(VENV)/narrative status
 

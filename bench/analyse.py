@@ -89,14 +89,14 @@ def main() -> None:
 
     import_s = time.perf_counter() - t0
     from narratives.core.campaigns import load_campaigns
-    from narratives.core.workspace import Workspace
+    from narratives.core.workspace import DEFAULTS_ROOT, Workspace
     from narratives.engines.embeddings import get_embedder
     from narratives.stages.analyse.analyser import analyse_transcript
 
     t0 = time.perf_counter()
     embedder = get_embedder("all-MiniLM-L6-v2", threads=1)
     load_s = time.perf_counter() - t0
-    campaigns = load_campaigns(Workspace(REPO))
+    campaigns = load_campaigns(Workspace(DEFAULTS_ROOT))
     print(f"import torch+transformers  {import_s:6.2f} s")
     print(f"load all-MiniLM-L6-v2      {load_s:6.2f} s (sha256 verified, {embedder.location})")
     times = []

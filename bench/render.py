@@ -90,11 +90,12 @@ def _transcript(words, seconds: float):
 def _worker(args) -> None:
     """Child process: render with our renderer, print its own rusage as JSON."""
     from narratives.core.campaigns import load_campaign_file
+    from narratives.core.workspace import DEFAULTS_ROOT
     from narratives.records.transcript import Transcript
     from narratives.stages.render.video import render_video
 
     data = json.loads(Path(args.worker).read_text())
-    campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
+    campaign = load_campaign_file(DEFAULTS_ROOT / "campaigns" / f"{CAMPAIGN}.toml")
     r = render_video(
         Path(data["audio"]),
         Transcript.from_dict(data["transcript"]),
@@ -144,11 +145,12 @@ def _ffmpeg_graph(folder: Path, audio: Path, seconds: float, title: str, words) 
     from PIL import Image
 
     from narratives.core.campaigns import load_campaign_file
+    from narratives.core.workspace import DEFAULTS_ROOT
     from narratives.stages.render.design import Design
     from narratives.stages.render.fonts import roboto
     from narratives.stages.render.layout import load_layout
 
-    campaign = load_campaign_file(REPO / "campaigns" / f"{CAMPAIGN}.toml")
+    campaign = load_campaign_file(DEFAULTS_ROOT / "campaigns" / f"{CAMPAIGN}.toml")
     layout = load_layout(None, "vertical")
     design = Design(
         layout=layout,

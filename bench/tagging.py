@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from narratives.core.campaigns import load_campaign_file  # noqa: E402
+from narratives.core.workspace import DEFAULTS_ROOT  # noqa: E402
 from narratives.engines.embeddings import get_embedder  # noqa: E402
 from narratives.stages.analyse.analyser import analyse_transcript  # noqa: E402
 from narratives.stages.analyse.tagging import load_examples  # noqa: E402
@@ -87,8 +88,9 @@ def main() -> int:
     parser.add_argument("--titles", action="store_true", help="also list every held-out title")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    campaigns = [load_campaign_file(p) for p in sorted((REPO / "campaigns").glob("*.toml"))]
-    examples = load_examples(REPO / "campaigns")
+    shipped = DEFAULTS_ROOT / "campaigns"
+    campaigns = [load_campaign_file(p) for p in sorted(shipped.glob("*.toml"))]
+    examples = load_examples(DEFAULTS_ROOT / "campaigns")
     tune, held = split("tune"), split("heldout")
     get_embedder()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-"""Draw the two campaign logos (media/brand/*.png) with Pillow.
+"""Draw the two campaign logos (narratives/defaults/media/brand/*.png) with Pillow.
 
 Simple marks in each campaign's colours, drawn at 4x and scaled down for smooth edges, on a
 transparent background so they sit on any gradient. Run: `.venv/bin/python scripts/make_brand.py`.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-OUT = Path(__file__).resolve().parent.parent / "media" / "brand"
+OUT = Path(__file__).resolve().parent.parent / "narratives" / "defaults" / "media" / "brand"
 SIZE = 512
 SS = 4  # supersampling
 

@@ -3,9 +3,11 @@
 `narrative --workspace DIR`, else `NARRATIVES_HOME`, else the current directory selects it, so
 tests point it at a temporary folder and never touch a real one. A workspace is a folder
 `narrative init DIR` made (it has `narratives.toml`); any other folder is refused rather than
-quietly filled with a database and media. The repository itself is an example workspace;
-`narrative init DIR` copies its `campaigns/`, `templates/` and `narratives.toml` into a new one.
-Nothing is created on opening: `ensure` makes the private folders, for commands that write.
+quietly filled with a database and media. The shipped defaults live inside the package
+(`narratives/defaults/`, read through `importlib.resources`, so a wheel or pipx install works like
+a checkout); `narrative init DIR` copies their `campaigns/`, `templates/`, `media/brand/` and
+`narratives.toml` into a new workspace. Nothing is created on opening: `ensure` makes the private
+folders, for commands that write.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from narratives.core.errors import WorkspaceError
 
 __all__ = ["Workspace", "current_workspace", "init_workspace", "DEFAULTS_ROOT"]
 
-#: Where the shipped campaigns, templates and settings live (the source checkout).
-DEFAULTS_ROOT = Path(__file__).resolve().parent.parent.parent
+#: The shipped campaigns, templates, brand assets and settings: package data laid out like a
+#: workspace. Installed packages are plain folders on disk (setuptools never zips them), so a Path.
+DEFAULTS_ROOT = Path(str(files("narratives") / "defaults"))
+#: What `narrative init` copies; the review pages' own templates stay in the package.
+SHIPPED = ("campaigns", "templates/posts", "templates/video", "media/brand")
 
 SETTINGS_FILE = "narratives.toml"
 DATABASE_FILE = "narratives.db"
@@ -114,7 +120,7 @@ def init_workspace(target: Path, *, force: bool = False) -> Workspace:
     """Create a workspace from the shipped defaults; refuses to overwrite without `force`."""
     target = target.expanduser().resolve()
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("campaigns", "templates", "media/brand"):
+    for name in SHIPPED:
         src, dst = DEFAULTS_ROOT / name, target / name
         if dst.exists() and not force:
             raise WorkspaceError(f"{dst} already exists", hint="pass --force to overwrite")

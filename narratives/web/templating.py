@@ -9,12 +9,14 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from narratives.core.campaigns import CHANNELS
-from narratives.core.workspace import DEFAULTS_ROOT
 from narratives.records.delivery import DeliveryState
 from narratives.records.draft import DraftState
 from narratives.store.context import Context
 
 __all__ = ["DELIVERY_LABELS", "STATE_LABELS", "environment", "template_dirs"]
+
+#: The review pages and their two static assets, shipped inside the package.
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 STATE_LABELS = {
     DraftState.PENDING_REVIEW: "Pending review",
@@ -36,7 +38,7 @@ DELIVERY_LABELS = {
 
 def template_dirs(ctx: Context) -> list[Path]:
     # The workspace's own copy wins, so organisations can restyle; the shipped one is the fallback.
-    dirs = [ctx.workspace.templates_dir / "web", DEFAULTS_ROOT / "templates" / "web"]
+    dirs = [ctx.workspace.templates_dir / "web", SHIPPED_TEMPLATES]
     return [d for d in dirs if d.is_dir()]
 
 
