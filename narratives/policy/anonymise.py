@@ -6,8 +6,10 @@ The terms to hide are the analysis stage's `entities` (people, places, other nam
 its word times) plus the terms an editor marks (`store.redactions`). From them:
 
 - **audio**: the intervals to bleep, from the transcript's word timestamps (a term matches a run
-  of words case-insensitively, possessives included: "Rosalind's"), padded a little because
-  word edges are estimates; `media.effects.bleep_audio` replaces them with a 1 kHz tone;
+  of words as in the text, possessives included: "Rosalind's"), padded a little because
+  word edges are estimates; `media.effects.bleep_audio` replaces them with a 1 kHz tone. The
+  audio and the text hide the same words: a term the text matcher refuses ("St" alone) is not
+  bleeped at its own times either;
 - **text**: `redact_text` replaces each term with "[name]" ("[place]" for places), keeping a
   possessive ("[name]'s"); `anonymised_transcript` does it word by word, so captions generated
   from it (`captions.to_srt`/`to_webvtt`) are clean too; `redact_data` walks analysis records
@@ -15,8 +17,12 @@ its word times) plus the terms an editor marks (`store.redactions`). From them:
 - **video**: `render_replacements` and the intervals make the render's `Redactions`, and the
   voice disguise setting goes with them.
 
-Matching is by whole words only, never substrings, so "Rosa" does not eat "Rosalind's" or
-"rosary". A person's full name also hides its parts ("Rosa Parks" hides a later "Rosa").
+Every match is made by the one matcher, `narratives.policy.names` (folded case and accents,
+possessives, spelled and initialled names, "St. Ives" = "St Ives"), by whole words only, never
+substrings, so "Rosa" does not eat "Rosalind's" or "rosary". A person's full name also hides its
+parts where capitalised ("Rosa Parks" hides a later "Rosa", not "the parks"); a found name that
+is a common word is hidden as written ("Will", not "will"). `artefact_leaks` is the leak check
+at publish: it reads what a draft would publish (texts and the captions file) with the same matcher.
 `for_publication` is the one call render and drafting make: it returns the transcript and
 analysis to work from, and the render redactions, whenever the narrator is anonymous (also when
 no consent is recorded: that is the safe default).
@@ -28,14 +34,17 @@ import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from narratives.policy.consent import is_anonymous
-from narratives.records.redactions import Redactions, Term, bare, fold, norm_word, term_words
+from narratives.policy.names import EXACT, PART, expand, hidden_how, matcher
+from narratives.records.common_words import SPELLED
+from narratives.records.redactions import Redactions, Term
 from narratives.records.transcript import Segment, Transcript, Word
 from narratives.store.context import Context
 from narratives.store.narrative_files import read_analysis
-from narratives.store.redactions import marked_terms, voice_disguise
+from narratives.store.redactions import marked_terms, voice_disguise, voice_mode
 
 __all__ = [
     "Publication",
@@ -50,14 +59,13 @@ __all__ = [
     "render_replacements",
     "for_publication",
     "draft_leaks",
+    "Leak",
+    "leaks_in",
+    "artefact_leaks",
 ]
 
 #: Seconds added before and after a bleep: word edges from Whisper are estimates.
 BLEEP_PAD = 0.06
-#: Parts of a full name too common to hide on their own.
-_NAME_PARTICLES = frozenset(
-    "de da del della di van von der den la le du dos das bin ibn al".split()
-)
 #: Draft content keys holding paths and settings, not text.
 _NOT_TEXT = frozenset({"video", "captions", "enclosure", "link", "aspect_ratio", "langs", "labels"})
 
@@ -70,89 +78,15 @@ def _as_terms(terms: Iterable[Term | str]) -> list[Term]:
     ]
 
 
-# ----------------------------------------------------------------------------- words
-
-
-#: What follows a name inside a word: a possessive, then punctuation ("Rosalind's," → "'s", ",").
-_ENDING = re.compile(r"(['’]s|(?<=s)['’])?([^\w'’]*)$", re.IGNORECASE)
-
-
-def _expand(terms: Iterable[Term]) -> list[Term]:
-    """The terms plus the parts of multi-word person names (each part identifies too)."""
-    out: dict[tuple[str, ...], Term] = {}
-    for t in terms:
-        words = tuple(term_words(t.text))
-        if not words:
-            continue
-        out.setdefault(words, t)
-        if t.kind in ("person", "name") and len(words) > 1:
-            for raw in t.text.split():
-                core = bare(raw)
-                w = norm_word(raw)
-                if len(w) >= 3 and core[:1].isupper() and w not in _NAME_PARTICLES:
-                    out.setdefault((w,), Term(core, t.kind, source=t.source))
-    return list(out.values())
-
-
 # ----------------------------------------------------------------------------- text
 
 
-def _pattern(terms: Sequence[Term]) -> tuple[re.Pattern[str], dict[str, str]] | None:
-    """One alternation, longest first, so a full name wins over its parts in one pass."""
-    expanded = _expand(terms)
-    if not expanded:
-        return None
-    table: dict[str, str] = {}
-    alts = []
-    for t in sorted(expanded, key=lambda t: -len(" ".join(term_words(t.text)))):
-        words = term_words(t.text)
-        key = " ".join(words)
-        if key in table:
-            continue
-        table[key] = t.placeholder
-        alts.append(r"[\s\-]+".join(re.escape(w) for w in words))
-    body = "|".join(alts)
-    return re.compile(rf"(?<!\w)(?P<term>{body})(?P<poss>['’]s|(?<=s)['’])?(?!\w)", re.I), table
-
-
-#: The rest of a hyphenated name after a hidden part ("-Marie", "-Marie's").
-_BARREL = re.compile(r"(?:[-‐][^\W\d_][^\W_]*)+(?P<poss>['’]s\b)?(?=\W|$)")
-
-
 def redact_text(text: str, terms: Iterable[Term | str]) -> str:
-    """Replace every term in `text` with its placeholder ("[name]", "[place]")."""
+    """Replace every term in `text` with its placeholder ("[name]", "[place]"): the one
+    matcher, `policy.names`."""
     if not text:
         return text
-    compiled = _pattern(_as_terms(terms))
-    if compiled is None:
-        return text
-    pattern, table = compiled
-    # Match on the folded text (no case, no accents), replace in the original: `index` maps
-    # each folded character back to the original one it came from.
-    folded_parts, index = [], []
-    for i, ch in enumerate(text):
-        f = fold(ch)
-        folded_parts.append(f)
-        index.extend([i] * len(f))
-    folded = "".join(folded_parts)
-    index.append(len(text))
-    out, last = [], 0
-    for m in pattern.finditer(folded):
-        start, end = index[m.start()], index[m.end()]
-        if start < last:
-            continue  # inside a double-barrelled name already replaced
-        key = " ".join(term_words(m.group("term")))
-        poss = text[index[m.start("poss")] : end] if m.group("poss") else ""
-        if not poss:
-            # "Zoë-Marie": the rest of a double-barrelled name identifies as much.
-            rest = _BARREL.match(text, end)
-            if rest:
-                end = rest.end()
-                poss = rest.group("poss") or ""
-        out += [text[last:start], table.get(key, "[name]"), poss]
-        last = end
-    out.append(text[last:])
-    return "".join(out)
+    return matcher(_as_terms(terms)).redact(text)
 
 
 def redact_data(obj: Any, terms: Iterable[Term | str], *, skip: Iterable[str] = ()) -> Any:
@@ -185,32 +119,81 @@ def redact_analysis(analysis: Mapping[str, Any], terms: Iterable[Term | str]) ->
     return out
 
 
+@dataclass(frozen=True)
+class Leak:
+    """A hidden term still in a published artefact: which term, where, and the words around it."""
+
+    term: str
+    where: str
+    excerpt: str
+
+    def __str__(self) -> str:
+        return f"“{self.term}” in {self.where}: “{self.excerpt}”"
+
+
+def _texts(obj: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(where, text) of every string of a draft's content, paths and settings left out."""
+    if isinstance(obj, str):
+        yield where, obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if k in _NOT_TEXT:
+                continue
+            if k == "posts" and isinstance(v, list):
+                for n, post in enumerate(v, 1):
+                    yield from _texts(post, f"post {n}" if len(v) > 1 else "post")
+            elif k == "text" and where:
+                yield from _texts(v, where)
+            else:
+                label = {"alt": "alt text", "content_warning": "content warning"}.get(k, k)
+                yield from _texts(v, f"{where} {label}".strip())
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            yield from _texts(v, where)
+
+
+def leaks_in(texts: Iterable[tuple[str, str]], terms: Iterable[Term | str]) -> list[Leak]:
+    """Every term found in the (where, text) pairs, with the words around it."""
+    m = matcher(_as_terms(terms))
+    out = []
+    for where, text in texts:
+        for hit in m.find(text):
+            a, b = max(0, hit.start - 30), min(len(text), hit.end + 30)
+            excerpt = " ".join(text[a:b].split())
+            out.append(Leak(hit.term.text, where, excerpt))
+    return out
+
+
 def draft_leaks(content: Mapping[str, Any], terms: Iterable[Term | str]) -> list[str]:
     """The terms still present in a draft's texts (empty: nothing identifying left)."""
-    terms = _as_terms(terms)
-    found = []
-    for t in _expand(terms):
-        if redact_draft(content, [t]) != redact_draft(content, []):
-            found.append(t.text)
-    return found
+    return list(dict.fromkeys(leak.term for leak in leaks_in(_texts(content, ""), terms)))
+
+
+def artefact_leaks(
+    root: Path, content: Mapping[str, Any], terms: Iterable[Term | str]
+) -> list[Leak]:
+    """What a draft would publish that still names a hidden term: its texts (post text, alt
+    text, feed item title, summary and content) and its captions file (the WebVTT beside the
+    video, read from `root`, the workspace). A captions file that cannot be read is a leak
+    too: what cannot be checked does not go out."""
+    texts = list(_texts(content, ""))
+    rel = content.get("captions")
+    if rel:
+        path = root / str(rel)
+        try:
+            texts.append((f"captions file {rel}", path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            return [Leak("(unreadable)", f"captions file {rel}", str(exc))]
+    return leaks_in(texts, terms)
 
 
 # ----------------------------------------------------------------------------- transcript
 
 
 def _matches(words: Sequence[Word], terms: Sequence[Term]) -> Iterator[tuple[int, int, Term]]:
-    """(first, last, term) index runs of `words` that spell a term, longest terms first,
-    never overlapping."""
-    normed = [norm_word(w.text) for w in words]
-    taken = [False] * len(words)
-    for t in sorted(_expand(terms), key=lambda t: -len(term_words(t.text))):
-        seq = term_words(t.text)
-        k = len(seq)
-        for i in range(len(words) - k + 1):
-            if normed[i : i + k] == seq and not any(taken[i : i + k]):
-                for j in range(i, i + k):
-                    taken[j] = True
-                yield i, i + k - 1, t
+    """(first, last, term) index runs of `words` that spell a term (the one matcher)."""
+    for run in matcher(terms).runs(words):
+        yield run.first, run.last, run.term
 
 
 def _merge(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -229,7 +212,7 @@ def bleep_intervals(
     """Sorted, merged (start, end) seconds where a term is spoken, padded by `pad` each side.
 
     Terms are matched against the transcript's words; a term that carries its own times
-    (from the analysis) is bleeped there too.
+    (from the analysis) is bleeped there too, when the matcher hides it at all.
     """
     terms = _as_terms(terms)
     spans: list[tuple[float, float]] = []
@@ -237,7 +220,9 @@ def bleep_intervals(
     for i, j, _t in _matches(words, terms):
         spans.append((words[i].start, words[j].end))
     for t in terms:
-        if t.start is not None and t.end is not None and t.end > t.start:
+        # Only a term the text matcher hides: what the text keeps the audio keeps ("St" alone
+        # is neither bleeped nor hidden; the editor sees it as unsure).
+        if t.start is not None and t.end is not None and t.end > t.start and hidden_how(t):
             spans.append((t.start, t.end))
     limit = transcript.duration or None
     padded = [(max(0.0, a - pad), min(limit, b + pad) if limit else b + pad) for a, b in spans]
@@ -246,36 +231,48 @@ def bleep_intervals(
 
 def anonymised_transcript(transcript: Transcript, terms: Iterable[Term | str]) -> Transcript:
     """A copy with every term replaced: a run of words that spells one becomes one word
-    "[name]" spanning their times (punctuation and a possessive kept), texts redacted."""
+    "[name]" spanning their times (punctuation and a possessive kept), texts redacted. The
+    words are read as one text, as `bleep_intervals` reads them, so a name spelled across two
+    segments ("... D. M. I." | "T. R. I. ...") is hidden in both."""
     terms = _as_terms(terms)
-    segments = []
+    # Runs over the whole transcript, cut at segment ends: (segment, first, last) -> term.
+    ends = []
     for seg in transcript.segments:
+        ends.append((ends[-1] if ends else 0) + len(seg.words))
+    local: dict[int, dict[int, tuple[int, Term]]] = {}
+    for i, j, term in _matches(transcript.words, terms):
+        for n, end in enumerate(ends):
+            start = end - len(transcript.segments[n].words)
+            a, b = max(i, start), min(j, end - 1)
+            if a <= b:
+                local.setdefault(n, {})[a - start] = (b - start, term)
+    segments = []
+    for n, seg in enumerate(transcript.segments):
         words = list(seg.words)
-        runs = {i: (j, t) for i, j, t in _matches(words, terms)}
+        runs = local.get(n, {})
         out: list[Word] = []
         i = 0
         while i < len(words):
             if i in runs:
-                j, t = runs[i]
+                j, term = runs[i]
                 first, last = words[i], words[j]
-                lead = first.text[: len(first.text) - len(first.text.lstrip())]
-                m = _ENDING.search(last.text.strip())
-                poss, tail = (m.group(1) or "", m.group(2)) if m else ("", "")
+                joined = "".join(w.text for w in words[i : j + 1])
                 probability = min(w.probability for w in words[i : j + 1])
-                out.append(
-                    Word(first.start, last.end, f"{lead}{t.placeholder}{poss}{tail}", probability)
-                )
+                out.append(Word(first.start, last.end, _hidden(joined, terms, term), probability))
                 i = j + 1
             else:
-                w = words[i]
-                out.append(dataclasses.replace(w, text=redact_text(w.text, terms)))
+                # No term in it: a word alone could read otherwise ("green" has no capitals).
+                out.append(words[i])
                 i += 1
+        text = redact_text(seg.text, terms)
+        if runs and "".join(w.text for w in words) == seg.text:
+            text = "".join(w.text for w in out)  # the same words as the captions
         segments.append(
             Segment(
                 id=seg.id,
                 start=seg.start,
                 end=seg.end,
-                text=redact_text(seg.text, terms),
+                text=text,
                 words=out,
                 avg_logprob=seg.avg_logprob,
                 no_speech_prob=seg.no_speech_prob,
@@ -284,18 +281,31 @@ def anonymised_transcript(transcript: Transcript, terms: Iterable[Term | str]) -
     return dataclasses.replace(transcript, segments=segments)
 
 
+def _hidden(joined: str, terms: list[Term], term: Term) -> str:
+    """The words of a run as one word: redacted, or (part of a name cut by a segment end, such
+    as "T. R. I.") the placeholder with the words' space before and punctuation after."""
+    text = redact_text(joined, terms)
+    if text != joined:
+        return text
+    lead = joined[: len(joined) - len(joined.lstrip())]
+    tail = re.search(r"[^\w\]]*$", joined).group(0)
+    return f"{lead}{term.placeholder}{tail}"
+
+
 def render_replacements(terms: Iterable[Term | str]) -> dict[str, str]:
     """Word → placeholder for `render.Redactions.replacements`, which replaces one word at a
     time: single-word terms and name parts only (a multi-word place like "New York" must not
     turn every "new" into "[place]"; give render the anonymised transcript for those)."""
     out: dict[str, str] = {}
-    for t in _expand(_as_terms(terms)):
-        words = term_words(t.text)
-        if len(words) != 1:
+    for keys, t in expand(_as_terms(terms)):
+        if len(keys) != 1 or keys[0][:1] in (EXACT, SPELLED):
+            # Matched as written or as spelled letters: one word alone cannot tell; render
+            # has the anonymised transcript for those.
             continue
-        out[words[0]] = t.placeholder
-        out[f"{words[0]}'s"] = f"{t.placeholder}'s"
-        out[f"{words[0]}’s"] = f"{t.placeholder}’s"
+        key = keys[0].removeprefix(PART)  # a name's part: in any case, to be safe
+        out[key] = t.placeholder
+        out[f"{key}'s"] = f"{t.placeholder}'s"
+        out[f"{key}’s"] = f"{t.placeholder}’s"
     return out
 
 
@@ -312,6 +322,8 @@ def analysis_terms(analysis: Mapping[str, Any] | Any | None) -> list[Term]:
     out = []
     for e in entities:
         e = e if isinstance(e, Mapping) else dataclasses.asdict(e)
+        if e.get("hide") is False:
+            continue  # listed for the editor (the model overruled the heuristic), not hidden
         if str(e.get("text") or "").strip():
             out.append(
                 Term(e["text"], e.get("kind") or "name", e.get("start"), e.get("end"), "analysis")
@@ -341,6 +353,9 @@ class Publication:
     redactions: Redactions | None = None
     #: Semitones to shift the voice by in the video, or None.
     voice_semitones: float | None = None
+    #: The narrator's own choice of voice ("disguised" or "synthetic"), or None for the
+    #: campaign's (`policy.voice.published_voice`).
+    voice_mode: str | None = None
     #: Source intervals bleeped (the same as `redactions.intervals`).
     intervals: list[tuple[float, float]] = field(default_factory=list)
 
@@ -367,5 +382,6 @@ def for_publication(
         terms=terms,
         redactions=Redactions(intervals=intervals, replacements=render_replacements(terms)),
         voice_semitones=voice_disguise(ctx, narrative_id),
+        voice_mode=voice_mode(ctx, narrative_id),
         intervals=intervals,
     )

@@ -3,6 +3,11 @@
 **A sidecar cannot resurrect consent.** Once withdrawn, a consent can only be replaced by one
 given after the withdrawal, so re-processing a folder whose `story.consent.toml` still says yes
 changes nothing. Importing on ingest never overwrites a recorded consent.
+
+A sidecar may say how the anonymous narrator is heard: `voice = "synthetic"` (a shipped voice
+re-creates their words), `"disguised"` (the recording, names bleeped) or `"campaign"` (the
+campaign's setting). It is recorded with the consent (`store.redactions.set_voice_mode`) and
+preferred over the campaign's (`policy.voice`); a sidecar without it leaves the choice as it is.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from narratives.policy.consent import ConsentInput, save_consent, validate_conse
 from narratives.records.consent import Consent
 from narratives.store.consents import load_consent
 from narratives.store.context import Context
+from narratives.store.redactions import VOICE_MODES, set_voice_mode
 
 __all__ = [
     "SIDECAR_SUFFIX",
     "SIDECAR_CAMPAIGNS_KEY",
+    "SIDECAR_VOICE_KEY",
     "sidecar_path",
     "load_sidecar",
     "sidecar_campaigns",
+    "sidecar_voice",
     "import_sidecar",
 ]
 
@@ -45,6 +53,10 @@ def sidecar_path(recording: Path) -> Path:
 #: A sidecar key that is not about consent: the campaigns the recording is for, handed to
 #: `narratives.workflow.assignments` by the pipeline (see `sidecar_campaigns`).
 SIDECAR_CAMPAIGNS_KEY = "campaigns"
+#: The narrator's choice of voice for anonymous videos, recorded beside the consent
+#: (`sidecar_voice`); "campaign" leaves it to the campaign.
+SIDECAR_VOICE_KEY = "voice"
+_CAMPAIGN_VOICE = "campaign"
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -61,14 +73,15 @@ def load_sidecar(path: Path) -> ConsentInput | None:
     """Read a consent sidecar (`story.consent.toml`, or the one beside `story.m4a`).
 
     None when there is no such file, or when it only names campaigns (no consent in it);
-    ConfigError naming the file and key when it is invalid. The `campaigns` key is not
-    consent: `sidecar_campaigns` reads it.
+    ConfigError naming the file and key when it is invalid. The `campaigns` and `voice` keys
+    are not consent fields: `sidecar_campaigns` and `sidecar_voice` read them.
     """
     path = sidecar_path(Path(path))
     data = _read_sidecar(path)
     if data is None:
         return None
-    data = {k: v for k, v in data.items() if k != SIDECAR_CAMPAIGNS_KEY}
+    _voice_of(data, path)  # a bad `voice` is named here too
+    data = {k: v for k, v in data.items() if k not in (SIDECAR_CAMPAIGNS_KEY, SIDECAR_VOICE_KEY)}
     if not data:
         return None
     return validate_consent(data, str(path))
@@ -94,6 +107,28 @@ def sidecar_campaigns(path: Path) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in value))
 
 
+def sidecar_voice(path: Path) -> str | None:
+    """The voice a sidecar chooses: "synthetic", "disguised" or "campaign" (the campaign's),
+    or None when it has no `voice` key. ConfigError naming the file and key for another value."""
+    path = sidecar_path(Path(path))
+    data = _read_sidecar(path)
+    return _voice_of(data, path) if data else None
+
+
+def _voice_of(data: dict[str, Any], path: Path) -> str | None:
+    if SIDECAR_VOICE_KEY not in data:
+        return None
+    value = data[SIDECAR_VOICE_KEY]
+    allowed = (*VOICE_MODES, _CAMPAIGN_VOICE)
+    if not isinstance(value, str) or value.strip().lower() not in allowed:
+        raise ConfigError(
+            f"{path}: invalid sidecar\n  {SIDECAR_VOICE_KEY}: got {value!r}; must be one of "
+            + ", ".join(f'"{v}"' for v in allowed)
+            + ' (like voice = "synthetic": a shipped voice re-creates the narrator\'s words)'
+        )
+    return value.strip().lower()
+
+
 def import_sidecar(
     ctx: Context,
     narrative_id: str,
@@ -107,7 +142,8 @@ def import_sidecar(
 
     Returns None when there is no sidecar and no consent recorded. Without `replace`, an
     already recorded consent is kept as it is (re-processing a folder never changes consent);
-    with it, the sidecar replaces it (still refused if the old one was withdrawn later).
+    with it, the sidecar replaces it (still refused if the old one was withdrawn later). The
+    sidecar's `voice` is recorded when its consent is, and only then.
 
     `on_change(before, after)` runs once a consent is recorded: `workflow.takedown` passes
     its takedown of what the new consent no longer covers. Ingest passes none: without
@@ -116,6 +152,8 @@ def import_sidecar(
     """
     path = sidecar_path(Path(recording_path))
     given = load_sidecar(path)
+    # Checked before anything is recorded: a bad voice leaves no half-imported consent.
+    voice = sidecar_voice(path) if given is not None else None
     with ctx.db.begin() as conn:
         current = load_consent(conn, narrative_id)
         if given is None:
@@ -133,6 +171,9 @@ def import_sidecar(
         after = save_consent(
             conn, narrative_id, given, actor=actor, action="consent.import", detail=str(path)
         )
+    if voice is not None:
+        mode = None if voice == _CAMPAIGN_VOICE else voice
+        set_voice_mode(ctx, narrative_id, mode, actor=actor)
     if on_change is not None:
         on_change(current, after)
     return after

@@ -122,6 +122,19 @@ class Entity:
     end: float | None
     char_start: int = 0
     char_end: int = 0
+    #: Which detector found it: "both" (the NER model and the heuristic agree), "model" or
+    #: "heuristic" (only one did: an editor should look); "" in older records.
+    found_by: str = ""
+    #: False for a find the other detector overruled (the model calls the heuristic's
+    #: capitalised word a date, an organisation, a nationality...): listed, not hidden.
+    hide: bool = True
+    #: Why it is unsure, for the editor ("the model calls it an organisation").
+    note: str = ""
+
+    @property
+    def unsure(self) -> bool:
+        # Also a find that is not hidden (a title alone, "St"): the editor decides.
+        return self.found_by in ("model", "heuristic") or not self.hide
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entity:

@@ -1,8 +1,10 @@
-"""The editors' marks on a narrative: terms to hide and the voice disguise, kept in
-`media/work/<id>/redactions.json`.
+"""The editors' marks on a narrative: terms to hide, the voice disguise and the narrator's own
+choice of voice (`voice_mode`), kept in `media/work/<id>/redactions.json`.
 
 Written atomically; read-modify-write under a file lock, so the web app and the CLI can both
-add terms. Every change has its audit row. Two spellings of a term are one term when their
+add terms. Every change has its audit row. A term of one letter, a common word or a title alone
+("St") is refused with the reason (`records.common_words.term_problem`): it would blank that
+word everywhere. Two spellings of a term are one term when their
 `term_words` agree, so marking "rosalind" after "Rosalind" changes nothing.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 from narratives.core.clock import utcnow
 from narratives.core.errors import NarrativesError, UsageError
 from narratives.core.files import atomic_write_json
+from narratives.records.common_words import term_problem
 from narratives.records.redactions import PLACEHOLDERS, Term, term_words
 from narratives.store import audit
 from narratives.store.context import Context
@@ -29,9 +32,15 @@ __all__ = [
     "unmark_term",
     "voice_disguise",
     "set_voice_disguise",
+    "VOICE_MODES",
+    "voice_mode",
+    "set_voice_mode",
 ]
 
 REDACTIONS_FILE = "redactions.json"
+#: The voices a narrator may choose for their anonymous videos (`policy.voice`); None leaves
+#: it to the campaign's `voice` setting.
+VOICE_MODES = ("disguised", "synthetic")
 
 
 def _path(ctx: Context, narrative_id: str) -> Path:
@@ -42,11 +51,12 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {"terms": [], "voice": None}
+        return {"terms": [], "voice": None, "voice_mode": None}
     except (OSError, ValueError) as exc:
         raise NarrativesError(f"{path}: cannot read the marked terms: {exc}") from None
     data.setdefault("terms", [])
     data.setdefault("voice", None)
+    data.setdefault("voice_mode", None)
     return data
 
 
@@ -89,8 +99,9 @@ def mark_term(
 ) -> list[Term]:
     """Mark a name or detail to hide (idempotent); returns the marked terms."""
     text = " ".join(text.split())
-    if not term_words(text):
-        raise UsageError("give a word or name to hide")
+    problem = term_problem(text)
+    if problem:
+        raise UsageError(f"not hidden: {problem}")
     if kind not in PLACEHOLDERS:
         raise UsageError(f"kind must be one of {', '.join(PLACEHOLDERS)}")
     with _locked(ctx, narrative_id) as (_, data):
@@ -137,3 +148,33 @@ def set_voice_disguise(
         after = data["voice"]
     if before != after:
         _audit(ctx, narrative_id, actor, "redaction.voice", before, after)
+
+
+def voice_mode(ctx: Context, narrative_id: str) -> str | None:
+    """The narrator's own choice of voice for anonymous videos ("disguised" or "synthetic"),
+    or None: the campaign's `voice` setting decides."""
+    mode = _read(_path(ctx, narrative_id)).get("voice_mode")
+    return mode if mode in VOICE_MODES else None
+
+
+def set_voice_mode(ctx: Context, narrative_id: str, mode: str | None, *, actor: str) -> bool:
+    """Record the narrator's choice of voice (None: the campaign's); True when it changed.
+    Audited; takes effect when the videos are rendered again (the privacy fingerprint
+    changes)."""
+    if mode is not None and mode not in VOICE_MODES:
+        raise UsageError(
+            f"unknown voice {mode!r}", hint=f"one of {', '.join(VOICE_MODES)}, or campaign"
+        )
+    with _locked(ctx, narrative_id) as (_, data):
+        before = data.get("voice_mode")
+        data["voice_mode"] = mode
+    if before != mode:
+        _audit(
+            ctx,
+            narrative_id,
+            actor,
+            "redaction.voice_mode",
+            {"voice_mode": before},
+            {"voice_mode": mode},
+        )
+    return before != mode

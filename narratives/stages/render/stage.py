@@ -8,6 +8,13 @@ card, the WebVTT), `design` (everything drawn once, composed per frame) and `vid
 video encoded). This module decides what to render and when a finished render is reused:
 everything public comes from `for_publication`, so a video made while the narrator was named
 is never reused once they must be anonymous (see `_privacy_fingerprint`).
+
+An anonymous narrator in a campaign with `voice = "synthetic"`, or whose consent chose it
+(`narrative consent voice`, preferred over the campaign's), is not heard at all: `revoice`
+has the shipped neural voice speak the redacted transcript, and the video is made from that
+speech and its word times (`policy.voice` decides, `engines.tts` speaks). The voice a video
+is published with is part of its privacy fingerprint, so changing the choice renders again. The
+voice package is checked before the first video, so a missing or damaged one fails here.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ import sqlalchemy as sa
 from narratives.core.campaigns import Campaign, get_campaign
 from narratives.core.errors import ConfigError, InvalidState
 from narratives.core.workspace import Workspace
+from narratives.engines.tts import check_voice
 from narratives.policy.anonymise import Publication, for_publication
 from narratives.policy.routing import routes
+from narratives.policy.voice import SYNTHETIC, published_voice
 from narratives.records.analysis import Analysis
 from narratives.records.redactions import Redactions
 from narratives.records.stage import StageResult
@@ -35,6 +44,7 @@ from narratives.records.video import FORMATS, Video, video_file, video_key
 from narratives.stages.ingest import source_path
 from narratives.stages.render.cut import sentences, words_of
 from narratives.stages.render.layout import load_layout
+from narratives.stages.render.revoice import Revoiced, plan, revoice
 from narratives.stages.render.video import render_video
 from narratives.store.context import Context
 from narratives.store.narrative_files import read_analysis, read_transcript
@@ -56,11 +66,29 @@ class RenderStage:
     was nothing to render)."""
 
     name: str = STAGE
+    #: The pipeline's progress callback: ("stage", "render <campaign>/<format>") as each video
+    #: starts, then ("fraction", frames done / frames) while it encodes.
+    progress: Callable[[str, Any], None] | None = None
 
     def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
-        videos = run(ctx, narrative_id, force=force)
+        videos = run(ctx, narrative_id, force=force, progress=_frames_to(self.progress))
         worked = any(not video.skipped for video in videos)
         return StageResult(STAGE, "done" if worked else "skipped", videos)
+
+
+def _frames_to(progress: Callable[[str, Any], None] | None) -> StageProgress | None:
+    """Turns the render's per-video frame counts into the pipeline's progress events."""
+    if progress is None:
+        return None
+    current: list[str] = []
+
+    def report(key: str, done: int, total: int) -> None:
+        if current != [key]:
+            current[:] = [key]
+            progress("stage", f"{STAGE} {key}")
+        progress("fraction", done / total if total else 1.0)
+
+    return report
 
 
 def run(
@@ -106,6 +134,9 @@ def run(
     for f in formats or ():
         if f not in FORMATS:
             raise ConfigError(f"unknown video format {f!r}", hint=f"one of {', '.join(FORMATS)}")
+    if any(published_voice(c, pub.anonymous, pub.voice_mode) == SYNTHETIC for c in chosen):
+        # Before any video: a missing or damaged voice package is named now, with the fix.
+        check_voice()
     job = _Job(ctx, narrative_id, pub, redactions, progress)
     return [
         job.video(campaign, fmt, force=force)
@@ -138,12 +169,33 @@ class _Job:
     ) -> None:
         self.ctx, self.narrative_id = ctx, narrative_id
         self.transcript, self.analysis = pub.transcript, pub.analysis
+        self.pub = pub
         self.redactions, self.voice_semitones = redactions, pub.voice_semitones
         self.privacy = _privacy_fingerprint(pub, redactions)
         self.title = _title(ctx, narrative_id, self.analysis, self.transcript)
         self.keys = _keys(self.analysis)
         self.progress = progress
         self._audio_path: Path | None = None
+        self._revoiced: Revoiced | None = None
+
+    def _voice(self, campaign: Campaign) -> str:
+        return published_voice(campaign, self.pub.anonymous, self.pub.voice_mode)
+
+    def _privacy(self, campaign: Campaign) -> str:
+        """The privacy fingerprint of this campaign's videos: a synthetic voice (the
+        campaign's or the narrator's choice) adds itself and the words it says, so a change
+        of the voice a video is published with renders it again."""
+        if self._voice(campaign) != SYNTHETIC:
+            return self.privacy
+        extra = f"{SYNTHETIC}:{plan(self.transcript).key}"
+        return hashlib.sha256(f"{self.privacy}/{extra}".encode()).hexdigest()[:16]
+
+    def _speech(self) -> Revoiced:
+        """The synthetic speech, made once for every campaign and format of the narrative."""
+        if self._revoiced is None:
+            folder = self.ctx.workspace.narrative_dir(self.narrative_id)
+            self._revoiced = revoice(folder, self.transcript)
+        return self._revoiced
 
     def video(self, campaign: Campaign, fmt: str, *, force: bool) -> Video:
         """The video for one campaign and format: a finished one reused, else rendered."""
@@ -159,7 +211,7 @@ class _Job:
             prev is not None
             and prev.status == "done"
             and isinstance(prev.output, dict)
-            and prev.output.get("privacy") == self.privacy
+            and prev.output.get("privacy") == self._privacy(campaign)
             and all(
                 (ws.root / prev.output[k]).is_file() for k in ("video", "captions", "thumbnail")
             )
@@ -173,7 +225,9 @@ class _Job:
         ctx, ws, settings = self.ctx, self.ctx.workspace, self.ctx.settings.render
         key = video_key(campaign.slug, fmt)
         layout = load_layout(ws, fmt)
-        self._audio_path = self._audio_path or source_path(ctx.db, self.narrative_id)
+        synthetic = self._voice(campaign) == SYNTHETIC
+        if not synthetic:
+            self._audio_path = self._audio_path or source_path(ctx, self.narrative_id)
         progress = self.progress
         folder = ws.narrative_dir(self.narrative_id)
         with stage_run(ctx.db, self.narrative_id, STAGE, key) as handle:
@@ -181,22 +235,31 @@ class _Job:
             handle.model = f"layout:{fmt}"
             # moviepy.__version__ is stale in 2.2.1 (it says 2.1.2); the metadata is not.
             handle.version = version("moviepy")
+            if synthetic:
+                # Nothing of the recording: the shipped voice's speech, its words and times.
+                speech = self._speech()
+                audio, transcript, keys = speech.audio, speech.transcript, speech.keys(self.keys)
+                words = self.redactions.replacements if self.redactions else {}
+                redactions, semitones = Redactions(intervals=(), replacements=words), None
+            else:
+                audio, transcript, keys = self._audio_path, self.transcript, self.keys
+                redactions, semitones = self.redactions, self.voice_semitones
             r = render_video(
-                self._audio_path,
-                self.transcript,
+                audio,
+                transcript,
                 campaign,
                 folder / video_file(campaign.slug, fmt),
                 fmt=fmt,
                 layout=layout,
                 workspace=ws,
                 title=self.title,
-                keys=self.keys,
+                keys=keys,
                 fps=settings.fps,
                 scale=settings.scale,
                 preset=settings.preset,
                 threads=settings.threads or None,
-                redactions=self.redactions,
-                voice_semitones=self.voice_semitones,
+                redactions=redactions,
+                voice_semitones=semitones,
                 progress=(lambda d, t: progress(key, d, t)) if progress else None,
             )
             result = Video(
@@ -210,10 +273,12 @@ class _Job:
                 r.width,
                 r.height,
                 r.cut,
-                r.cut_ranges,
+                # The records keep recording time (what the drafts and the editor read).
+                speech.recording_ranges(r.cut_ranges) if synthetic else r.cut_ranges,
                 r.missing_glyphs,
+                voice=SYNTHETIC if synthetic else None,
             )
-            handle.output = {**result.output(ws.root), "privacy": self.privacy}
+            handle.output = {**result.output(ws.root), "privacy": self._privacy(campaign)}
         return result
 
 
