@@ -33,7 +33,13 @@ def publish_cmd(draft_id, now, actor, as_json):
                 "delivery": d.to_dict() if d else None,
             }
         )
-    elif outcome.status in ("published", "found_existing"):
+    elif outcome.status == "found_existing":
+        # An earlier attempt had landed every post: nothing was posted twice.
+        console.print(
+            f"Draft {draft_id} was found already on the server (delivery {d.id}); "
+            "nothing was posted again."
+        )
+    elif outcome.status == "published":
         console.print(f"Published draft {draft_id} (delivery {d.id}).")
     else:
         console.print(f"[red]Not published[/red] ({outcome.status}): {outcome.error or ''}")

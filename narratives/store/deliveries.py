@@ -11,7 +11,10 @@ Two rules live here because more than one module applies them:
 - **missed** (`is_late`, `mark_missed`): a delivery whose time passed by more than the
   campaign's `slots.missed_after_hours` is missed if it never went out, whether the scheduler
   finds it at start or a publisher on its wake-up. Never tried, or a failed one waiting for its
-  retry; not one with a post already out (it is finished, not missed).
+  retry; not one with a post already out (it is finished, not missed). A wait the server
+  imposed (HTTP 429, Bluesky's daily video limit: its latest attempt is `rate_limited`) is
+  measured from its `retry_at` instead: the server chose that time, so waiting for it is not
+  lateness (issue 19; a daily limit can hold a post for most of a day).
 
 Reads shared by several modules are in `store.delivery_queries`.
 """
@@ -36,6 +39,7 @@ from narratives.store.schema import deliveries, delivery_attempts
 __all__ = [
     "missed_limit",
     "is_late",
+    "waits_for_server",
     "overdue",
     "mark_missed",
     "insert_scheduled",
@@ -184,10 +188,18 @@ def failed(
     error: str,
     actor: str,
     now: datetime,
+    counts: bool = True,
 ) -> bool:
     """`publishing` → `failed` (to retry at `retry_at`, or stopped when None), with its
-    attempt (`kind`: transient_error | permanent_error) and audit row; False when the claim
-    was lost (a "failed" row and audit entry would then misreport what happened)."""
+    attempt (`kind`: transient_error | permanent_error | rate_limited) and audit row; False
+    when the claim was lost (a "failed" row and audit entry would then misreport what
+    happened). With `counts=False` (a rate-limit wait) the claim's attempt is given back, so
+    waiting for the server does not bring the delivery nearer its attempt limit."""
+    values: dict[str, Any] = {}
+    if not counts:
+        values["attempts"] = sa.case(
+            (deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0
+        )
     res = conn.execute(
         deliveries.update()
         .where(_ours(delivery_id, owner))
@@ -198,6 +210,7 @@ def failed(
             updated_at=now,
             claimed_by=None,
             claimed_at=None,
+            **values,
         )
     )
     if res.rowcount != 1:
@@ -275,6 +288,41 @@ def missed_limit(ctx: Context, campaign_slug: str) -> timedelta:
     return timedelta(hours=hours)
 
 
+#: The `delivery_attempts.outcome` of a wait the server imposed (HTTP 429, a daily limit).
+RATE_LIMITED = "rate_limited"
+
+
+def _server_wait() -> Any:
+    """A failed delivery waiting for a time the server set: its latest attempt is a rate-limit
+    wait (never NULL, so its negation is safe)."""
+    latest = (
+        sa.select(delivery_attempts.c.outcome)
+        .where(delivery_attempts.c.delivery_id == deliveries.c.id)
+        .order_by(delivery_attempts.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.and_(
+        deliveries.c.state == S.FAILED,
+        deliveries.c.retry_at.is_not(None),
+        sa.func.coalesce(latest, "") == RATE_LIMITED,
+    )
+
+
+def waits_for_server(conn: Connection, delivery_id: int) -> bool:
+    """Whether the delivery is waiting for a time the server set (see `_server_wait`)."""
+    q = sa.select(deliveries.c.id).where(deliveries.c.id == delivery_id, _server_wait())
+    return conn.execute(q).first() is not None
+
+
+def _late(now: datetime, limit: timedelta, server_wait: bool) -> Any:
+    """The lateness part of the missed rule, for `mark_missed`'s own condition."""
+    cutoff = now - limit
+    if server_wait:
+        return sa.and_(_server_wait(), deliveries.c.retry_at < cutoff)
+    return sa.and_(~_server_wait(), deliveries.c.scheduled_at < cutoff)
+
+
 def _missable() -> Any:
     """The part of the missed rule the database checks (the rest is in `is_late`)."""
     return sa.or_(
@@ -286,15 +334,19 @@ def _missable() -> Any:
     )
 
 
-def is_late(d: Delivery, now: datetime, limit: timedelta) -> bool:
+def is_late(d: Delivery, now: datetime, limit: timedelta, *, server_wait: bool = False) -> bool:
     """Whether a waiting delivery is past its campaign's limit with nothing of it out.
 
-    A scheduled one that was ever attempted is refused by `mark_missed`'s own condition."""
-    if d.state not in WAITING or d.scheduled_at > now or now - d.scheduled_at <= limit:
+    Lateness counts from `scheduled_at`, or from `retry_at` for a wait the server imposed
+    (`server_wait`, see `waits_for_server`). Without `server_wait` this is a first check only:
+    `mark_missed`'s own condition applies the whole rule (a server wait, or a scheduled one
+    that was ever attempted, is refused there)."""
+    if d.state not in WAITING or d.scheduled_at > now:
         return False
     if d.state == S.FAILED and (d.retry_at is None or d.landed_posts):
         return False
-    return True
+    since = d.retry_at if server_wait and d.retry_at is not None else d.scheduled_at
+    return now - since > limit
 
 
 def overdue(conn: Connection, now: datetime) -> list[Delivery]:
@@ -307,16 +359,33 @@ def overdue(conn: Connection, now: datetime) -> list[Delivery]:
     return [Delivery.from_row(r) for r in rows]
 
 
-def mark_missed(conn: Connection, d: Delivery, now: datetime, *, actor: str) -> bool:
+def mark_missed(
+    conn: Connection, d: Delivery, now: datetime, *, actor: str, limit: timedelta
+) -> bool:
     """Mark a late delivery (`is_late`) `missed`, with the reason and its audit row; False
-    when it changed meanwhile or was tried after all (then it is published, not missed)."""
-    reason = (
-        f"missed: due {d.scheduled_at.isoformat()}, and it was "
-        f"{(now - d.scheduled_at).total_seconds() / 3600:.1f} h late when the scheduler woke"
-    )
+    when it changed meanwhile, was tried after all (then it is published, not missed), or is
+    waiting for a time the server set that is not `limit` past (the rule is checked here, in
+    the UPDATE's condition, so a caller's stale view cannot miss a server wait)."""
+    server_wait = waits_for_server(conn, d.id)
+    if server_wait and d.retry_at is not None:
+        reason = (
+            f"missed: due {d.scheduled_at.isoformat()}, held by the server's limit until "
+            f"{d.retry_at.isoformat()}, and it was "
+            f"{(now - d.retry_at).total_seconds() / 3600:.1f} h past that when the scheduler woke"
+        )
+    else:
+        reason = (
+            f"missed: due {d.scheduled_at.isoformat()}, and it was "
+            f"{(now - d.scheduled_at).total_seconds() / 3600:.1f} h late when the scheduler woke"
+        )
     res = conn.execute(
         deliveries.update()
-        .where(deliveries.c.id == d.id, deliveries.c.state == d.state, _missable())
+        .where(
+            deliveries.c.id == d.id,
+            deliveries.c.state == d.state,
+            _missable(),
+            _late(now, limit, server_wait),
+        )
         .values(state=S.MISSED, retry_at=None, last_error=reason, updated_at=now)
     )
     if res.rowcount != 1:

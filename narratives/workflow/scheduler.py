@@ -54,6 +54,7 @@ from narratives.store import deliveries as store
 from narratives.store.context import Context
 from narratives.store.delivery_queries import waiting_times
 from narratives.workflow.channels import default_publishers
+from narratives.workflow.engagement import pull as pull_engagement
 from narratives.workflow.feeds import write_all_feeds
 from narratives.workflow.publishing import (
     Backoff,
@@ -108,6 +109,24 @@ class _Scheduler(BackgroundScheduler):
                 raise
 
 
+class _SkippedRunsAreRoutine(logging.Filter):
+    """APScheduler warns "maximum number of running instances reached" whenever a job fires
+    while its previous run is still going: the sync on a short interval during a slow
+    database, or a delivery re-put while it is publishing. With `max_instances=1` skipping is
+    exactly what we want (the running one does the same work, and rows are the truth), so the
+    notice is demoted to DEBUG instead of filling the log (62 warnings in one fault run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances reached" in str(record.msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_SKIP_FILTER = _SkippedRunsAreRoutine()
+logging.getLogger("apscheduler.scheduler").addFilter(_SKIP_FILTER)
+
+
 @dataclass
 class ReconcileReport:
     recovered: list[int] = field(default_factory=list)
@@ -141,8 +160,11 @@ class SchedulerService:
         sync_interval: float = 10.0,
         workers: int = 4,
         actor: str = "scheduler",
+        stats_interval: float | None = 3600.0,
     ) -> None:
         self.ctx = ctx
+        #: Seconds between engagement pulls (likes, reposts, replies, quotes); None: never.
+        self.stats_interval = stats_interval
         self.publishers = publishers if publishers is not None else default_publishers(ctx)
         self.backoff = backoff
         self.sync_interval = sync_interval
@@ -189,6 +211,15 @@ class SchedulerService:
                 replace_existing=True,
                 next_run_time=utcnow(),
             )
+            if self.stats_interval:
+                self._aps.add_job(
+                    self.pull_stats,
+                    "interval",
+                    seconds=self.stats_interval,
+                    id="narratives-engagement",
+                    jobstore="internal",
+                    replace_existing=True,
+                )
             self._aps.resume()
         except BaseException:
             _active = None
@@ -305,6 +336,24 @@ class SchedulerService:
         except Exception:
             log.exception("taking down expired consents failed")
 
+    def pull_stats(self) -> None:
+        """Store the counts of every published Bluesky post (issue 19): the report's series."""
+        if self._stopping.is_set():
+            return
+        try:
+            r = pull_engagement(self.ctx)
+            log.info(
+                "engagement: %d of %d posts in %.1f s, %d requests",
+                r.stored,
+                r.posts,
+                r.seconds,
+                r.requests,
+            )
+            for error in r.errors:
+                log.warning("engagement: %s", error)
+        except Exception:
+            log.exception("pulling engagement counts failed")
+
     # -- internals ----------------------------------------------------------------------------
 
     def _mark_missed(self, now: datetime) -> list[int]:
@@ -316,7 +365,7 @@ class SchedulerService:
             for d in store.overdue(conn, now):
                 limit = limits.setdefault(d.campaign, store.missed_limit(self.ctx, d.campaign))
                 if store.is_late(d, now, limit) and store.mark_missed(
-                    conn, d, now, actor=self.actor
+                    conn, d, now, actor=self.actor, limit=limit
                 ):
                     missed.append(d.id)
         return missed

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -86,9 +87,11 @@ def set_consent(
     expires_at: datetime | date | None = None,
     notes: str | None = None,
     actor: str,
+    expected_version: int | None | Literal["any"] = "any",
 ) -> Consent:
-    """Record (or replace) a narrative's consent (`policy.consent.record_consent`), then cancel
-    or take down what it no longer covers; the returned consent carries that `takedown`."""
+    """Record (or replace) a narrative's consent (`policy.consent.record_consent`, which
+    refuses a stale `expected_version` with `Conflict`), then cancel or take down what it no
+    longer covers; the returned consent carries that `takedown`."""
     before, after = ledger.record_consent(
         ctx,
         narrative_id,
@@ -100,6 +103,7 @@ def set_consent(
         expires_at=expires_at,
         notes=notes,
         actor=actor,
+        expected_version=expected_version,
     )
     report = take_down_uncovered(ctx, narrative_id, before, after, actor=actor)
     return dataclasses.replace(after, takedown=report) if report else after
@@ -119,13 +123,34 @@ def import_consent(
     )
 
 
-def withdraw(ctx: Context, narrative_id: str, *, actor: str, reason: str) -> WithdrawalReport:
+def withdraw(
+    ctx: Context, narrative_id: str, *, actor: str, reason: str, wait: float = 30.0
+) -> WithdrawalReport:
     """The narrator withdraws consent: stop and take down everything of the narrative.
 
+    A delivery a live publisher holds is left to it (it takes its posts down when it notices,
+    within seconds): this waits up to `wait` seconds for those, so the report says what is
+    down; what is still held then is in `report.pending`.
     Safe to run again: a second run finishes a takedown the first could not (server down).
     """
     reason = ledger.record_withdrawal(ctx, narrative_id, actor=actor, reason=reason)
-    return take_down(ctx, narrative_id, actor=actor, reason=reason, action="withdraw")
+    report = take_down(ctx, narrative_id, actor=actor, reason=reason, action="withdraw")
+    wait_for_pending(ctx, report, wait)
+    return report
+
+
+def wait_for_pending(ctx: Context, report: WithdrawalReport, timeout: float) -> None:
+    """Poll the deliveries `report` says a publisher still holds until they are settled or
+    `timeout` seconds pass; their `after` is updated to what they are now."""
+    deadline = time.monotonic() + timeout
+    while report.pending:
+        with ctx.db.connect() as conn:
+            for t in report.deliveries:
+                if t.delivery_id in report.pending:
+                    t.after = load_with_attempts(conn, t.delivery_id).state
+        if not report.pending or time.monotonic() >= deadline:
+            return
+        time.sleep(0.2)
 
 
 # ----------------------------------------------------------------------------- one delivery

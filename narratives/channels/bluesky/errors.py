@@ -16,7 +16,7 @@ from atproto_client.exceptions import (
 )
 
 from narratives.channels.bluesky.post import reject
-from narratives.core.errors import ChannelError, TransientChannelError
+from narratives.core.errors import ChannelError, RateLimited, TransientChannelError
 
 __all__ = ["classify", "error_name", "session_rejected"]
 
@@ -46,7 +46,7 @@ def classify(exc: BaseException, action: str) -> ChannelError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, RateLimitExceededError):
         delay = _rate_limit_delay(exc)
-        return TransientChannelError(
+        return RateLimited(
             f"Bluesky rate limit reached while trying to {action}",
             retry_after=delay,
             hint=f"retry in {delay:.0f} s" if delay is not None else None,

@@ -12,8 +12,10 @@ from narratives.channels.bluesky.post import (
     BlueskyAccount,
     BlueskyPost,
     Caption,
+    Gates,
     PublishedRef,
     VideoEmbed,
+    VideoUpload,
 )
 from narratives.channels.bluesky.tids import thread_rkeys
 from narratives.core.campaigns import BLUESKY, Campaign
@@ -22,6 +24,19 @@ from narratives.core.workspace import Workspace
 from narratives.records.delivery import Delivery
 
 __all__ = ["BlueskyPublisher"]
+
+
+def video_upload(cfg: Any) -> VideoUpload:
+    """A campaign's [channels.bluesky] video settings as the adapter takes them."""
+    limits = cfg.video_limits
+    return VideoUpload(
+        mode=cfg.video_upload,
+        service_url=cfg.video_service,
+        max_bytes=limits.max_bytes,
+        max_seconds=limits.max_seconds,
+        max_captions=limits.max_captions,
+        max_caption_bytes=limits.max_caption_bytes,
+    )
 
 
 class BlueskyPublisher:
@@ -44,13 +59,14 @@ class BlueskyPublisher:
         cfg = campaign.channels.bluesky
         if cfg is None:
             raise PermanentChannelError(f"campaign {campaign.slug} has no Bluesky channel")
-        key = f"{cfg.service}|{cfg.handle}"
+        video = video_upload(cfg)
+        key = f"{cfg.service}|{cfg.handle}|{video}"
         with self._guard:
             if key not in self._channels:
                 account = BlueskyAccount(
                     handle=cfg.handle, service_url=cfg.service, password_env=cfg.password_env
                 )
-                self._channels[key] = BlueskyChannel(account, self.workspace)
+                self._channels[key] = BlueskyChannel(account, self.workspace, video=video)
                 self._locks[key] = threading.Lock()
             return self._channels[key], self._locks[key]
 
@@ -79,6 +95,19 @@ class BlueskyPublisher:
             BlueskyPost(text=t, langs=langs, labels=labels, video=video if i == 0 else None)
             for i, t in enumerate(texts)
         ]
+
+    @staticmethod
+    def gates_for(item: Outgoing) -> Gates:
+        """The reply and quote controls for this delivery: the draft's own choice
+        (`content["gates"]`, set on the review page), else its campaign's."""
+        chosen = item.content.get("gates")
+        if chosen:
+            return Gates.from_dict(chosen)
+        cfg = item.campaign.channels.bluesky
+        if cfg is None:
+            return Gates()
+        g = cfg.gates
+        return Gates(replies=tuple(g.replies), lists=tuple(g.lists), quotes=g.quotes)
 
     @staticmethod
     def thread_keys(delivery: Delivery, count: int) -> tuple[list[dict], list[dict]]:
@@ -117,9 +146,16 @@ class BlueskyPublisher:
                 raise ClaimLost()
 
         channel, lock = self._channel(item.campaign)
+        gates = self.gates_for(item)
         with lock:
-            refs = channel.publish(posts, rkeys, already=already, on_progress=progress)
-        return PublishResult(posts=[r.as_dict() for r in refs] + extra, url=refs[0].uri)
+            refs = channel.publish(posts, rkeys, already=already, on_progress=progress, gates=gates)
+        # Every post this attempt had to send was on the server already (an earlier attempt
+        # landed it without recording it): this attempt found them, it did not publish them.
+        sent = refs[len(already) :]
+        found = bool(sent) and all(r.found for r in sent)
+        return PublishResult(
+            posts=[r.as_dict() for r in refs] + extra, url=refs[0].uri, found_existing=found
+        )
 
     def after_commit(self, item: Outgoing) -> None:
         return None
