@@ -1,10 +1,15 @@
 # The commands a newcomer and CI both use.
 VENV := .venv/bin
 
-.PHONY: setup demo test test-fast lint bench
+.PHONY: setup setup-tests demo test test-fast lint lock bench
 
+## What the pipeline needs (ffmpeg, a virtualenv at the versions in requirements.lock).
 setup:
 	bash scripts/setup
+
+## Plus what only the tests need (Chromium, PostgreSQL, the local Bluesky server, dev tools).
+setup-tests:
+	bash scripts/setup-tests
 
 ## Set everything up, then run the whole pipeline on the bundled sample recordings.
 demo: setup
@@ -13,19 +18,27 @@ demo: setup
 	$(VENV)/narrative status
 
 ## The test suite (real models, real ffmpeg, real Chromium, a real local Bluesky server).
-test:
+test: setup-tests
 	$(VENV)/pytest -q
 
-test-fast:
+test-fast: setup-tests
 	$(VENV)/pytest -q -m "not slow" --durations=5
 
-lint:
+lint: setup-tests
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/lint-imports
 
+## Resolve the dependencies afresh and write requirements.lock.
+lock:
+	bash scripts/lock
+
 bench:
 	$(VENV)/python bench/transcribe.py
 	$(VENV)/python bench/analyse.py
+	$(VENV)/python bench/anonymise.py
 	$(VENV)/python bench/render.py --batch 4
 	$(VENV)/python bench/scheduler.py
+	$(VENV)/python bench/cli_startup.py
+	$(VENV)/python bench/pipeline.py --minutes 10 --workers 2
+	$(VENV)/python bench/review.py

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pds_fixtures", "tests.postgres_fixtures", "tests.browser_fixtures"]
+pytest_plugins = [
+    "tests.pds_fixtures",
+    "tests.postgres_fixtures",
+    "tests.browser_fixtures",
+    "tests.appview_fixtures",
+]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,6 +30,7 @@ MODEL_LOADERS = (
     ("faster_whisper", None, "WhisperModel"),
     ("whisper", None, "load_model"),
     ("spacy", None, "load"),
+    ("onnxruntime", None, "InferenceSession"),  # the Piper voice (engines/tts.py)
 )
 
 
@@ -55,6 +61,9 @@ def workspace(tmp_path_factory, monkeypatch):
 
     root = tmp_path_factory.mktemp("ws")
     ws = init_workspace(root, force=True)
+    # Settings from the developer's shell (NARRATIVES_DATABASE__URL, ...) must not reach tests.
+    for name in [k for k in os.environ if k.upper().startswith("NARRATIVES_") and "__" in k]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("NARRATIVES_HOME", str(root))
     monkeypatch.chdir(root)
     return ws

@@ -54,7 +54,7 @@ def test_schedule_in_the_next_slot_and_see_it_on_the_agenda(ctx, server, browser
     expect(page).to_have_url(f"{server}/schedule")
     page.select_option("select[name=campaign]", "emotional-equity")
     page.click("form.filters button")
-    expect(page).to_have_url(f"{server}/schedule?campaign=emotional-equity&show=upcoming")
+    expect(page).to_have_url(f"{server}/schedule?campaign=emotional-equity&show=upcoming&view=list")
     zone = get_campaign(ctx.workspace, "emotional-equity").slots.zone
     local = d.scheduled_at.astimezone(zone)
     row = page.locator(f"#delivery-{d.id}")

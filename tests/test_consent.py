@@ -247,7 +247,7 @@ def test_sidecar_beside_recording(ctx, tmp_path):
 @pytest.mark.parametrize(
     "text, needle",
     [
-        (SIDECAR + 'voice = "deep"\n', "voice: Extra inputs are not permitted"),
+        (SIDECAR + 'pitch = "deep"\n', "pitch: Extra inputs are not permitted"),
         (SIDECAR.replace('"recording"', '"email"'), "method:"),
         (SIDECAR.replace("anonymous = false", 'anonymous = "maybe"'), "anonymous:"),
         (SIDECAR.replace('given_by = "Ana Example"\n', ""), "given_by: Field required"),
@@ -483,14 +483,16 @@ class FaultInjectingBlueskyPublisher(BlueskyPublisher):
         injector = self
 
         class Holding:
-            def publish(self, posts, rkeys, already=(), on_progress=None):
+            def publish(self, posts, rkeys, already=(), on_progress=None, **kwargs):
                 injector._hold(len(already))
 
                 def progress(refs):
                     injector._hold(len(refs))
                     on_progress(refs)
 
-                return channel.publish(posts, rkeys, already=already, on_progress=progress)
+                return channel.publish(
+                    posts, rkeys, already=already, on_progress=progress, **kwargs
+                )
 
         return Holding(), lock
 

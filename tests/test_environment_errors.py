@@ -22,6 +22,7 @@ from narratives.cli import cli
 from narratives.core import files
 from narratives.core.errors import (
     ChannelError,
+    ConfigError,
     EnvironmentProblem,
     InvalidState,
     ModelNotAvailable,
@@ -268,3 +269,31 @@ def test_offline_model_hint_says_what_helps(monkeypatch, tmp_path):
         whisper_models.resolve_model("small", cache_dir=tmp_path)
     # The CLI sets HF_HUB_OFFLINE=1 itself when it is unset, so "unset it" cannot help.
     assert "HF_HUB_OFFLINE=0" in exc.value.hint and "unset" not in exc.value.hint
+
+
+# ----------------------------------------------------------------------------- drivers
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://ada:s3cret-pw@127.0.0.1/narratives", "mysql://ada:***@127.0.0.1/narratives"),
+        ("nosuchdb://ada:s3cret-pw@127.0.0.1/x", "nosuchdb://ada:***@127.0.0.1/x"),
+        ("not a url at all", "not a database URL"),
+    ],
+)
+def test_a_database_without_its_driver_is_a_config_error(workspace, url, expected):
+    use_database(workspace, url)
+    res = run("users", "list")
+    assert_named(res, ConfigError.exit_code, expected)
+    assert "s3cret-pw" not in res.output
+
+
+def test_postgres_without_the_extra_names_the_extra(workspace, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the `postgres` extra were missing
+    use_database(workspace, "postgresql+psycopg://ada:s3cret-pw@127.0.0.1/narratives")
+    res = run("users", "list")
+    assert_named(res, ConfigError.exit_code, "ada:***@127.0.0.1/narratives")
+    assert "narratives[postgres]" in res.output and "s3cret-pw" not in res.output

@@ -230,6 +230,14 @@ def test_sigkill_during_a_batch_then_restart_posts_each_exactly_once(ctx, sky, w
     assert set(texts) == {f"Story {i:02d} of the batch." for i in range(50)}
     rkeys = {r["uri"].rsplit("/", 1)[1] for r in records}
     assert rkeys == {d.rkey for d in batch}
+    # Each post went out with its campaign's reply and quote controls, exactly once (issue 19).
+    for collection in ("app.bsky.feed.threadgate", "app.bsky.feed.postgate"):
+        gates = sky.pds.xrpc(
+            "GET",
+            "com.atproto.repo.listRecords",
+            params={"repo": sky.did, "collection": collection, "limit": 100},
+        ).json()["records"]
+        assert sorted(g["uri"].rsplit("/", 1)[1] for g in gates) == sorted(rkeys), collection
 
 
 def test_a_half_posted_thread_past_the_missed_limit_is_finished_not_missed(ctx, sky, monkeypatch):
@@ -244,11 +252,11 @@ def test_a_half_posted_thread_past_the_missed_limit_is_finished_not_missed(ctx, 
     real = bs.BlueskyChannel._publish_one
     calls = [0]
 
-    def second_fails(self, post, rkey, reply):  # fault injection: the PDS hiccups once
+    def second_fails(self, post, rkey, reply, *args, **kwargs):  # fault: the PDS hiccups once
         calls[0] += 1
         if calls[0] == 2:
             raise TransientChannelError("PDS hiccup")
-        return real(self, post, rkey, reply)
+        return real(self, post, rkey, reply, *args, **kwargs)
 
     monkeypatch.setattr(bs.BlueskyChannel, "_publish_one", second_fails)
     out = publishing.publish_delivery(ctx, d.id, default_publishers(ctx), actor="t")

@@ -89,8 +89,13 @@ def test_an_over_long_post_can_be_saved_but_not_approved(ctx, drafted):
     with pytest.raises(InvalidState, match="301"):
         review.approve(ctx, bsky, actor="kai")
     assert _state(ctx, bsky) == "pending_review"
-    # 300 graphemes of emoji families: far more code points, still allowed.
+    # 300 graphemes of emoji families are 7,500 bytes: Bluesky's 3,000-byte limit refuses them
+    # (issue 19: every limit is checked before approval, not at the slot).
     review.edit(ctx, bsky, {"posts": ["👨\u200d👩\u200d👧\u200d👦" * 300]}, actor="kai")
+    with pytest.raises(InvalidState, match="7500 bytes long; Bluesky allows 3000"):
+        review.approve(ctx, bsky, actor="kai")
+    # 120 of them: far more code points than graphemes, within both limits.
+    review.edit(ctx, bsky, {"posts": ["👨\u200d👩\u200d👧\u200d👦" * 120]}, actor="kai")
     assert review.approve(ctx, bsky, actor="kai").state == "approved"
 
 

@@ -29,13 +29,17 @@ def drafted(ctx):
     return {review.get_draft(ctx, i).channel: i for i in ids}
 
 
-def test_users_add_list_passwd_disable(runner, ctx):
+def test_users_add_list_passwd_disable(runner, ctx, monkeypatch):
     r = runner.invoke(
         cli, ["users", "add", "fayez", "--role", "admin", "--password-stdin"], input=PASSWORD + "\n"
     )
     assert r.exit_code == 0, r.output
     assert authenticate(ctx, "fayez", PASSWORD).role == "admin"
-    # Prompted twice; a mismatch asks again.
+    # Without a terminal: no prompt, a sentence naming --password-stdin (exit 2).
+    r = runner.invoke(cli, ["users", "add", "kai"], input="")
+    assert r.exit_code == 2 and "--password-stdin" in r.output and "Password:" not in r.output
+    # On a terminal: prompted twice; a mismatch asks again.
+    monkeypatch.setattr("narratives.cli.users._is_terminal", lambda: True)
     r = runner.invoke(
         cli, ["users", "add", "kai"], input=f"{PASSWORD}\nother password!\n{PASSWORD}\n{PASSWORD}\n"
     )

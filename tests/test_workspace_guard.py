@@ -44,6 +44,8 @@ COMMANDS: list[tuple[tuple[str, ...], list[str]]] = [
     (("users", "passwd"), ["ana", "--password-stdin"]),
     (("users", "disable"), ["ana"]),
     (("users", "enable"), ["ana"]),
+    (("users", "role"), ["ana", "admin"]),
+    (("users", "remove"), ["ana"]),
     (("serve",), []),
     (("schedule", "add"), ["1", "--next-slot"]),
     (("schedule", "fill"), ["--campaign", "emotional-equity"]),
@@ -59,8 +61,30 @@ COMMANDS: list[tuple[tuple[str, ...], list[str]]] = [
     (("consent", "show"), ["abc123"]),
     (("consent", "import"), ["abc123", "{story}"]),
     (("consent", "withdraw"), ["abc123", "--reason", "asked", "--yes"]),
+    (("consent", "expire"), []),
+    (("accounts", "check"), []),
+    (("accounts", "logout"), []),
+    (("accounts", "retry"), []),
+    (("stats", "pull"), []),
+    (("report",), ["--campaign", "emotional-equity"]),
+    (
+        ("replies", "hide"),
+        ["at://did:plc:x/app.bsky.feed.post/a", "at://did:plc:y/app.bsky.feed.post/b"],
+    ),
+    (
+        ("replies", "detach"),
+        ["at://did:plc:x/app.bsky.feed.post/a", "at://did:plc:y/app.bsky.feed.post/b"],
+    ),
     (("consent", "redact"), ["abc123", "Lisbon"]),
     (("consent", "disguise"), ["abc123", "--semitones", "3"]),
+    (("consent", "voice"), ["abc123", "synthetic"]),
+    (("export",), ["abc123", "{out}"]),
+    (("erase",), ["abc123", "--yes"]),
+    (("backup",), ["{out}"]),
+    (("relink",), ["abc123", "{story}"]),
+    (("transcript", "show"), ["abc123"]),
+    (("transcript", "edit"), ["abc123", "--from-file", "{story}"]),
+    (("transcript", "discard"), ["abc123"]),
 ]
 
 #: The commands that only look: in a workspace they make no folder, file or database.
@@ -75,8 +99,10 @@ READ_ONLY: list[list[str]] = [
     ["drafts", "show", "1"],
     ["schedule", "list"],
     ["consent", "show", "abc123"],
+    ["transcript", "show", "abc123"],
     ["users", "list"],
     ["feeds", "build", "{out}"],
+    ["backup", "{out}"],
     ["--help"],
     ["--version"],
     ["drafts", "--help"],
@@ -85,7 +111,9 @@ READ_ONLY: list[list[str]] = [
 
 def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
     found: set[tuple[str, ...]] = set()
-    for name, command in group.commands.items():
+    # list_commands/get_command, not .commands: the root group loads its commands lazily.
+    for name in group.list_commands(None):
+        command = group.get_command(None, name)
         if isinstance(command, click.Group):
             found |= _leaf_commands(command, (*path, name))
         else:
@@ -118,7 +146,8 @@ def _run(args: list[str], *, home: Path | None, outside: Path):
 
 
 def test_the_table_names_every_command():
-    assert {path for path, _ in COMMANDS} == _leaf_commands(cli) - {("init",)}
+    # `restore SRC DIR` makes a new workspace, as `init` does.
+    assert {path for path, _ in COMMANDS} == _leaf_commands(cli) - {("init",), ("restore",)}
 
 
 @pytest.mark.parametrize("how", ["here", "home", "missing home", "--workspace"])
@@ -208,3 +237,13 @@ def test_init_makes_a_workspace_the_commands_accept(tmp_path, outside, monkeypat
     assert made.exit_code == 0, made.output
     assert (tmp_path / "new" / "narratives.toml").is_file()
     assert _run(["--workspace", "new", "status"], home=None, outside=outside).exit_code == 0
+
+
+def test_a_refused_init_leaves_the_folder_as_it_was(tmp_path):
+    target = tmp_path / "half"
+    target.mkdir()
+    (target / "narratives.toml").write_text("# mine\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["init", str(target)])
+    assert res.exit_code == 2 and "already exists" in res.output
+    assert sorted(p.name for p in target.iterdir()) == ["narratives.toml"]
+    assert (target / "narratives.toml").read_text(encoding="utf-8") == "# mine\n"

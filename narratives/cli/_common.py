@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ __all__ = [
     "shown_name",
     "actor_option",
     "require_actor",
+    "confirm_or_yes",
 ]
 
 #: `--as USER` on every command that changes something: the name in the audit log.
@@ -51,6 +53,8 @@ def require_actor(actor: str | None) -> str:
 console = Console()
 err_console = Console(stderr=True)
 
+
+log = logging.getLogger(__name__)
 
 _READ_ONLY = "narratives.read_only"
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -79,6 +83,7 @@ def get_context() -> Context:
         root.obj["context"] = Context.current(
             root.obj.get("workspace"), read_only=ctx.meta.get(_READ_ONLY, False)
         )
+        log.info("workspace %s", root.obj["context"].workspace.root)
     return root.obj["context"]
 
 
@@ -136,3 +141,19 @@ def shown_name(name: str) -> str:
     """A file name as one line of Rich text: markup escaped, and a newline or other control
     character (legal in Unix names) shown as ⏎/� instead of breaking the table row."""
     return escape(_CONTROL.sub(lambda m: "⏎" if m.group() == "\n" else "\ufffd", name))
+
+
+def confirm_or_yes(question: str) -> None:
+    """Ask on the terminal; "no" aborts. Without a terminal to ask on, a usage error that
+    names --yes, not Click's bare "Aborted!"."""
+    try:
+        agreed = click.confirm(question)
+    except click.Abort:
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise  # Ctrl-C or Ctrl-D at the prompt: the user chose to stop
+        raise UsageError(
+            "no answer to the confirmation: standard input is not a terminal",
+            hint="pass --yes to go ahead without asking",
+        ) from None
+    if not agreed:
+        raise click.Abort()

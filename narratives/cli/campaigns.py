@@ -8,7 +8,7 @@ from rich.table import Table
 
 from narratives.cli._common import console, echo_json, get_context, read_only
 from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
-from narratives.core.errors import EXIT_USAGE, ConfigError
+from narratives.core.errors import EXIT_USAGE, ConfigError, ModelNotAvailable
 from narratives.stages.draft.templates import check_template, post_environment
 
 
@@ -73,6 +73,7 @@ def show(slug: str, as_json: bool) -> None:
         r = c.channels.rss
         click.echo(f"  rss: {r.title!r} by {r.author}, template {r.template}")
     click.echo(f"  video: {', '.join(c.look.formats)}, at most {c.max_video_seconds:g} s")
+    click.echo(f"  anonymous narrators' voice: {c.voice}")
 
 
 @campaigns.command()
@@ -101,6 +102,7 @@ def check() -> None:
                     errors.append(f"{c.path}: channels.{channel}.template: no templates/{name}")
                 else:
                     errors.append(str(exc))
+    errors += _voice_errors(found)
     slugs = [c.slug for c in found]
     for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
         errors.append(f"campaign slug {slug!r} is used twice")
@@ -121,6 +123,25 @@ def check() -> None:
     click.echo(f"{len(found)} campaign(s) OK: {', '.join(slugs)}")
     if examples:
         click.echo(f"{len(examples)} example stories in campaigns/{EXAMPLES_FILE}")
+
+
+def _voice_errors(found: list[Campaign]) -> list[str]:
+    """A campaign asking for the synthetic voice needs the voice package, intact (its
+    digests are checked here, not first when a video is made)."""
+    synthetic = [c for c in found if c.voice == "synthetic"]
+    if not synthetic:
+        return []
+    # The TTS adapter is only needed when a campaign asks for it.
+    from narratives.engines.tts import check_voice
+
+    try:
+        check_voice()
+    except ModelNotAvailable as exc:
+        return [
+            f'{c.path}: voice = "synthetic": {exc}' + (f" ({exc.hint})" if exc.hint else "")
+            for c in synthetic
+        ]
+    return []
 
 
 def _load_all(ctx) -> tuple[list[Campaign], list[str]]:

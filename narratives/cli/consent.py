@@ -1,9 +1,8 @@
 """`narrative consent ...`: record, show, import and withdraw a narrator's consent, and mark
-what anonymised mode hides (`redact`, `disguise`)."""
+what anonymised mode hides (`redact`, `disguise`) and how the narrator is heard (`voice`)."""
 
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from narratives.cli._common import (
     actor_option,
+    confirm_or_yes,
     console,
     echo_json,
     get_context,
@@ -19,6 +19,7 @@ from narratives.cli._common import (
     require_actor,
     resolve_narrative_id,
 )
+from narratives.cli.data import print_erasure
 from narratives.core.errors import EXIT_FAILED_ITEMS, UsageError
 from narratives.policy import anonymise
 from narratives.policy import consent as ledger
@@ -26,23 +27,7 @@ from narratives.policy.sidecar import sidecar_path
 from narratives.records.consent import Consent
 from narratives.records.redactions import Term
 from narratives.store import redactions
-from narratives.workflow import takedown
-
-
-def _confirm(question: str) -> None:
-    """Ask on the terminal; "no" aborts. Without a terminal to ask on, a usage error that
-    names --yes, not Click's bare "Aborted!"."""
-    try:
-        agreed = click.confirm(question)
-    except click.Abort:
-        if sys.stdin is not None and sys.stdin.isatty():
-            raise  # Ctrl-C or Ctrl-D at the prompt: the user chose to stop
-        raise UsageError(
-            "no answer to the confirmation: standard input is not a terminal",
-            hint="pass --yes to go ahead without asking",
-        ) from None
-    if not agreed:
-        raise click.Abort()
+from narratives.workflow import erasure, takedown
 
 
 def _when(value: str | None, option: str) -> datetime | date | None:
@@ -68,7 +53,17 @@ def _channels(value: str) -> list[str]:
     return items
 
 
-def _print(c: Consent | None, narrative_id: str, terms: list[Term]) -> None:
+#: `narrative consent voice` choices, as `consent show` words them.
+_VOICE_WORDS = {
+    "synthetic": "synthetic (a shipped voice re-creates their words; narrator's choice)",
+    "disguised": "disguised (the recording, names bleeped; narrator's choice)",
+    None: "the campaign's setting",
+}
+
+
+def _print(
+    c: Consent | None, narrative_id: str, terms: list[Term], voice: str | None = None
+) -> None:
     if c is None:
         console.print(f"[red]No consent recorded[/] for {narrative_id[:12]}: nothing may go out.")
         return
@@ -89,6 +84,8 @@ def _print(c: Consent | None, narrative_id: str, terms: list[Term]) -> None:
         table.add_row("notes", c.notes)
     if c.anonymous and terms:
         table.add_row("hidden", ", ".join(sorted({t.text for t in terms})))
+    if c.anonymous:
+        table.add_row("voice", _VOICE_WORDS.get(voice, str(voice)))
     console.print(table)
     report = c.takedown
     if report is not None:
@@ -165,10 +162,12 @@ def show(narrative_id: str, as_json: bool) -> None:
                     {"text": t.text, "kind": t.kind, "source": t.source} for t in terms
                 ],
                 "voice_semitones": redactions.voice_disguise(ctx, nid),
+                # The narrator's choice ("synthetic", "disguised"), or null: the campaign's.
+                "voice_mode": redactions.voice_mode(ctx, nid),
             }
         )
         return
-    _print(c, nid, terms)
+    _print(c, nid, terms, redactions.voice_mode(ctx, nid))
 
 
 @consent.command("import")
@@ -189,17 +188,31 @@ def import_cmd(narrative_id: str, sidecar: Path, actor: str | None) -> None:
 @click.argument("narrative_id")
 @click.option("--reason", required=True, help="Why (goes in the audit log).")
 @click.option("--yes", is_flag=True, help="Do not ask first (a script without a terminal).")
+@click.option(
+    "--erase",
+    "then_erase",
+    is_flag=True,
+    help="Then erase the narrator's data too (`narrative erase`): recording, transcripts, "
+    "videos, drafts.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the takedown report as JSON.")
 @actor_option
-def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) -> None:
+def withdraw(
+    narrative_id: str, reason: str, yes: bool, then_erase: bool, as_json: bool, actor
+) -> None:
     """Withdraw consent: cancel scheduled posts, delete published ones, drop feed items.
 
-    Asks first on a terminal; a script passes --yes.
+    With --erase, then erase the narrator's data (as `narrative erase`) once everything is
+    down (with --json its report is a second JSON line); without it, the erase command is
+    printed. Asks first on a terminal; a script passes --yes.
     """
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
     if not yes:
-        _confirm(f"Withdraw consent for {nid[:12]} and take down everything published from it?")
+        also = " and then erase the recording and everything made from it" if then_erase else ""
+        confirm_or_yes(
+            f"Withdraw consent for {nid[:12]} and take down everything published from it{also}?"
+        )
     report = takedown.withdraw(ctx, nid, actor=require_actor(actor), reason=reason)
     if as_json:
         echo_json(report.to_dict())
@@ -207,10 +220,25 @@ def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) ->
         console.print(f"Consent for {nid[:12]} withdrawn.")
         console.print(f"  cancelled deliveries: {len(report.cancelled)}")
         console.print(f"  taken down: {len(report.withdrawn)}")
+        if report.pending:
+            console.print(
+                f"  [yellow]pending:[/] {len(report.pending)} (being published right now; "
+                "the publisher takes them down itself: check with `narrative consent show "
+                f"{nid[:12]}` or run the withdrawal again)"
+            )
         for uri in report.deleted_posts:
             console.print(f"    deleted {uri}")
         for slug in report.feeds_rebuilt:
-            console.print(f"  feed rebuilt: {slug}")
+            console.print(f"  feed rebuilt: {slug} (the feeds `narrative serve` publishes)")
+        if report.feeds_rebuilt:
+            # Static copies live wherever `feeds build` wrote them; the workspace does not
+            # track them, so they are named here for the user to rebuild (issue 19).
+            slugs = " ".join(f"--campaign {s}" for s in report.feeds_rebuilt)
+            console.print(
+                "  [yellow]static exports need a rebuild:[/] a copy made with `narrative feeds "
+                f"build DIR` still lists the item until you run `narrative feeds build DIR {slugs}`"
+                " again for each DIR"
+            )
         for err in report.errors:
             console.print(f"  [red]not done:[/] {err}")
     if report.errors:
@@ -219,6 +247,42 @@ def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) ->
             "retries it.",
             err=True,
         )
+        click.get_current_context().exit(EXIT_FAILED_ITEMS)
+    if then_erase:
+        erased = erasure.erase(ctx, nid, actor=require_actor(actor))
+        if as_json:
+            echo_json(erased.to_dict())
+        else:
+            print_erasure(erased)
+    elif not as_json:
+        console.print(
+            f"The recording, transcripts and videos are still kept; to erase them too: "
+            f"`narrative erase {nid[:12]}`",
+            highlight=False,
+        )
+
+
+@consent.command("expire")
+@click.option("--json", "as_json", is_flag=True, help="Print one takedown report per line.")
+def expire_cmd(as_json: bool) -> None:
+    """Take down now what expired consents no longer allow, and finish unfinished takedowns.
+
+    The scheduler does this on every sync (about once a minute); without a scheduler running,
+    run this from cron (e.g. every 5 minutes). Exit 1 if a takedown could not finish.
+    """
+    reports = takedown.expire_due(get_context(), actor="expiry")
+    for r in reports:
+        if as_json:
+            echo_json(r.to_dict())
+        else:
+            console.print(
+                f"{r.narrative_id[:12]} ({r.action}: {r.reason}): cancelled {len(r.cancelled)}, "
+                f"taken down {len(r.withdrawn)}, pending {len(r.pending)}"
+                + (f", not done: {'; '.join(r.errors)}" if r.errors else "")
+            )
+    if not reports and not as_json:
+        console.print("Nothing has expired.")
+    if any(r.errors for r in reports):
         click.get_current_context().exit(EXIT_FAILED_ITEMS)
 
 
@@ -229,7 +293,12 @@ def withdraw(narrative_id: str, reason: str, yes: bool, as_json: bool, actor) ->
 @click.option("--remove", is_flag=True, help="Stop hiding these terms.")
 @actor_option
 def redact(narrative_id, terms: tuple[str, ...], place: bool, remove: bool, actor) -> None:
-    """Mark names or details to hide in anonymised mode (none given: list them)."""
+    """Mark names or details to hide in anonymised mode (none given: list them).
+
+    A term is matched however it is written: case, accents, a possessive, spelled out
+    ("D. M. I. T. R. I." also hides "Dmitri") or with inner full stops ("St. Ives"). A single
+    letter, a common word or a title alone ("St") is refused with the reason (exit 2).
+    """
     ctx = get_context()
     nid = resolve_narrative_id(narrative_id)
     for term in terms:
@@ -256,6 +325,41 @@ def disguise(narrative_id: str, semitones: float, off: bool, actor) -> None:
     redactions.set_voice_disguise(ctx, nid, None if off else semitones, actor=require_actor(actor))
     click.echo("Voice disguise off." if off else f"Voice shifted by {semitones:+g} semitones.")
     click.echo("Render again (`narrative process --force`) to apply.", err=True)
+
+
+@consent.command("voice")
+@click.argument("narrative_id")
+@click.argument("choice", type=click.Choice(["synthetic", "disguised", "campaign"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@actor_option
+def voice_cmd(narrative_id: str, choice: str, as_json: bool, actor) -> None:
+    """How the anonymous narrator is heard in published videos, as their consent chooses:
+    synthetic (a shipped voice speaks their redacted words; no sample of the recording is
+    published), disguised (the recording, names bleeped, pitch shifted if `disguise` is set),
+    or campaign (the campaign's `voice` setting). Preferred over the campaign's; a named
+    narrator is heard as recorded. Audited; the videos are rendered again when next made."""
+    ctx = get_context()
+    nid = resolve_narrative_id(narrative_id)
+    mode = None if choice == "campaign" else choice
+    if mode == "synthetic":
+        # The voice package is checked now, not first when a video is made.
+        from narratives.engines.tts import check_voice
+
+        check_voice()
+    changed = redactions.set_voice_mode(ctx, nid, mode, actor=require_actor(actor))
+    if as_json:
+        echo_json({"narrative_id": nid, "voice_mode": mode, "changed": changed})
+    else:
+        click.echo(f"Voice for {nid[:12]}: {_VOICE_WORDS[mode]}.")
+    recorded = ledger.get_consent(ctx, nid)
+    if recorded is not None and not recorded.anonymous and not as_json:
+        click.echo("The narrator may be named, so they are heard as recorded for now.", err=True)
+    if changed:
+        click.echo(
+            f"Render again (`narrative render {nid[:12]}`) to apply; drafts made after that "
+            "follow the new video.",
+            err=True,
+        )
 
 
 def register(cli: click.Group) -> None:

@@ -49,6 +49,12 @@ def _json(d: Draft, ctx=None, *, full: bool = False) -> dict:
     return data
 
 
+def _state(d: Draft) -> str:
+    """The state as a person reads it: a withdrawn story's draft never goes out, whatever
+    its review state says."""
+    return f"withdrawn (was {d.state})" if d.withdrawn else d.state
+
+
 @click.group()
 def drafts() -> None:
     """Drafts of posts and feed items, and their review."""
@@ -77,7 +83,7 @@ def list_(campaign, channel, state, tag, as_json: bool) -> None:
     for d in found:
         table.add_row(
             str(d.id),
-            d.state,
+            _state(d),
             d.campaign,
             d.channel,
             # Plain Text, not markup: a file named "[/].wav" is a title, not a tag.
@@ -100,7 +106,7 @@ def show(draft_id: int, as_json: bool) -> None:
         return
     click.secho(f"Draft {d.id}: {_safe(d.title)}", bold=True)
     click.echo(
-        f"{d.campaign} / {d.channel} · {d.state}{' · edited' if d.edited else ''} · "
+        f"{d.campaign} / {d.channel} · {_state(d)}{' · edited' if d.edited else ''} · "
         f"narrative {d.narrative_id[:12]} · template {d.template} · version {d.version}"
     )
     click.echo()

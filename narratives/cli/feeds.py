@@ -33,7 +33,7 @@ def rebuild_cmd(as_json):
 @click.option(
     "--base-url",
     metavar="URL",
-    help="Where DIRECTORY will be served (default: the settings' serve.base_url).",
+    help="Where DIRECTORY will be served (default: serve.base_url, else this server's address).",
 )
 @click.option("--campaign", "campaigns", multiple=True, metavar="SLUG", help="Only these.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON lines.")
@@ -48,7 +48,7 @@ def build_cmd(directory, base_url, campaigns, as_json):
     written = feeds.build_static(
         ctx,
         directory,
-        base_url=base_url or ctx.settings.serve.base_url,
+        base_url=base_url or feeds.feeds_base_url(ctx),
         campaigns=list(campaigns) or None,
     )
     for p in written:

@@ -29,9 +29,15 @@ from narratives.cli._common import (
 from narratives.core.config import Settings
 from narratives.core.errors import EXIT_FAILED_ITEMS, EXIT_OK
 from narratives.policy.campaign_assignments import check_slugs
-from narratives.stages.ingest import RECORDING_EXTENSIONS, find_recordings
+from narratives.stages.ingest import (
+    RECORDING_EXTENSIONS,
+    find_recordings,
+    hash_file,
+    workspace_outputs,
+)
 from narratives.stages.pipeline import STAGES, ItemResult, process_paths
 from narratives.store.context import Context
+from narratives.workflow import corrections
 
 
 def _checked_settings(ctx: Context, settings: Settings | None) -> Settings:
@@ -46,7 +52,7 @@ def _checked_settings(ctx: Context, settings: Settings | None) -> Settings:
 
 def _count_recordings(ctx: Context, paths: Sequence[Path]) -> int:
     """How many recordings `paths` hold; none is an error (exit 1) with a hint."""
-    total = sum(1 for _ in find_recordings(paths, skip=[ctx.workspace.work_dir]))
+    total = sum(1 for _ in find_recordings(paths, skip=workspace_outputs(ctx.workspace)))
     if not total:
         click.secho(
             "Error: no recordings found under " + ", ".join(str(p) for p in paths),
@@ -101,6 +107,8 @@ def _run_batch(
     workers: int = 1,
     campaigns: Sequence[str] = (),
     actor: str = "intake",
+    by_reference: bool | None = None,
+    cluster: str | None = None,
 ) -> list[ItemResult]:
     """Run the pipeline on `paths` with progress bars; one JSON line per result with
     `as_json`, as each ends."""
@@ -121,6 +129,8 @@ def _run_batch(
             workers=workers,
             campaigns=campaigns,
             actor=actor,
+            by_reference=by_reference,
+            cluster=cluster or ctx.settings.cluster.address or None,
         ):
             results.append(result)
             bars.progress.advance(bars.overall)
@@ -210,6 +220,17 @@ def _exit(results: list[ItemResult]) -> None:
     ctx.exit(EXIT_FAILED_ITEMS if any(r.status == "failed" for r in results) else EXIT_OK)
 
 
+def _discard_corrections(paths: Sequence[Path], actor: str) -> None:
+    """Drop the transcript corrections of the known recordings under `paths` (their later
+    stages are then redone from the engine's transcript)."""
+    ctx = get_context()
+    for found in find_recordings(paths, skip=workspace_outputs(ctx.workspace)):
+        if found.error is None:
+            nid, _size = hash_file(found.path)
+            if corrections.discard(ctx, nid, actor=actor):
+                err_console.print(f"{nid[:12]}: transcript correction dropped", highlight=False)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Redo stages that are already done.")
@@ -235,6 +256,25 @@ def _exit(results: list[ItemResult]) -> None:
     help="The campaign these recordings are for (repeatable): they get its video and drafts "
     "whatever their tags say.",
 )
+@click.option(
+    "--discard-corrections",
+    is_flag=True,
+    help="Drop the editors' transcript corrections of these recordings (kept otherwise, "
+    "even with --force).",
+)
+@click.option(
+    "--by-reference",
+    is_flag=True,
+    default=None,
+    help="Remember where the recordings are instead of copying them into the workspace "
+    '(large archives; default from [ingest] keep, which is "copy").',
+)
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run the stages on a Dask cluster, e.g. tcp://10.0.0.5:8786 (default from [cluster] "
+    "address). Its workers need this workspace at the same path and its database.",
+)
 @actor_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recording on stdout.")
 def process(
@@ -243,6 +283,9 @@ def process(
     until: str,
     workers: int,
     campaigns: tuple[str, ...],
+    discard_corrections: bool,
+    by_reference: bool | None,
+    cluster: str | None,
     actor: str | None,
     as_json: bool,
 ) -> None:
@@ -250,10 +293,14 @@ def process(
 
     A story goes to the campaigns it is assigned to (--campaign, or `campaigns = [...]` in
     its consent sidecar), else to those its tags fit; one that fits none is `unassigned`.
+    Recordings are copied into the workspace (media/recordings/) unless --by-reference.
+    The recording of an erased narrative is refused unless --force.
     Exit code 0 when all succeeded, 1 when any recording failed (the rest are still
     processed) or none was found, 2 for usage errors, 4 when the model is not available.
     """
     stages = STAGES[: STAGES.index(until) + 1]
+    if discard_corrections:
+        _discard_corrections(paths, actor or "intake")
     results = _run_batch(
         paths,
         force=force,
@@ -263,6 +310,8 @@ def process(
         workers=workers,
         campaigns=campaigns,
         actor=actor or "intake",
+        by_reference=by_reference or None,
+        cluster=cluster,
     )
     if not as_json:
         _summary(results)

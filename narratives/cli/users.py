@@ -1,4 +1,5 @@
-"""`narrative users add|list|passwd|disable|enable`: who may log in to the review page.
+"""`narrative users add|list|passwd|role|disable|enable|remove`: who may log in to the review
+page. Every change is in the audit log; the last admin cannot be demoted, disabled or removed.
 
 Anyone who can run this command can read the workspace anyway, so it needs no login;
 the audit log records the local account that ran it.
@@ -31,17 +32,19 @@ def _password(from_stdin: bool) -> str:
         if not password:
             raise UsageError("no password on standard input")
         return password
-    try:
-        return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat password")
-    except click.Abort:
-        if sys.stdin is not None and sys.stdin.isatty():
-            raise  # Ctrl-C or Ctrl-D at the prompt: the user chose to stop
-        # A script without a terminal: say how to pass the password, not Click's "Aborted!".
+    if not _is_terminal():
+        # A script without a terminal: say how to pass the password before asking, rather
+        # than a prompt nobody sees and Click's "Aborted!".
         raise UsageError(
             "no password given: standard input is not a terminal to ask on",
             hint="pipe it in with --password-stdin, e.g. "
             "`printf '%s\\n' \"$PASSWORD\" | narrative users add NAME --password-stdin`",
-        ) from None
+        )
+    return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat password")
+
+
+def _is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
 
 
 @click.group()
@@ -119,6 +122,23 @@ def enable(name: str) -> None:
     """Let a disabled user log in again."""
     users_mod.enable_user(get_context(), name, actor=_actor())
     click.echo(f"Enabled {name}.")
+
+
+@users.command()
+@click.argument("name")
+@click.argument("role", type=click.Choice(users_mod.ROLES))
+def role(name: str, role: str) -> None:
+    """Make NAME an editor or an admin (their open sessions end; the last admin stays one)."""
+    user = users_mod.set_role(get_context(), name, role, actor=_actor())
+    click.echo(f"{user.name} is now an {user.role}.")
+
+
+@users.command()
+@click.argument("name")
+def remove(name: str) -> None:
+    """Remove NAME (the audit log keeps their name; the last admin cannot be removed)."""
+    users_mod.remove_user(get_context(), name, actor=_actor())
+    click.echo(f"Removed {name}.")
 
 
 def register(cli: click.Group) -> None:

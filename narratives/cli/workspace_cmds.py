@@ -78,7 +78,12 @@ def _status_rows(ctx: Context) -> list[dict]:
     for r in list_runs(ctx.db):
         runs.setdefault(r.narrative_id, {}).setdefault(r.stage, []).append(r)
     with ctx.db.connect() as conn:
-        items = conn.execute(sa.select(narratives).order_by(narratives.c.created_at)).all()
+        # Erased narratives are tombstones (`show ID` says so), not stories to work on.
+        items = conn.execute(
+            sa.select(narratives)
+            .where(narratives.c.erased_at.is_(None))
+            .order_by(narratives.c.created_at)
+        ).all()
     out = []
     for n in items:
         stages, errors = _stage_states(runs.get(n.id, {}))
@@ -216,6 +221,9 @@ def _show_data(ctx: Context, nid: str) -> dict[str, Any]:
         "duration": n.duration,
         "language": n.language,
         "paths": paths,
+        # The workspace's copy of the recording (relative to it); null: kept by reference.
+        "stored_as": n.stored_as,
+        "erased_at": n.erased_at,
         "stages": [
             {
                 "stage": r.stage,
@@ -269,9 +277,17 @@ def show(narrative_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
+    if data["erased_at"]:
+        console.print(
+            f"{nid}: [red]erased[/] on {data['erased_at']:%Y-%m-%d %H:%M} UTC (the audit log "
+            "keeps a tombstone); `narrative process --force FILE` takes its recording in again."
+        )
+        return
     # Labels, paths, errors and transcript text are the user's, never markup.
     console.print(f"[bold]{shown_name(data['label'] or '')}[/]  {nid}")
     console.print(f"length {data['duration'] or 0:.1f}s, language {data['language'] or '-'}")
+    if data["stored_as"]:
+        console.print(f"  kept in the workspace: {shown_name(data['stored_as'])}", highlight=False)
     for p in data["paths"]:
         console.print(f"  recording: {shown_name(p)}", highlight=False)
     for s in data["stages"]:

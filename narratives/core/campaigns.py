@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from narratives.core.config import format_validation_error
 from narratives.core.errors import ConfigError, NotFound
@@ -37,6 +44,11 @@ __all__ = [
     "Look",
     "Slots",
     "BlueskyChannelConfig",
+    "BlueskyGates",
+    "BlueskyVideoLimits",
+    "REPLY_RULES",
+    "check_reply_rules",
+    "draft_gates",
     "RSSChannelConfig",
     "load_campaigns",
     "get_campaign",
@@ -160,6 +172,97 @@ def parse_slot(text: str) -> tuple[int, time]:
     return _WEEKDAYS.index(m.group(1)), time(hour, minute)
 
 
+#: Who may reply to a post (app.bsky.feed.threadgate): "everyone" (no gate) or "nobody" alone,
+#: else any of the rest ("lists": members of the lists named in `lists`).
+REPLY_RULES = ("everyone", "nobody", "followers", "following", "mentioned", "lists")
+_LIST_URI = re.compile(
+    r"^at://did:[a-z]+:[A-Za-z0-9._:%-]+/app\.bsky\.graph\.list/[A-Za-z0-9._:~-]+$"
+)
+
+
+def _check_replies(replies: list[str]) -> None:
+    unknown = [r for r in replies if r not in REPLY_RULES]
+    if unknown:
+        raise ValueError(
+            f"unknown reply rule {unknown[0]!r}; use {', '.join(repr(r) for r in REPLY_RULES)}"
+        )
+    if not replies:
+        raise ValueError('name at least one rule ("everyone" for no limit, "nobody" for none)')
+    alone = [r for r in ("everyone", "nobody") if r in replies]
+    if alone and len(set(replies)) > 1:
+        raise ValueError(f"{alone[0]!r} cannot be combined with other reply rules")
+
+
+def _check_lists(lists: list[str]) -> None:
+    for uri in lists:
+        if not _LIST_URI.match(uri):
+            raise ValueError(
+                f"{uri!r} is not a list's AT URI (at://did:.../app.bsky.graph.list/RKEY)"
+            )
+
+
+def check_reply_rules(replies: list[str], lists: list[str]) -> None:
+    """Raise ValueError unless `replies` and `lists` make one threadgate (see `REPLY_RULES`)."""
+    _check_replies(replies)
+    _check_lists(lists)
+    if "lists" in replies and not lists:
+        raise ValueError('reply rule "lists" needs the lists\' AT URIs in `lists`')
+    if lists and "lists" not in replies:
+        raise ValueError('`lists` is set but the reply rules do not include "lists"')
+
+
+class BlueskyGates(_Model):
+    """Who may reply to a campaign's posts, and whether they may be quoted (written as
+    `app.bsky.feed.threadgate` and `app.bsky.feed.postgate` records beside each post)."""
+
+    replies: list[str] = ["everyone"]
+    #: AT URIs of lists (app.bsky.graph.list) whose members may reply, with "lists".
+    lists: list[str] = []
+    quotes: bool = True
+
+    @field_validator("replies")
+    @classmethod
+    def _replies(cls, v: list[str]) -> list[str]:
+        _check_replies(v)
+        return v
+
+    @field_validator("lists")
+    @classmethod
+    def _lists(cls, v: list[str]) -> list[str]:
+        _check_lists(v)
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self) -> BlueskyGates:
+        check_reply_rules(self.replies, self.lists)
+        return self
+
+
+def draft_gates(value: object) -> dict[str, object] | None:
+    """A draft's own reply and quote controls (`content["gates"]`), checked: None (or an empty
+    value) means the campaign's. Raises ValueError naming what is wrong."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("gates must be a table of replies, lists and quotes")
+    try:
+        gates = BlueskyGates.model_validate(value)
+    except ValidationError as exc:
+        messages = (e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ValueError("; ".join(messages)) from None
+    return gates.model_dump()
+
+
+class BlueskyVideoLimits(_Model):
+    """Video limits (app.bsky.embed.video and the video service's lexicons); lower them for a
+    campaign, never raise them above Bluesky's."""
+
+    max_bytes: int = Field(100_000_000, gt=0, le=100_000_000)
+    max_seconds: float = Field(180, gt=0, le=180)
+    max_captions: int = Field(20, ge=0, le=20)
+    max_caption_bytes: int = Field(20_000, gt=0, le=20_000)
+
+
 class BlueskyChannelConfig(_Model):
     handle: str
     service: str = "https://bsky.social"
@@ -167,6 +270,14 @@ class BlueskyChannelConfig(_Model):
     password_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
     template: str = "posts/bluesky.j2"
     langs: list[str] = []
+    #: Reply and quote controls for every post of the campaign (a draft may override them).
+    gates: BlueskyGates = BlueskyGates()
+    #: "service": upload videos through Bluesky's video service (app.bsky.video), as accounts
+    #: hosted by Bluesky should; "direct": as a blob to the account's own server.
+    video_upload: Literal["service", "direct"] = "direct"
+    #: The video service's address (its DID is did:web of its host).
+    video_service: str = "https://video.bsky.app"
+    video_limits: BlueskyVideoLimits = BlueskyVideoLimits()
 
 
 class RSSChannelConfig(_Model):
@@ -213,6 +324,10 @@ class Campaign(_Model):
     max_video_seconds: float = Field(180, gt=0, le=180)
     #: What the campaign requires posts and feed items to say about AI assistance.
     ai_disclosure: str = ""
+    #: How an anonymous narrator is heard in published videos: "disguised" (the recording,
+    #: names bleeped, pitch shifted if an editor asks) or "synthetic" (a shipped neural voice
+    #: speaks the redacted words; see narratives/policy/voice.py).
+    voice: Literal["disguised", "synthetic"] = "disguised"
     look: Look
     tags: list[Tag] = Field(min_length=1)
     slots: Slots

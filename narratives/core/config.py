@@ -1,21 +1,30 @@
-"""Settings from `narratives.toml`, validated at the edge with pydantic (unknown keys refused).
+"""Settings from `narratives.toml` and the environment, validated at the edge with pydantic.
 
 Each stage owns one section. A missing file means all defaults; a bad key or value is a
-`ConfigError` that names the file and the key.
+`ConfigError` that names the file and the key. Any key can also come from an environment
+variable `NARRATIVES_<SECTION>__<KEY>` (pydantic-settings), which wins over the file, so a
+database password need not be written down: `NARRATIVES_DATABASE__URL=postgresql+psycopg://...`.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from narratives.core.errors import ConfigError
 from narratives.core.workspace import Workspace
 
-__all__ = ["Settings", "load_settings", "format_validation_error"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "format_validation_error", "env_name"]
+
+ENV_PREFIX = "NARRATIVES_"
+#: What `narrative init` wrote as serve.base_url before it could be left empty.
+_FORMER_DEFAULT_BASE_URL = "http://127.0.0.1:8765"
+_ENV_DELIMITER = "__"
 
 
 class _Section(BaseModel):
@@ -73,10 +82,24 @@ class RenderSettings(_Section):
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
-    #: Public base URL used in feeds and post links.
-    base_url: str = "http://127.0.0.1:8765"
+    #: Public base URL used in feeds and post links; empty means this server's own address.
+    base_url: str = ""
     #: Mark the session cookie Secure: turn on when the page is served over HTTPS.
     secure_cookies: bool = False
+    #: Addresses of reverse proxies whose X-Forwarded-For names the real client (for the login
+    #: limiter); empty means trust no one, right for a server reached directly.
+    trusted_proxies: list[str] = []
+
+    @property
+    def public_url(self) -> str:
+        """Where feeds and links point: `base_url`, else http://host:port of the server.
+
+        A base_url that merely spells out the settings' own host and port (older workspaces
+        wrote it) follows them too, so `serve --port` moves the links with the server."""
+        own = f"http://{self.host}:{self.port}"
+        if not self.base_url or self.base_url.rstrip("/") == _FORMER_DEFAULT_BASE_URL:
+            return own
+        return self.base_url.rstrip("/")
 
 
 class SchedulerSettings(_Section):
@@ -85,32 +108,82 @@ class SchedulerSettings(_Section):
     max_attempts: int = Field(8, ge=1)
 
 
-class Settings(_Section):
+class IngestSettings(_Section):
+    #: "copy": recordings are copied into media/recordings/ by content hash (the workspace holds
+    #: them); "reference": only their paths are remembered (large archives; `process
+    #: --by-reference` for one run).
+    keep: Literal["copy", "reference"] = "copy"
+
+
+class ClusterSettings(_Section):
+    #: A Dask scheduler (tcp://HOST:8786) for `process`; empty means this machine's workers.
+    address: str = ""
+    #: Seconds to wait for the scheduler (and a first worker) before saying it does not answer.
+    connect_timeout: float = Field(10.0, gt=0, le=600)
+
+
+class Settings(BaseSettings):
+    """The file's values (passed in) under the environment's (`NARRATIVES_SECTION__KEY`)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=_ENV_DELIMITER,
+        case_sensitive=False,
+    )
+
     database: DatabaseSettings = DatabaseSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
     analyse: AnalyseSettings = AnalyseSettings()
     render: RenderSettings = RenderSettings()
     serve: ServeSettings = ServeSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    ingest: IngestSettings = IngestSettings()
+    cluster: ClusterSettings = ClusterSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment first (it wins), then the file's values; no .env or secrets folder.
+        return (env_settings, init_settings)
+
+
+def env_name(loc: tuple[str | int, ...]) -> str:
+    """The variable for a key: ("database", "url") -> NARRATIVES_DATABASE__URL."""
+    return ENV_PREFIX + _ENV_DELIMITER.join(str(p).upper() for p in loc)
+
+
+def _from_environment(loc: tuple[str | int, ...]) -> str | None:
+    wanted = env_name(loc[:2]).upper()
+    return next((k for k in os.environ if k.upper() == wanted), None)
 
 
 def format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: invalid settings"]
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {key}: {err['msg']}")
+        var = _from_environment(tuple(err["loc"]))
+        # Never echo the value: an environment variable may hold a password.
+        where = f" (from environment variable {var})" if var else ""
+        lines.append(f"  {key}{where}: {err['msg']}")
     return "\n".join(lines)
 
 
 def load_settings(workspace: Workspace) -> Settings:
     path = workspace.settings_path
-    if not path.exists():
-        return Settings()
+    data: dict = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    try:
-        return Settings.model_validate(data)
+        return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from exc

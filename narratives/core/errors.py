@@ -26,6 +26,7 @@ __all__ = [
     "PermissionDenied",
     "ChannelError",
     "TransientChannelError",
+    "RateLimited",
     "PermanentChannelError",
     "EnvironmentProblem",
     "EXIT_OK",
@@ -139,6 +140,11 @@ class TransientChannelError(ChannelError):
     def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+
+class RateLimited(TransientChannelError):
+    """The server said to wait (HTTP 429); `retry_after` is seconds until its limit resets.
+    Waiting for it is not a failed attempt: it does not count toward the attempt limit."""
 
 
 class PermanentChannelError(ChannelError):

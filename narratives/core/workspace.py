@@ -119,15 +119,16 @@ def current_workspace(root: Path | None = None) -> Workspace:
 def init_workspace(target: Path, *, force: bool = False) -> Workspace:
     """Create a workspace from the shipped defaults; refuses to overwrite without `force`."""
     target = target.expanduser().resolve()
+    settings = target / SETTINGS_FILE
+    # Every refusal before the first copy: a refused init leaves the folder as it was.
+    if not force:
+        for dst in [target / name for name in SHIPPED] + [settings]:
+            if dst.exists():
+                raise WorkspaceError(f"{dst} already exists", hint="pass --force to overwrite")
     target.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED:
         src, dst = DEFAULTS_ROOT / name, target / name
-        if dst.exists() and not force:
-            raise WorkspaceError(f"{dst} already exists", hint="pass --force to overwrite")
         if src.is_dir():
             shutil.copytree(src, dst, dirs_exist_ok=True)
-    settings = target / SETTINGS_FILE
-    if settings.exists() and not force:
-        raise WorkspaceError(f"{settings} already exists", hint="pass --force to overwrite")
     shutil.copyfile(DEFAULTS_ROOT / SETTINGS_FILE, settings)
     return Workspace(target).ensure()

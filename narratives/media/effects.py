@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from narratives.core.errors import BadRecording, NarrativesError, UsageError
+from narratives.core.errors import BadRecording, UsageError
 from narratives.media.audio import decode, probe
+from narratives.media.ffmpeg import ffmpeg_exe
 
 __all__ = [
     "TONE_HZ",
@@ -72,18 +72,9 @@ def bleep_samples(
 # ----------------------------------------------------------------------------- ffmpeg
 
 
-def _ffmpeg() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise NarrativesError(
-            "ffmpeg is not installed", hint="install it (e.g. `apt-get install ffmpeg`)"
-        )
-    return exe
-
-
 def _run(args: list[str], what: str, stdin: bytes | None = None) -> bytes:
     proc = subprocess.run(
-        [_ffmpeg(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-v", "error"]
+        [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-v", "error"]
         + ["-y", *args],
         input=stdin,
         capture_output=True,
@@ -156,7 +147,7 @@ def strip_metadata(src: Path, dst: Path) -> Path:
 @cache
 def _has_rubberband() -> bool:
     proc = subprocess.run(
-        [_ffmpeg(), "-hide_banner", "-filters"], capture_output=True, text=True, timeout=60
+        [ffmpeg_exe(), "-hide_banner", "-filters"], capture_output=True, text=True, timeout=60
     )
     return bool(re.search(r"^\s*\S+\s+rubberband\s", proc.stdout, re.MULTILINE))
 

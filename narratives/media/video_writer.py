@@ -14,7 +14,6 @@ so ffmpeg only encodes: H.264 yuv420p from stdin and AAC from the WAV, interleav
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from types import TracebackType
 import numpy as np
 
 from narratives.core.errors import StageFailed
+from narratives.media.ffmpeg import ffmpeg_exe
 
 __all__ = ["I420Writer", "i420_planes", "rgb_to_i420", "yuv_of"]
 
@@ -104,9 +104,7 @@ class I420Writer:
         threads: int | None = None,
     ) -> None:
         self.out, self.frame_bytes, self.frames = out, width * height * 3 // 2, 0
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg is None:
-            raise StageFailed("ffmpeg is not installed (run `make setup`)")
+        ffmpeg = ffmpeg_exe()
         self.cmd = [
             ffmpeg, "-nostdin", "-v", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps),

@@ -23,7 +23,7 @@ Design choices that are not obvious:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ from narratives.core.campaigns import CHANNELS as CHANNEL_INFO
 from narratives.core.clock import utcnow
 from narratives.core.errors import (
     ConfigError,
+    Conflict,
     ConsentError,
     NotFound,
     PermissionDenied,
@@ -62,6 +63,11 @@ __all__ = [
 
 METHODS = ("form", "recording", "in_person")
 CHANNELS = tuple(CHANNEL_INFO)
+#: Dates a consent may carry: given no earlier than 1900 and no later than a day from now
+#: (time zones), expiring within a century.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+GIVEN_AHEAD = timedelta(days=1)
+EXPIRES_WITHIN = timedelta(days=100 * 365)
 
 
 # ----------------------------------------------------------------------------- records
@@ -114,8 +120,23 @@ class ConsentInput(BaseModel):
 
     @field_validator("given_at", "expires_at")
     @classmethod
-    def _utc(cls, v: datetime | date | None) -> datetime | None:
-        return _as_utc(v)
+    def _utc(cls, v: datetime | date | None, info) -> datetime | None:
+        value = _as_utc(v)
+        if value is None:
+            return None
+        if value < EARLIEST:
+            raise ValueError(f"{value:%Y-%m-%d} is before {EARLIEST:%Y}; check the year")
+        now = utcnow()
+        if info.field_name == "given_at" and value > now + GIVEN_AHEAD:
+            raise ValueError(
+                f"{value:%Y-%m-%d} is in the future; give the date the narrator agreed"
+            )
+        if info.field_name == "expires_at" and value > now + EXPIRES_WITHIN:
+            raise ValueError(
+                f"{value:%Y-%m-%d} is more than {EXPIRES_WITHIN.days // 365} years ahead; "
+                "leave it empty for a consent that does not expire"
+            )
+        return value
 
     def given_at_utc(self, now: datetime) -> datetime:
         return self.given_at if isinstance(self.given_at, datetime) else now
@@ -155,13 +176,15 @@ def save_consent(
     actor: str,
     action: str,
     detail: str | None = None,
+    expected: Consent | None | bool = True,
 ) -> Consent:
     """Record `given` as the narrative's consent in the caller's transaction, once the ledger's
     rules allow it: the narrative exists, the consent ends after it was given, and a withdrawn
-    consent is only replaced by one given after the withdrawal."""
+    consent is only replaced by one given after the withdrawal. With `expected` (the consent
+    the caller's checks read), only if that is still the one recorded (else `Conflict`)."""
     now = utcnow()
     _require_narrative(conn, narrative_id)
-    before = load_consent(conn, narrative_id)
+    before = load_consent(conn, narrative_id) if expected is True else expected
     given_at = given.given_at_utc(now)
     if given.expires_at is not None and given.expires_at <= given_at:
         raise UsageError("the consent's expiry date must be after the date it was given")
@@ -186,6 +209,7 @@ def save_consent(
         actor=actor,
         action=action,
         detail=detail,
+        expected=before,
     )
 
 
@@ -201,10 +225,15 @@ def record_consent(
     expires_at: datetime | date | None = None,
     notes: str | None = None,
     actor: str,
+    expected_version: int | None | Literal["any"] = "any",
 ) -> tuple[Consent | None, Consent]:
     """Record (or replace) a narrative's consent; returns the consent it replaced and the new
     one. ConfigError for invalid values. Deliveries it no longer covers are for
-    `workflow.takedown.set_consent`, which callers use."""
+    `workflow.takedown.set_consent`, which callers use.
+
+    `expected_version` is the version of the consent the caller's form was made from (None:
+    none was recorded then): if it is not the one recorded now, `Conflict` and nothing is
+    saved, so a stale form cannot undo a change made since. "any": no such check."""
     given = validate_consent(
         {
             "given_by": given_by,
@@ -219,11 +248,45 @@ def record_consent(
     )
     with ctx.db.begin() as conn:
         before = load_consent(conn, narrative_id)
+        if expected_version != "any" and expected_version != (before.version if before else None):
+            raise Conflict(
+                f"the consent for narrative {narrative_id[:12]} was changed by someone else "
+                "since this form was opened; nothing was saved",
+                hint="look at it again (reload the page) and retry",
+            )
+        if before is not None and before.withdrawn_at is None and given.given_at is None:
+            # No date given for a change of a standing consent: it was given when it was.
+            given = given.model_copy(update={"given_at": before.given_at})
         widened = _widens(before, given)
         if widened:
             _require_admin(conn, actor, narrative_id, widened)
-        after = save_consent(conn, narrative_id, given, actor=actor, action="consent.set")
+        rewritten = _rewrites(before, given)
+        if rewritten:
+            _require_admin(conn, actor, narrative_id, rewritten, what="rewrite")
+        after = save_consent(
+            conn,
+            narrative_id,
+            given,
+            actor=actor,
+            action="consent.set",
+            detail=rewritten,
+            expected=before,
+        )
     return before, after
+
+
+def _rewrites(before: Consent | None, given: ConsentInput) -> str | None:
+    """How a change of a standing consent rewrites its record: who gave it, or when. Only an
+    admin may (a wrong name or date is corrected; a backdated consent would cover posts made
+    before the narrator agreed), and the audit row says so."""
+    if before is None or before.withdrawn_at is not None:
+        return None
+    changed = []
+    if given.given_by != before.given_by:
+        changed.append(f"who gave it ({before.given_by} → {given.given_by})")
+    if given.given_at is not None and _aware(given.given_at) != _aware(before.given_at):
+        changed.append(f"its date ({before.given_at:%Y-%m-%d} → {_aware(given.given_at):%Y-%m-%d})")
+    return "changes " + " and ".join(changed) if changed else None
 
 
 def _widens(before: Consent | None, given: ConsentInput) -> str | None:
@@ -254,12 +317,19 @@ def _aware(value: datetime | date) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _require_admin(conn: Connection, actor: str, narrative_id: str, why: str) -> None:
+def _require_admin(
+    conn: Connection, actor: str, narrative_id: str, why: str, *, what: str = "widen"
+) -> None:
     role = conn.execute(sa.select(users.c.role).where(users.c.name == actor)).scalar()
     if role != "admin":
+        doing = (
+            f"change consent for {narrative_id[:12]} so that it allows more"
+            if what == "widen"
+            else f"change who gave consent for {narrative_id[:12]} or when"
+        )
         raise PermissionDenied(
-            f"only an admin can change consent for {narrative_id[:12]} so that it allows "
-            f"more ({why}); {actor} is {'an ' + role if role else 'not a user'}",
+            f"only an admin can {doing} ({why}); {actor} is "
+            f"{'an ' + role if role else 'not a user'}",
             hint="ask an admin (`narrative users add NAME --role admin`), or record consent "
             "that allows no more than before",
         )

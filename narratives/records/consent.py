@@ -31,6 +31,8 @@ class Consent:
     withdrawn_at: datetime | None = None
     notes: str | None = None
     updated_at: datetime | None = None
+    #: The row's version: a write names the one it read and raises it (compare-and-swap).
+    version: int = 0
     #: Set by `workflow.takedown.set_consent` when the new consent covered less and posts were
     #: cancelled or taken down (not stored: the takedown has its own audit rows).
     takedown: WithdrawalReport | None = field(default=None, compare=False, repr=False)
@@ -49,6 +51,7 @@ class Consent:
             withdrawn_at=m["withdrawn_at"],
             notes=m["notes"],
             updated_at=m["updated_at"],
+            version=m.get("version", 0),
         )
 
     def status(self, now: datetime | None = None) -> str:
@@ -108,6 +111,16 @@ class WithdrawalReport:
         return [t.delivery_id for t in self.deliveries if t.after == DeliveryState.WITHDRAWN]
 
     @property
+    def pending(self) -> list[int]:
+        """Deliveries a live publisher still holds: it takes their posts down itself when it
+        notices the withdrawal (seconds later), so they are neither done nor failed."""
+        return [
+            t.delivery_id
+            for t in self.deliveries
+            if t.after == DeliveryState.WITHDRAWING and not t.error
+        ]
+
+    @property
     def deleted_posts(self) -> list[str]:
         return [u for t in self.deliveries for u in t.deleted]
 
@@ -124,6 +137,7 @@ class WithdrawalReport:
             "deliveries": [asdict(t) for t in self.deliveries],
             "cancelled": self.cancelled,
             "withdrawn": self.withdrawn,
+            "pending": self.pending,
             "deleted_posts": self.deleted_posts,
             "feeds_rebuilt": self.feeds_rebuilt,
             "errors": self.errors,

@@ -50,7 +50,7 @@ CHANGES_REQUESTABLE = (S.PENDING_REVIEW, S.APPROVED)
 BACK_TO_REVIEW = (S.APPROVED, S.CHANGES_REQUESTED)
 #: The content keys an editor may change, per channel; the rest comes from the pipeline.
 EDITABLE = {
-    BLUESKY: ("posts", "alt", "content_warning"),
+    BLUESKY: ("posts", "alt", "content_warning", "gates"),
     RSS: ("title", "summary", "content"),
 }
 
@@ -72,6 +72,10 @@ class Draft:
     updated_at: datetime
     #: The narrative's title (analysis) or its file name.
     title: str = ""
+    #: The row's version: every write names the one it read and raises it (compare-and-swap).
+    revision: int = 0
+    #: The narrator withdrew consent: whatever its state, the draft never goes out.
+    withdrawn: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -45,6 +45,9 @@ class Video:
     missing_glyphs: str = ""
     #: True when a finished render was found and nothing was redone.
     skipped: bool = False
+    #: "synthetic" when a shipped voice speaks the redacted words instead of the recording
+    #: (`policy.voice`); None: the recording's own audio (bleeped, maybe pitch-shifted).
+    voice: str | None = None
 
     @property
     def key(self) -> str:
@@ -63,7 +66,7 @@ class Video:
 
     def output(self, root: Path) -> dict[str, Any]:
         """The `stage_runs.output` record: paths relative to the workspace `root`."""
-        return {
+        out = {
             "video": _rel(root, self.video),
             "captions": _rel(root, self.captions),
             "thumbnail": _rel(root, self.thumbnail),
@@ -74,6 +77,9 @@ class Video:
             "cut_ranges": [[round(a, 3), round(b, 3)] for a, b in self.cut_ranges],
             "missing_glyphs": self.missing_glyphs,
         }
+        if self.voice:
+            out["voice"] = self.voice
+        return out
 
     @classmethod
     def from_output(
@@ -101,6 +107,7 @@ class Video:
             [(float(a), float(b)) for a, b in output["cut_ranges"]],
             str(output.get("missing_glyphs") or ""),
             skipped=skipped,
+            voice=output.get("voice") or None,
         )
 
 

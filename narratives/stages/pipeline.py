@@ -9,6 +9,7 @@ narrative while the batch goes on. With `workers > 1` the stages run in the proc
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,13 +23,15 @@ from narratives.policy.sidecar import import_sidecar, sidecar_campaigns, sidecar
 from narratives.records.stage import Stage, StageResult
 from narratives.records.transcript import Transcript
 from narratives.stages.draft.stage import Drafted, DraftStage
-from narratives.stages.ingest import Found, find_recordings, register
+from narratives.stages.ingest import Found, find_recordings, register, workspace_outputs
 from narratives.stages.pool import CRASHED, in_workers, worker_context
 from narratives.stages.transcribe import Progress, TranscribeStage, load_transcript
 from narratives.store.context import Context
 from narratives.store.narrative_files import read_analysis, transcript_path
 
 __all__ = ["PIPELINE", "STAGES", "ItemResult", "process_paths"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,24 +40,25 @@ class _Deferred:
     `STAGES` and `--until`), the stage itself comes from `load`."""
 
     name: str
-    load: Callable[[], Stage]
+    load: Callable[[Progress], Stage]
+    progress: Progress = field(default=lambda _event, _detail: None)
 
     def run(self, ctx: Context, narrative_id: str, *, force: bool = False) -> StageResult:
-        return self.load().run(ctx, narrative_id, force=force)
+        return self.load(self.progress).run(ctx, narrative_id, force=force)
 
 
-def _analyse() -> Stage:
+def _analyse(_progress: Progress) -> Stage:
     # NumPy and the models: imported on first use, keeping `narrative --help` fast.
     from narratives.stages.analyse.stage import AnalyseStage
 
     return AnalyseStage()
 
 
-def _render() -> Stage:
+def _render(progress: Progress) -> Stage:
     # NumPy, Pillow and PyAV: imported on first use, as for analyse.
     from narratives.stages.render.stage import RenderStage
 
-    return RenderStage()
+    return RenderStage(progress=progress)
 
 
 #: Every stage, in the order the data flows.
@@ -90,6 +94,8 @@ class ItemResult:
     suggestions: list[dict[str, Any]] | None = None
     #: Drafts this run created or regenerated that now await review.
     new_drafts: int = 0
+    #: Whether any stage did work so far (decides ok or skipped at the end; not reported).
+    worked: bool = False
 
     def to_json(self, *, with_transcript: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -118,14 +124,18 @@ class ItemResult:
 def _stages(
     wanted: Sequence[str], *, path: Path, settings: Settings | None, progress: Progress
 ) -> tuple[Stage, ...]:
-    """The wanted stages of `PIPELINE`, transcription bound to this batch and recording."""
+    """The wanted stages of `PIPELINE`, bound to this batch, recording and progress display."""
     return tuple(
-        replace(stage, path=path, settings=settings, progress=progress)
-        if isinstance(stage, TranscribeStage)
-        else stage
-        for stage in PIPELINE
-        if stage.name in wanted
+        _bind(stage, path, settings, progress) for stage in PIPELINE if stage.name in wanted
     )
+
+
+def _bind(stage: Stage, path: Path, settings: Settings | None, progress: Progress) -> Stage:
+    if isinstance(stage, TranscribeStage):
+        return replace(stage, path=path, settings=settings, progress=progress)
+    if isinstance(stage, _Deferred):
+        return replace(stage, progress=progress)
+    return stage
 
 
 def _failure(exc: Exception) -> str:
@@ -140,8 +150,11 @@ def _attempt(stage: Stage, ctx: Context, narrative_id: str, *, force: bool) -> S
     try:
         outcome = stage.run(ctx, narrative_id, force=force)
     except Exception as exc:  # a bug in one narrative must not sink the batch
+        log.debug("%s failed on %s", stage.name, narrative_id[:12], exc_info=True)
         outcome = StageResult(stage.name, "failed", error=_failure(exc))
-    return replace(outcome, seconds=round(time.perf_counter() - t0, 3))
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("%s %s: %s in %.1f s", narrative_id[:12], stage.name, outcome.status, seconds)
+    return replace(outcome, seconds=seconds)
 
 
 def _route(ctx: Context, result: ItemResult) -> None:
@@ -169,27 +182,93 @@ def _run_stages(
     progress: Progress,
 ) -> ItemResult:
     """Run the stages for one registered recording, in order, until one fails."""
-    assert result.id is not None
-    did_work = is_new
+    result.worked = result.worked or is_new
     for stage in stages:
         progress("stage", stage.name)
-        outcome = _attempt(stage, ctx, result.id, force=force)
-        result.stages[stage.name] = outcome.status
-        if outcome.status == "failed":
-            result.status, result.error, result.failed_stage = "failed", outcome.error, stage.name
+        if not _run_one(ctx, result, stage, force=force):
             return _finish(result)
-        if isinstance(outcome.record, Transcript):
-            result.transcript = outcome.record
-        elif isinstance(outcome.record, Drafted):
-            result.new_drafts = outcome.record.awaiting_review
-        did_work = did_work or outcome.worked
-    result.status = "ok" if did_work else "skipped"
-    if any(stage.name == "analyse" for stage in stages):
+    return _conclude(ctx, result, routed=any(stage.name == "analyse" for stage in stages))
+
+
+def _run_one(ctx: Context, result: ItemResult, stage: Stage, *, force: bool) -> bool:
+    """One stage of one story, its outcome noted in `result`; False when it failed."""
+    assert result.id is not None
+    outcome = _attempt(stage, ctx, result.id, force=force)
+    result.stages[stage.name] = outcome.status
+    if outcome.status == "failed":
+        result.status, result.error, result.failed_stage = "failed", outcome.error, stage.name
+        return False
+    if isinstance(outcome.record, Transcript):
+        result.transcript = outcome.record
+    elif isinstance(outcome.record, Drafted):
+        result.new_drafts = outcome.record.awaiting_review
+    result.worked = result.worked or outcome.worked
+    return True
+
+
+def _conclude(ctx: Context, result: ItemResult, *, routed: bool) -> ItemResult:
+    """After the last stage: ok or skipped, and where an analysed story goes."""
+    result.status = "ok" if result.worked else "skipped"
+    if routed:
         try:
             _route(ctx, result)
         except Exception as exc:  # as in a stage: this narrative fails, the batch goes on
             result.status, result.error = "failed", _failure(exc)
     return _finish(result)
+
+
+def cluster_step(
+    result: ItemResult, stage_name: str, force: bool, last: bool, routed: bool, key: str
+) -> ItemResult:
+    """One stage of one story as a cluster task (`stages.cluster`): takes the story's result
+    so far from the previous stage's task and hands it on; a failed story passes through."""
+    if result.status == "failed":
+        return result
+    ctx = worker_context(key)
+    (stage,) = _stages([stage_name], path=result.path, settings=ctx.settings, progress=_no_progress)
+    if not _run_one(ctx, result, stage, force=force):
+        return _finish(result)
+    return _conclude(ctx, result, routed=routed) if last else result
+
+
+def _connect(address: str, ctx: Context, settings: Settings | None) -> Any:
+    # dask.distributed is optional (the `cluster` extra) and heavy: loaded for --cluster only.
+    try:
+        from narratives.stages import cluster
+    except ImportError as exc:
+        raise UsageError(
+            "--cluster needs dask.distributed", hint="pip install 'narratives[cluster]'"
+        ) from exc
+    return cluster.connect(address, ctx, settings)
+
+
+def _run_on_cluster(
+    cluster: Any,
+    pending: list[tuple[ItemResult, bool]],
+    wanted: list[str],
+    force: bool,
+    progress: Progress,
+) -> Iterator[ItemResult]:
+    routed = "analyse" in wanted
+    chains = []
+    for result, is_new in pending:
+        result.worked = result.worked or is_new
+        last = len(wanted) - 1
+        steps = [(name, force, i == last, routed, cluster.key) for i, name in enumerate(wanted)]
+        # The first task takes the story's result as it stands after intake; each next one
+        # takes the task before it.
+        chains.append(
+            [(cluster_step, (result, *steps[0]))] + [(cluster_step, step) for step in steps[1:]]
+        )
+    for i, outcome in cluster.run_chains(chains):
+        result = pending[i][0]
+        progress("file", result.path)
+        if isinstance(outcome, ItemResult):
+            yield outcome
+            continue
+        result.status = "failed"
+        result.error = f"the cluster could not run it: {type(outcome).__name__}: {outcome}"
+        yield _finish(result)
 
 
 def _finish(result: ItemResult) -> ItemResult:
@@ -219,6 +298,8 @@ def process_paths(
     workers: int = 1,
     campaigns: Sequence[str] = (),
     actor: str = "intake",
+    by_reference: bool | None = None,
+    cluster: str | None = None,
 ) -> Iterator[ItemResult]:
     """Run the pipeline on every recording found under `paths`, yielding one result each.
 
@@ -231,38 +312,60 @@ def process_paths(
     campaigns a recording's sidecar names to that recording, before its stages run; an unknown
     slug among `campaigns` is a UsageError before any file is touched, one in a sidecar fails
     that recording alone.
+
+    Recordings are copied into the workspace unless `by_reference` (default: the settings'
+    `[ingest] keep`); an erased narrative's recording is refused unless `force`.
     """
     campaigns = campaign_assignments.check_slugs(ctx, campaigns)
     wanted = [s for s in STAGES if s in set(stages)]
-    seen: dict[str, Path] = {}
-    pending: list[tuple[ItemResult, bool]] = []
-    duplicates: list[ItemResult] = []
-    for found in find_recordings(paths, skip=[ctx.workspace.work_dir]):
-        result, is_new = _intake(ctx, found, campaigns, actor)
-        if result.status == "failed":
+    # A scheduler that does not answer is named before any recording is touched.
+    on_cluster = _connect(cluster, ctx, settings) if cluster else None
+    try:
+        seen: dict[str, Path] = {}
+        pending: list[tuple[ItemResult, bool]] = []
+        duplicates: list[ItemResult] = []
+        for found in find_recordings(paths, skip=workspace_outputs(ctx.workspace)):
+            result, is_new = _intake(
+                ctx, found, campaigns, actor, force=force, by_reference=by_reference
+            )
+            if result.status == "failed":
+                yield result
+            elif result.id in seen:
+                result.status = "skipped"
+                result.stages = {"ingest": f"same recording as {seen[result.id].name}"}
+                duplicates.append(result)  # reported last, with the transcript made meanwhile
+            elif workers <= 1 and on_cluster is None:
+                seen[result.id] = found.path
+                progress("file", found.path)
+                chosen = _stages(wanted, path=found.path, settings=settings, progress=progress)
+                yield _run_stages(
+                    ctx, result, chosen, force=force, is_new=is_new, progress=progress
+                )
+            else:
+                seen[result.id] = found.path
+                pending.append((result, is_new))
+        if pending and on_cluster is not None:
+            yield from _run_on_cluster(on_cluster, pending, wanted, force, progress)
+        elif pending:
+            yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
+        for result in duplicates:
+            if transcript_path(ctx.workspace, result.id).exists():
+                result.transcript = load_transcript(ctx, result.id)
             yield result
-        elif result.id in seen:
-            result.status = "skipped"
-            result.stages = {"ingest": f"same recording as {seen[result.id].name}"}
-            duplicates.append(result)  # reported last, with the transcript made meanwhile
-        elif workers <= 1:
-            seen[result.id] = found.path
-            progress("file", found.path)
-            chosen = _stages(wanted, path=found.path, settings=settings, progress=progress)
-            yield _run_stages(ctx, result, chosen, force=force, is_new=is_new, progress=progress)
-        else:
-            seen[result.id] = found.path
-            pending.append((result, is_new))
-    if pending:
-        yield from _run_parallel(ctx, pending, wanted, force, settings, workers, progress)
-    for result in duplicates:
-        if transcript_path(ctx.workspace, result.id).exists():
-            result.transcript = load_transcript(ctx, result.id)
-        yield result
+    finally:
+        # The cluster's client, on every path: an error, Ctrl-C, or a caller that stops early.
+        if on_cluster is not None:
+            on_cluster.close()
 
 
 def _intake(
-    ctx: Context, found: Found, campaigns: Sequence[str], actor: str
+    ctx: Context,
+    found: Found,
+    campaigns: Sequence[str],
+    actor: str,
+    *,
+    force: bool = False,
+    by_reference: bool | None = None,
 ) -> tuple[ItemResult, bool]:
     """Register a found recording, its sidecar's consent and its campaigns; (the result so
     far, whether the narrative is new). A recording that cannot be taken in is `failed`."""
@@ -273,7 +376,9 @@ def _intake(
     try:
         # Checked before anything is recorded: a bad slug leaves no trace of this file.
         named = _sidecar_campaigns(ctx, found.path)
-        result.id, is_new = register(ctx.db, found.path)
+        result.id, is_new = register(
+            ctx, found.path, by_reference=by_reference, force=force, actor=actor
+        )
         # `story.m4a` + `story.consent.toml`: the narrator's consent travels with the file.
         import_sidecar(ctx, result.id, found.path)
         # Staff said which campaigns it is for: recorded before the stages choose.

@@ -22,37 +22,37 @@ from narratives.core.errors import NarrativesError
 from narratives.core.workspace import Workspace
 from narratives.store.context import Context
 
-__all__ = ["CRASHED", "RenderOutcome", "in_workers", "render_many", "worker_context"]
+__all__ = ["CRASHED", "RenderOutcome", "in_workers", "init_worker", "render_many", "worker_context"]
 
 #: What `in_workers` yields for a job whose worker process died.
 CRASHED = object()
 
-# The worker process's Context, made once by `_worker_init`.
-_WORKER_CTX: Context | None = None
+# The worker process's Contexts, made once each by `init_worker`: one for a pool worker (key
+# ""), one per workspace a Dask worker serves (several runs may share a cluster).
+_WORKER_CTXS: dict[str, Context] = {}
 
 
-def _worker_init(root: str, settings: Settings, workers: int) -> None:
-    global _WORKER_CTX
+def init_worker(root: str, settings: Settings, workers: int, key: str = "") -> None:
+    """Make this process's worker Context (a pool worker's initializer; a Dask worker's plugin)."""
     if not settings.render.threads:
         # Share the cores out, so N workers encoding at once do not oversubscribe them.
         share = max(1, (os.cpu_count() or 1) // workers)
         settings = settings.model_copy(
             update={"render": settings.render.model_copy(update={"threads": share})}
         )
-    _WORKER_CTX = Context(Workspace(Path(root)), settings)
+    _WORKER_CTXS[key] = Context(Workspace(Path(root)), settings)
 
 
-def worker_context() -> Context:
-    """The Context of this worker process (only inside a job `in_workers` runs)."""
-    assert _WORKER_CTX is not None
-    return _WORKER_CTX
+def worker_context(key: str = "") -> Context:
+    """The Context of this worker process (only inside a job `in_workers` or a cluster runs)."""
+    return _WORKER_CTXS[key]
 
 
 def _pool(ctx: Context, settings: Settings | None, size: int, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=size,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
+        initializer=init_worker,
         initargs=(str(ctx.workspace.root), settings or ctx.settings, workers),
     )
 

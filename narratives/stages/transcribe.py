@@ -23,9 +23,15 @@ from narratives.core.errors import UnreadableFile
 from narratives.media import captions
 from narratives.records.stage import StageResult
 from narratives.records.transcript import Transcript
-from narratives.stages.ingest import source_path
+from narratives.stages.ingest import source_path, stored_copy
 from narratives.store.context import Context
-from narratives.store.narrative_files import read_transcript, transcript_path, write_transcript
+from narratives.store.narrative_files import (
+    corrected_transcript_path,
+    read_original_transcript,
+    read_transcript,
+    transcript_path,
+    write_transcript,
+)
 from narratives.store.narrative_rows import set_transcribed
 from narratives.store.stage_runs import RunHandle, StageRun, forget_runs, reusable, stage_run
 
@@ -100,7 +106,9 @@ def run(
         return StageResult(STAGE, "skipped", stored)
 
     opts = whisper.check_settings(opts)
-    path = path or source_path(ctx.db, narrative_id)
+    # The workspace's copy first (the same bytes, verified, and on the workspace's disk, which
+    # a cluster's workers share), else the path this run found it at, else a remembered one.
+    path = stored_copy(ctx, narrative_id) or path or source_path(ctx, narrative_id)
     with stage_run(ctx.db, narrative_id, STAGE) as handle:
         handle.engine, handle.model = opts.engine, opts.model
         transcript = whisper.transcribe_file(
@@ -119,17 +127,25 @@ def run(
 
 
 def _write(ctx: Context, narrative_id: str, transcript: Transcript) -> None:
-    """The transcript and its text and caption files, all replaced together."""
+    """The transcript and its text and caption files, all replaced together. An editors'
+    correction (transcript.corrected.json) is never overwritten: the text and captions stay
+    made from it (`narrative process --discard-corrections` drops it)."""
+    shown = read_transcript(ctx.workspace, narrative_id) if _corrected(ctx, narrative_id) else None
+    shown = shown or transcript
     write_transcript(
         ctx.workspace,
         narrative_id,
         transcript,
         beside={
-            "transcript.txt": transcript.text + "\n",
-            "transcript.srt": captions.to_srt(transcript),
-            "transcript.vtt": captions.to_webvtt(transcript),
+            "transcript.txt": shown.text + "\n",
+            "transcript.srt": captions.to_srt(shown),
+            "transcript.vtt": captions.to_webvtt(shown),
         },
     )
+
+
+def _corrected(ctx: Context, narrative_id: str) -> bool:
+    return corrected_transcript_path(ctx.workspace, narrative_id).is_file()
 
 
 def _record(
@@ -180,7 +196,7 @@ def _stored(ctx: Context, narrative_id: str) -> Transcript | None:
     """The stored transcript; None when there is none, or when it is damaged: the stage then
     transcribes again (and, the old text being unknown, counts the new one as changed)."""
     try:
-        return read_transcript(ctx.workspace, narrative_id)
+        return read_original_transcript(ctx.workspace, narrative_id)
     except UnreadableFile as exc:
         log.warning("%s; transcribing it again", exc)
         return None

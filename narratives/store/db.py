@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from narratives.core.config import Settings
+from narratives.core.errors import ConfigError
 from narratives.core.files import named_os_errors
 from narratives.core.workspace import Workspace
-from narratives.store.db_errors import name_database_errors, sqlite_file
+from narratives.store.db_errors import name_database_errors, shown_url, sqlite_file
 
 __all__ = ["open_database", "database_url", "migrate", "include_object"]
 
@@ -44,13 +45,37 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+#: The extra that brings a database's driver, by URL scheme.
+_DRIVER_EXTRAS = {"postgresql": "postgres"}
+
+
 def create_engine(url: str) -> Engine:
-    """An engine whose environment failures (read-only, locked, server down) are named errors."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        return name_database_errors(engine)
-    return name_database_errors(sa.create_engine(url, pool_pre_ping=True))
+    """An engine whose environment failures (read-only, locked, server down) are named errors;
+    a URL whose driver is not installed is a ConfigError naming it and the extra to install."""
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            return name_database_errors(engine)
+        return name_database_errors(sa.create_engine(url, pool_pre_ping=True))
+    except (ModuleNotFoundError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as exc:
+        shown = _shown(url)
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        extra = _DRIVER_EXTRAS.get(scheme)
+        raise ConfigError(
+            f"database url {shown}: {exc}",
+            hint=f"pip install 'narratives[{extra}]'"
+            if extra
+            else "check [database] url "
+            "(or NARRATIVES_DATABASE__URL): SQLite and PostgreSQL are supported",
+        ) from None
+
+
+def _shown(url: str) -> str:
+    try:
+        return shown_url(url)
+    except sa.exc.ArgumentError:
+        return "(not a database URL)"
 
 
 def _alembic_config(url: str):
@@ -94,6 +119,14 @@ def open_database(workspace: Workspace, settings: Settings, *, create: bool = Tr
     false (a command that only reads), a SQLite file not made yet stays unmade: an empty
     database in memory stands in, so the command finds nothing instead of leaving a file."""
     url = database_url(workspace, settings)
+    try:
+        sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            "database url: not a database URL",
+            hint="[database] url (or NARRATIVES_DATABASE__URL) takes a URL such as "
+            "postgresql+psycopg://user@host/db; empty means SQLite in the workspace",
+        ) from None
     if not create and _unmade_sqlite_file(url):
         return _empty_database()
     return _open(url)

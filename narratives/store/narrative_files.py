@@ -23,8 +23,13 @@ from narratives.records.transcript import Transcript
 
 __all__ = [
     "TRANSCRIPT_FILE",
+    "CORRECTED_TRANSCRIPT_FILE",
     "ANALYSIS_FILE",
     "transcript_path",
+    "corrected_transcript_path",
+    "read_original_transcript",
+    "write_corrected_transcript",
+    "remove_corrected_transcript",
     "analysis_path",
     "read_transcript",
     "read_analysis",
@@ -33,6 +38,9 @@ __all__ = [
 ]
 
 TRANSCRIPT_FILE = "transcript.json"
+#: An editor's correction of transcript.json (the engine's), kept beside it: every later
+#: stage reads it instead, and a new transcription never overwrites it.
+CORRECTED_TRANSCRIPT_FILE = "transcript.corrected.json"
 ANALYSIS_FILE = "analysis.json"
 
 _Record = TypeVar("_Record")
@@ -46,8 +54,21 @@ def analysis_path(workspace: Workspace, narrative_id: str) -> Path:
     return workspace.narrative_dir(narrative_id) / ANALYSIS_FILE
 
 
+def corrected_transcript_path(workspace: Workspace, narrative_id: str) -> Path:
+    return workspace.narrative_dir(narrative_id) / CORRECTED_TRANSCRIPT_FILE
+
+
 def read_transcript(workspace: Workspace, narrative_id: str) -> Transcript | None:
-    """The narrative's Transcript; None when it has not been transcribed."""
+    """The narrative's Transcript as the later stages use it: the editors' correction when
+    there is one, else the engine's; None when it has not been transcribed."""
+    corrected = _read(corrected_transcript_path(workspace, narrative_id), Transcript.from_dict)
+    if corrected is not None:
+        return corrected
+    return read_original_transcript(workspace, narrative_id)
+
+
+def read_original_transcript(workspace: Workspace, narrative_id: str) -> Transcript | None:
+    """The engine's Transcript (transcript.json), whatever the editors corrected."""
     return _read(transcript_path(workspace, narrative_id), Transcript.from_dict)
 
 
@@ -72,6 +93,38 @@ def write_transcript(
     }
     write_files_atomically(path.parent, files)
     return path
+
+
+def write_corrected_transcript(
+    workspace: Workspace,
+    narrative_id: str,
+    transcript: Transcript,
+    *,
+    beside: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the editors' corrected transcript and the files made from it (its text and
+    captions), all replaced together."""
+    path = corrected_transcript_path(workspace, narrative_id)
+    files: dict[str, str | bytes] = {
+        CORRECTED_TRANSCRIPT_FILE: json.dumps(transcript.to_dict(), ensure_ascii=False, indent=1),
+        **(beside or {}),
+    }
+    write_files_atomically(path.parent, files)
+    return path
+
+
+def remove_corrected_transcript(
+    workspace: Workspace, narrative_id: str, *, beside: Mapping[str, str] | None = None
+) -> bool:
+    """Drop the editors' correction (the engine's transcript counts again) and rewrite the
+    files made from the transcript (`beside`); False when there was none."""
+    path = corrected_transcript_path(workspace, narrative_id)
+    if not path.is_file():
+        return False
+    if beside:
+        write_files_atomically(path.parent, dict(beside))
+    path.unlink()
+    return True
 
 
 def write_analysis(workspace: Workspace, narrative_id: str, analysis: Analysis) -> Path:

@@ -14,6 +14,7 @@ from narratives.records.delivery import OPEN
 
 __all__ = [
     "metadata",
+    "post_stats",
     "UTCDateTime",
     "narratives",
     "narrative_paths",
@@ -28,6 +29,8 @@ __all__ = [
     "consents",
     "feed_items",
     "campaign_assignments",
+    "login_failures",
+    "draft_viewers",
 ]
 
 metadata = sa.MetaData()
@@ -70,6 +73,11 @@ narratives = sa.Table(
     # The original file name of the first path seen, for display.
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("source", sa.String(32), nullable=False, server_default="file"),
+    # The workspace's own copy of the recording, relative to the workspace root
+    # (`media/recordings/<sha256>.<ext>`); NULL: kept by reference, see narrative_paths (0008).
+    sa.Column("stored_as", sa.Text),
+    # Set by `narrative erase`: the row stays as a tombstone, everything else is gone (0008).
+    sa.Column("erased_at", TS),
 )
 
 narrative_paths = sa.Table(
@@ -152,6 +160,8 @@ drafts = sa.Table(
     sa.Column("data", sa.JSON),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # Raised by one on every write, which names the one it read: `WHERE version = ?` (0006).
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("narrative_id", "campaign", "channel", name="uq_drafts_target"),
 )
 
@@ -254,7 +264,7 @@ delivery_attempts = sa.Table(
         nullable=False,
     ),
     sa.Column("at", TS, nullable=False),
-    # published | transient_error | permanent_error | found_existing
+    # published | transient_error | permanent_error | found_existing | rate_limited
     sa.Column("outcome", sa.String(32), nullable=False),
     sa.Column("error", sa.Text),
 )
@@ -278,6 +288,35 @@ consents = sa.Table(
     sa.Column("withdrawn_at", TS),
     sa.Column("notes", sa.Text),
     sa.Column("updated_at", TS, nullable=False),
+    # Raised by one on every write, which names the one it read (0006).
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+)
+
+#: Failed logins, and attempts in flight (reserved before the password is checked), for the
+#: login limiter (`web.security.LoginLimiter`); old rows are pruned by it.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_login_failures_name", "name", "at"),
+    sa.Index("ix_login_failures_address", "address", "at"),
+)
+
+#: Who opened a draft's page lately (the page's soft lock), written by `store.drafts`.
+draft_viewers = sa.Table(
+    "draft_viewers",
+    metadata,
+    sa.Column(
+        "draft_id",
+        sa.Integer,
+        sa.ForeignKey("drafts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("user_name", sa.String(64), primary_key=True),
+    sa.Column("seen_at", TS, nullable=False),
 )
 
 feed_items = sa.Table(
@@ -291,6 +330,27 @@ feed_items = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("pulled_at", TS, nullable=False),
+)
+
+post_stats = sa.Table(
+    "post_stats",
+    metadata,
+    # Issue 19: a published Bluesky post's counts as the AppView reported them at `at`; one row
+    # per post per pull (store/post_stats.py writes them).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        sa.Integer,
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("uri", sa.Text, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("likes", sa.Integer, nullable=False),
+    sa.Column("reposts", sa.Integer, nullable=False),
+    sa.Column("replies", sa.Integer, nullable=False),
+    sa.Column("quotes", sa.Integer, nullable=False),
+    sa.Index("ix_post_stats_delivery_at", "delivery_id", "at"),
 )
 
 campaign_assignments = sa.Table(

@@ -36,6 +36,8 @@ __all__ = [
     "list_users",
     "require_active",
     "end_sessions",
+    "set_role",
+    "remove_user",
 ]
 
 ROLES = ("editor", "admin")
@@ -182,11 +184,32 @@ def set_password(ctx: Context, name: str, password: str, *, actor: str) -> None:
         audit.record(conn, actor=actor, action="user.passwd", object_type="user", object_id=name)
 
 
+def _keep_an_admin(conn, row, doing: str) -> None:
+    """Refuse a change that would leave no enabled admin (nobody could then widen a consent,
+    correct one, or manage users from the page). The admins' rows are locked first, so two
+    such changes at once cannot each count the other admin (Postgres; SQLite's one writer
+    does the same)."""
+    if row.role != "admin" or row.disabled:
+        return
+    others = conn.execute(
+        sa.select(users.c.id)
+        .where(users.c.role == "admin", users.c.disabled == sa.false(), users.c.id != row.id)
+        .with_for_update()
+    ).all()
+    if not others:
+        raise InvalidState(
+            f"{row.name} is the last admin; {doing} would leave no admin",
+            hint="make another user an admin first: `narrative users role NAME admin`",
+        )
+
+
 def _set_disabled(ctx: Context, name: str, disabled: bool, *, actor: str) -> User:
     with ctx.db.begin() as conn:
         row = _row(conn, name)
         if row is None:
             raise NotFound(f"no user {name!r}")
+        if disabled:
+            _keep_an_admin(conn, row, "disabling them")
         conn.execute(
             users.update()
             .where(users.c.id == row.id)
@@ -222,3 +245,53 @@ def disable_user(ctx: Context, name: str, *, actor: str) -> User:
 
 def enable_user(ctx: Context, name: str, *, actor: str) -> User:
     return _set_disabled(ctx, name, False, actor=actor)
+
+
+def set_role(ctx: Context, name: str, role: str, *, actor: str) -> User:
+    """Make a user an editor or an admin (audited); their open sessions end, so the new role
+    applies from their next login. The last admin stays one."""
+    if role not in ROLES:
+        raise UsageError(f"unknown role {role!r}", hint=f"one of: {', '.join(ROLES)}")
+    with ctx.db.begin() as conn:
+        row = _row(conn, name)
+        if row is None:
+            raise NotFound(f"no user {name!r}", hint="see `narrative users list`")
+        if row.role == role:
+            return _user(row)
+        if role != "admin":
+            _keep_an_admin(conn, row, "making them an editor")
+        conn.execute(
+            users.update()
+            .where(users.c.id == row.id)
+            .values(role=role, session_epoch=users.c.session_epoch + 1)
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action="user.role",
+            object_type="user",
+            object_id=name,
+            before={"role": row.role},
+            after={"role": role},
+        )
+        return _user(conn.execute(sa.select(users).where(users.c.id == row.id)).one())
+
+
+def remove_user(ctx: Context, name: str, *, actor: str) -> None:
+    """Remove a user (audited; their name stays in the audit log, and their sessions end: a
+    session names its user, so a later user given the same id is not them). Refused for the
+    last admin."""
+    with ctx.db.begin() as conn:
+        row = _row(conn, name)
+        if row is None:
+            raise NotFound(f"no user {name!r}", hint="see `narrative users list`")
+        _keep_an_admin(conn, row, "removing them")
+        conn.execute(users.delete().where(users.c.id == row.id))
+        audit.record(
+            conn,
+            actor=actor,
+            action="user.remove",
+            object_type="user",
+            object_id=name,
+            before={"role": row.role, "disabled": bool(row.disabled)},
+        )

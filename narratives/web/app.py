@@ -28,6 +28,7 @@ from narratives.web.security import (
     LoginLimiter,
     SecurityHeaders,
     csrf_ok,
+    secure_cookies,
     session_secret,
 )
 from narratives.web.templating import environment
@@ -59,7 +60,7 @@ register_url_convertor("id", _IdConvertor())
 def create_app(ctx: Context, *, limiter: LoginLimiter | None = None) -> Starlette:
     """The review app for a workspace; every route but the login page and static assets
     needs a logged-in user."""
-    site = Site(ctx, environment(ctx), limiter or LoginLimiter(), OutputJobs(ctx))
+    site = Site(ctx, environment(ctx), limiter or LoginLimiter(ctx), OutputJobs(ctx))
     routes = [_route(site, e) for view in VIEWS for e in view(site).endpoints()]
     # Public: feeds and their enclosures only (no login; see narratives.web.public).
     routes += public_routes
@@ -119,7 +120,7 @@ def _middleware(ctx: Context) -> list[Middleware]:
             session_cookie=SESSION_COOKIE,
             max_age=SESSION_MAX_AGE,
             same_site="lax",
-            https_only=ctx.settings.serve.secure_cookies,
+            https_only=secure_cookies(ctx.settings),
         ),
         Middleware(AuthGate, ctx=ctx),
     ]

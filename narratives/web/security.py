@@ -1,5 +1,5 @@
 """What keeps the review app private: the session secret, the login gate, CSRF tokens,
-the failed-login limit and the security headers on every response.
+the failed-login limit (kept in the database) and the security headers on every response.
 
 The gate is middleware rather than a decorator so that a route added later is private by
 default; only the login page and the two static assets (no narrative data) are public.
@@ -10,9 +10,8 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import threading
-import time
-from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +20,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from narratives.core.clock import utcnow
+from narratives.core.config import Settings
 from narratives.core.workspace import Workspace
+from narratives.store import login_attempts
 from narratives.store.context import Context
 from narratives.store.users import User, get_user_by_id
 
@@ -30,7 +32,9 @@ __all__ = [
     "session_secret",
     "csrf_token",
     "csrf_ok",
+    "Attempt",
     "LoginLimiter",
+    "secure_cookies",
     "AuthGate",
     "SecurityHeaders",
     "current_user",
@@ -69,6 +73,13 @@ def session_secret(workspace: Workspace) -> str:
     return secret
 
 
+def secure_cookies(settings: Settings) -> bool:
+    """Mark the session cookie `Secure` when asked, and always when the site's base URL is
+    https: a cookie sent once over plain http can be read on the way."""
+    base = settings.serve.base_url.strip().lower()
+    return settings.serve.secure_cookies or base.startswith("https://")
+
+
 def csrf_token(session: dict) -> str:
     """The session's CSRF token, made on first use."""
     token = session.get("csrf")
@@ -84,76 +95,84 @@ def csrf_ok(session: dict, submitted: object) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What the limiter says about one login attempt."""
+
+    #: Seconds to wait before trying again (the attempt is refused), or 0.
+    wait: float
+    #: Seconds to hold the attempt before checking the password (a name under attack from
+    #: many addresses is slowed, never locked: the right password still gets in).
+    delay: float = 0.0
+    #: The reservation to forget on success.
+    attempt_id: int | None = None
+
+
 class LoginLimiter:
-    """At most `limit` failed logins per (user name, client address) within `window` seconds."""
+    """Failed logins counted in the database (`login_failures`), so a restart keeps them.
 
-    def __init__(self, limit: int = 5, window: float = 300.0, clock=time.monotonic) -> None:
+    Three rules over a sliding `window`:
+
+    - one name from one address: at most `limit` failures, then that pair waits;
+    - one address, any names (password spraying): at most `address_limit`, then it waits;
+    - one name from many addresses: never refused, since that would lock the real user out
+      wherever they are; from `name_soft` failures on, each attempt on the name is held
+      `delay_step` seconds more (at most `max_delay`) before its password is checked.
+
+    An attempt is reserved before its password is checked, so a parallel burst cannot slip
+    past the count; a success forgets the failures of that name from that address.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        limit: int = 5,
+        address_limit: int = 20,
+        name_soft: int = 10,
+        delay_step: float = 0.5,
+        max_delay: float = 5.0,
+        window: float = 300.0,
+        clock=utcnow,
+    ) -> None:
+        self.db = ctx.db
         self.limit = limit
-        self.window = window
+        self.address_limit = address_limit
+        self.name_soft = name_soft
+        self.delay_step = delay_step
+        self.max_delay = max_delay
+        self.window = timedelta(seconds=window)
         self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+        self._calls = 0
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
+    def _wait(self, now: datetime, oldest: datetime | None) -> float:
+        if oldest is None:
+            return 1.0
+        return max(1.0, (oldest + self.window - now).total_seconds())
+
+    def acquire(self, name: str, address: str) -> Attempt:
+        """Reserve one attempt before the password is checked (it counts as failed until
+        `succeeded`); `wait` > 0 when it is refused."""
+        name, address = name.lower()[:64], address[:64]
         now = self._clock()
-        q = self._failures.setdefault(key, deque())
-        while q and now - q[0] > self.window:
-            q.popleft()
-        return q
-
-    def _wait(self, q: deque[float], limit: int) -> float:
-        if len(q) < limit:
-            return 0.0
-        return max(1.0, self.window - (self._clock() - q[0]))
-
-    def _prune(self) -> None:
-        """Forget keys whose failures are all older than the window (memory stays bounded)."""
-        now = self._clock()
-        stale = [k for k, q in self._failures.items() if not q or now - q[-1] > self.window]
-        for key in stale:
-            del self._failures[key]
-
-    def acquire(self, name: str, address: str) -> float:
-        """Reserve one attempt before the password is checked: 0 when allowed (the attempt
-        counts as failed until `succeeded`), else the seconds to wait.
-
-        Reserving first means a burst of parallel guesses cannot all slip past the check; a
-        per-name limit (over every address) stops guesses spread across many addresses.
-        """
-        pair, everywhere = (name.lower(), address), (name.lower(), "*")
-        with self._lock:
-            if len(self._failures) > 1000:
-                self._prune()
-            now = self._clock()
-            q, qn = self._recent(pair), self._recent(everywhere)
-            wait = max(self._wait(q, self.limit), self._wait(qn, self.limit * 4))
-            if wait:
-                return wait
-            q.append(now)
-            qn.append(now)
-            return 0.0
-
-    def retry_after(self, name: str, address: str) -> float:
-        """Seconds until another attempt is allowed (0 when it is allowed now)."""
-        with self._lock:
-            return max(
-                self._wait(self._recent((name.lower(), address)), self.limit),
-                self._wait(self._recent((name.lower(), "*")), self.limit * 4),
-            )
-
-    def failed(self, name: str, address: str) -> None:
-        """Record a failure that was not reserved with `acquire`."""
-        with self._lock:
-            now = self._clock()
-            self._recent((name.lower(), address)).append(now)
-            self._recent((name.lower(), "*")).append(now)
+        self._calls += 1
+        if self._calls % 100 == 1:
+            login_attempts.prune(self.db, now - self.window)
+        attempt, counts = login_attempts.reserve(self.db, name, address, now, now - self.window)
+        waits = []
+        if counts.pair > self.limit:
+            waits.append(self._wait(now, counts.pair_oldest))
+        if counts.address > self.address_limit:
+            waits.append(self._wait(now, counts.address_oldest))
+        if waits:
+            login_attempts.release(self.db, attempt)
+            return Attempt(wait=max(waits))
+        over = counts.name - self.name_soft
+        delay = min(self.max_delay, self.delay_step * over) if over > 0 else 0.0
+        return Attempt(wait=0.0, delay=delay, attempt_id=attempt)
 
     def succeeded(self, name: str, address: str) -> None:
-        with self._lock:
-            self._failures.pop((name.lower(), address), None)
-            everywhere = self._failures.get((name.lower(), "*"))
-            if everywhere:
-                everywhere.pop()  # this attempt's reservation
+        login_attempts.forget_success(self.db, name.lower()[:64], address[:64])
 
 
 def current_user(request: Request) -> User:
@@ -184,8 +203,14 @@ class AuthGate:
         uid = session.get("uid")
         if isinstance(uid, int):
             user = await run_in_threadpool(get_user_by_id, self.ctx, uid)
-            if user is not None and (user.disabled or session.get("epoch") != user.session_epoch):
-                user = None  # disabled, logged out, or the password changed since
+            if user is not None and (
+                user.disabled
+                or session.get("epoch") != user.session_epoch
+                or session.get("name") != user.name
+            ):
+                # Disabled, logged out, the password changed since, or removed (and the id
+                # reused by someone else).
+                user = None
         if user is None:
             session.pop("uid", None)
             if scope["method"] == "GET" and not scope["path"].startswith("/media/"):

@@ -34,6 +34,7 @@ from narratives.channels.rss.render import EPOCH, FeedItem
 from narratives.core.campaigns import RSS, Campaign, get_campaign, load_campaigns
 from narratives.core.clock import utcnow
 from narratives.core.errors import NarrativesError
+from narratives.core.files import atomic_write
 from narratives.records.delivery import DeliveryState
 from narratives.store import feed_items
 from narratives.store.context import Context
@@ -45,6 +46,8 @@ __all__ = [
     "published_items",
     "pull",
     "write_all_feeds",
+    "feeds_base_url",
+    "record_served_address",
     "write_campaign_feeds",
 ]
 
@@ -92,7 +95,7 @@ def write_campaign_feeds(
     base_url: str | None = None,
 ) -> FeedFiles:
     """Rebuild one campaign's feeds atomically (into `media/feeds/` unless `out_dir`);
-    `base_url` is where `/feeds/...` is served (default: the settings' serve.base_url)."""
+    `base_url` is where `/feeds/...` is served (default: `feeds_base_url`)."""
     if isinstance(campaign, str):
         campaign = get_campaign(ctx.workspace, campaign)
     return write_feeds(
@@ -100,8 +103,32 @@ def write_campaign_feeds(
         campaign,
         partial(published_items, ctx),
         out_dir=out_dir or ctx.workspace.feeds_dir,
-        base_url=base_url or ctx.settings.serve.base_url,
+        base_url=base_url or feeds_base_url(ctx),
     )
+
+
+#: Where `narrative serve` records the address it serves at, for other processes' feed links.
+SERVED_AT = "served-at"
+
+
+def feeds_base_url(ctx: Context) -> str:
+    """serve.base_url when set; else the address `narrative serve` last started on (so the
+    scheduler's rebuilds agree with `serve --port`); else the settings' host and port."""
+    serve = ctx.settings.serve
+    if serve.public_url != f"http://{serve.host}:{serve.port}":
+        return serve.public_url
+    try:
+        served = (ctx.workspace.state_dir / SERVED_AT).read_text(encoding="utf-8").strip()
+    except OSError:
+        served = ""
+    return served if served.startswith(("http://", "https://")) else serve.public_url
+
+
+def record_served_address(ctx: Context, url: str) -> list[FeedFiles]:
+    """Called by `narrative serve` at start: remember its address and rebuild the feeds so
+    their links point at it."""
+    atomic_write(ctx.workspace.state_dir / SERVED_AT, url + "\n", mode=0o600)
+    return write_all_feeds(ctx)
 
 
 def write_all_feeds(ctx: Context) -> list[FeedFiles]:

@@ -27,7 +27,8 @@ over; nothing is written and the post is left to it (its rkeys make a repeat fin
 
 **Missed.** A delivery woken past its campaign's `slots.missed_after_hours` with nothing of it out
 is marked `missed` instead of claimed: the one rule of `store.deliveries` (`is_late`,
-`mark_missed`), which the scheduler also applies at start, so the two never disagree.
+`mark_missed`), which the scheduler also applies at start, so the two never disagree. A wait the
+server imposed (429, Bluesky's daily video limit) counts from its `retry_at`, not its slot.
 
 A delivery left in `publishing` by a process that died is handed back by `recover_interrupted`
 (at scheduler start and on every sync) once its claim is stale: its owner on this host is gone,
@@ -62,13 +63,15 @@ from narratives.core.errors import (
     InvalidState,
     NarrativesError,
     PermanentChannelError,
+    RateLimited,
     TransientChannelError,
 )
-from narratives.policy.anonymise import draft_leaks, terms_for
+from narratives.policy.anonymise import artefact_leaks, terms_for
 from narratives.policy.consent import check_publishable, is_anonymous
 from narratives.records.delivery import OPEN, TAKEN_DOWN, Delivery, DeliveryState
 from narratives.records.draft import DraftState
 from narratives.store import deliveries as store
+from narratives.store import drafts as draft_rows
 from narratives.store.claims import new_claim_owner
 from narratives.store.context import Context
 from narratives.store.delivery_queries import get_delivery, list_deliveries
@@ -95,12 +98,22 @@ S = DeliveryState
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delay before retry n (1-based): base·factor^(n-1), capped, minus up to `jitter` of it."""
+    """Delay before retry n (1-based): base·factor^(n-1), capped, minus up to `jitter` of it.
+
+    After a rate limit (HTTP 429) the wait is the server's reset time plus `margin` seconds plus
+    up to `spread` seconds at random: deliveries that met the same limit then wake at
+    different times, not all on its reset second to meet it again (issue 19)."""
 
     base: float = 30.0
     factor: float = 2.0
     cap: float = 3600.0
     jitter: float = 0.5
+    margin: float = 2.0
+    spread: float = 30.0
+
+    def after_rate_limit(self, retry_after: float | None, rng: Any = random) -> float:
+        wait = retry_after if retry_after is not None else self.base
+        return wait + self.margin + self.spread * rng.random()
 
     def delay(self, attempt: int, retry_after: float | None = None, rng: Any = random) -> float:
         raw = min(self.cap, self.base * self.factor ** max(attempt - 1, 0))
@@ -129,11 +142,13 @@ def _error_text(exc: BaseException) -> str:
 
 def _missed(ctx: Context, d: Delivery, now: datetime, actor: str) -> Outcome | None:
     """Mark `d` missed if the missed rule says so; None when it is to be published."""
-    if not store.is_late(d, now, store.missed_limit(ctx, d.campaign)):
+    limit = store.missed_limit(ctx, d.campaign)
+    if not store.is_late(d, now, limit):
         return None
     with ctx.db.begin() as conn:
-        # False when it was tried after all: it may have posts out and must be finished.
-        if not store.mark_missed(conn, d, now, actor=actor):
+        # False when it was tried after all (it may have posts out and must be finished), or
+        # when it waits for a time the server set (issue 19: a daily limit is not lateness).
+        if not store.mark_missed(conn, d, now, actor=actor, limit=limit):
             return None
         return Outcome("missed", get_delivery(conn, d.id), d.last_error)
 
@@ -149,12 +164,20 @@ def _check_anonymity(ctx: Context, conn: Connection, draft: Any) -> None:
     them: refuse it rather than publish a name (the editor regenerates or edits it)."""
     if not is_anonymous(conn, draft.narrative_id):
         return
-    leaks = draft_leaks(dict(draft.content or {}), terms_for(ctx, draft.narrative_id))
+    # Issue 14: every artefact that would go out (post text, alt text, feed item texts, the
+    # captions file) is read with the one matcher; a leak sends the draft back to review.
+    terms = terms_for(ctx, draft.narrative_id)
+    leaks = artefact_leaks(ctx.workspace.root, dict(draft.content or {}), terms)
     if leaks:
+        names = ", ".join(sorted({leak.term for leak in leaks}))
+        where = "; ".join(str(leak) for leak in leaks[:5])
+        reason = f"names {names} but the narrator must stay anonymous ({where})"
+        with ctx.db.begin() as write:
+            draft_rows.send_back(write, draft.id, actor="leak-check", reason=reason)
         raise ConsentError(
-            f"draft {draft.id} names {', '.join(sorted(set(leaks)))} but the narrator must "
-            "stay anonymous",
-            hint="edit the draft or run `narrative process --force` to regenerate it",
+            f"draft {draft.id} {reason}; it was sent back to review",
+            hint="edit the draft (or mark the name and run `narrative process --force`), "
+            "then approve and schedule it again",
         )
 
 
@@ -302,7 +325,14 @@ def _failed(
     error = _error_text(exc)
     max_attempts = ctx.settings.scheduler.max_attempts
     retry_at = None
-    if transient and d.attempts < max_attempts:
+    # Waiting for a rate limit to reset is not a failed attempt (issue 19).
+    rate_limited = isinstance(exc, RateLimited)
+    if rate_limited:
+        delay = backoff.after_rate_limit(getattr(exc, "retry_after", None))
+        retry_at = now + timedelta(seconds=delay)
+        status = "retry"
+        last_error = error
+    elif transient and d.attempts < max_attempts:
         delay = backoff.delay(d.attempts, getattr(exc, "retry_after", None))
         retry_at = now + timedelta(seconds=delay)
         status = "retry"
@@ -315,6 +345,7 @@ def _failed(
         last_error = error
     with ctx.db.begin() as conn:
         kind = "transient_error" if transient else "permanent_error"
+        kind = "rate_limited" if rate_limited else kind
         ours = store.failed(
             conn,
             d.id,
@@ -325,6 +356,7 @@ def _failed(
             error=error,
             actor=actor,
             now=now,
+            counts=not rate_limited,
         )
         after = get_delivery(conn, d.id) if ours else None
     # Not ours any more (withdrawn, or handed to another process): a "failed" row and

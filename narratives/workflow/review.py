@@ -17,11 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
-from narratives.channels.bluesky.text import count_graphemes
-from narratives.core.campaigns import BLUESKY, RSS, get_campaign
+from narratives.channels.bluesky.limits import draft_problems as bluesky_problems
+from narratives.core.campaigns import BLUESKY, RSS, draft_gates, get_campaign
 from narratives.core.clock import utcnow
-from narratives.core.errors import Conflict, InvalidState, NotFound, UsageError
+from narratives.core.errors import InvalidState, NotFound, UsageError
 from narratives.policy.consent import check_approvable
 from narratives.records.draft import (
     CHANGES_REQUESTABLE,
@@ -39,6 +38,7 @@ from narratives.store.context import Context
 from narratives.store.schema import (
     audit_log,
     comments,
+    consents,
     deliveries,
     drafts,
     narratives,
@@ -70,8 +70,15 @@ _SEPARATOR_LINE = re.compile(r"^[ \t]*-{3,}[ \t]*$", re.MULTILINE)
 
 
 def _query():
-    return sa.select(drafts, narratives.c.title.label("n_title"), narratives.c.label).join(
-        narratives, narratives.c.id == drafts.c.narrative_id
+    return (
+        sa.select(
+            drafts,
+            narratives.c.title.label("n_title"),
+            narratives.c.label,
+            consents.c.withdrawn_at.label("consent_withdrawn_at"),
+        )
+        .join(narratives, narratives.c.id == drafts.c.narrative_id)
+        .outerjoin(consents, consents.c.narrative_id == drafts.c.narrative_id)
     )
 
 
@@ -93,6 +100,8 @@ def _draft(row) -> Draft:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         title=data.get("title") or m["n_title"] or m["label"],
+        revision=m["version"],
+        withdrawn=m["consent_withdrawn_at"] is not None,
     )
 
 
@@ -180,15 +189,8 @@ def problems(draft: Draft) -> list[str]:
     """What stops the draft from being approved as it stands (empty when it may be)."""
     found: list[str] = []
     if draft.channel == BLUESKY:
-        posts = draft.posts
-        if not posts:
-            found.append("the thread has no posts")
-        for i, text in enumerate(posts, 1):
-            n = count_graphemes(text)
-            if not text.strip():
-                found.append(f"post {i} is empty")
-            elif n > BLUESKY_LIMIT:
-                found.append(f"post {i} has {n} characters; Bluesky allows {BLUESKY_LIMIT}")
+        # Every Bluesky limit (text, alt text, languages, labels, reply rules), issue 19.
+        found.extend(bluesky_problems(draft.content))
     elif draft.channel == RSS:
         for key in ("title", "content"):
             if not str(draft.content.get(key) or "").strip():
@@ -204,13 +206,12 @@ def _check_consent(conn: Connection, draft: Draft) -> None:
     check_approvable(conn, draft.narrative_id, draft.channel)
 
 
-def _check_seen(draft: Draft, seen: str | None, doing: str) -> None:
+def _check_seen(conn: Connection, draft: Draft, seen: str | None, doing: str) -> None:
+    """The text the user read (`seen`, a `Draft.version`) must be the text now; the write
+    after it is a compare-and-swap on the row's version (`store.drafts`), so a change landing
+    in between is refused too."""
     if seen is not None and seen != draft.version:
-        raise Conflict(
-            f"draft {draft.id} changed since you opened it (someone edited it, or it was "
-            f"regenerated); it was not {doing}",
-            hint="reload it and review the text as it is now",
-        )
+        raise draft_rows.conflict(conn, draft.id, doing)
 
 
 def approve(ctx: Context, draft_id: int, *, actor: str, seen: str | None = None) -> Draft:
@@ -221,7 +222,7 @@ def approve(ctx: Context, draft_id: int, *, actor: str, seen: str | None = None)
     require_active(ctx, actor)
     with ctx.db.begin() as conn:
         draft = _load(conn, draft_id)
-        _check_seen(draft, seen, "approved")
+        _check_seen(conn, draft, seen, "approved")
         if draft.state != DraftState.PENDING_REVIEW:
             raise InvalidState(
                 f"draft {draft_id} is {draft.state.replace('_', ' ')}; only a draft pending "
@@ -311,6 +312,16 @@ def _merge(draft: Draft, changes: dict[str, Any]) -> dict[str, Any]:
             if not all(isinstance(t, str) for t in texts):
                 raise UsageError("posts must be text")
             content["posts"] = [{"text": t.strip()} for t in texts]
+        elif key == "gates":
+            # The draft's own reply and quote controls (issue 19); empty means the campaign's.
+            try:
+                gates = draft_gates(value)
+            except ValueError as exc:
+                raise UsageError(f"reply and quote settings: {exc}") from exc
+            if gates is None:
+                content.pop("gates", None)
+            else:
+                content["gates"] = gates
         elif key == "content_warning":
             if value is not None and not isinstance(value, str):
                 raise UsageError("content_warning must be text")
@@ -338,7 +349,7 @@ def edit(
     require_active(ctx, actor)
     with ctx.db.begin() as conn:
         draft = _load(conn, draft_id)
-        _check_seen(draft, seen, "saved")
+        _check_seen(conn, draft, seen, "saved")
         content = _merge(draft, changes)
         if content == draft.content:
             return draft

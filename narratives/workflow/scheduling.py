@@ -217,6 +217,10 @@ def _lost_race(ctx: Context, draft_id: int, exc: sa.exc.IntegrityError) -> Inval
     raise exc
 
 
+#: How far ahead a post may be scheduled at a given time (a typo'd year is refused).
+MAX_AHEAD = timedelta(days=5 * 365)
+
+
 def _when(
     campaign: Campaign,
     conn: Connection,
@@ -236,6 +240,11 @@ def _when(
             raise UsageError(
                 f"{when.isoformat()} is in the past",
                 hint="use `narrative publish DRAFT_ID --now` to post at once",
+            )
+        if when > now + MAX_AHEAD:
+            raise UsageError(
+                f"{when.isoformat()} is more than {MAX_AHEAD.days // 365} years ahead",
+                hint="check the year; schedule it nearer the time",
             )
         return when
     return next_free_slot(conn, campaign, channel, after=now, taken=taken)

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from narratives.core.errors import Conflict
 from narratives.policy.anonymise import redact_draft
 from narratives.records.draft import EDITABLE, DraftState
 from narratives.store import drafts as draft_rows
@@ -85,7 +86,18 @@ def _regenerate(conn: sa.Connection, row: Any, target: DraftTarget) -> str:
 
 def save_draft(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, str, str]:
     """Insert or update one draft (and its audit row) in one transaction; (its id, created |
-    updated | unchanged, its state after)."""
+    updated | unchanged, its state after). An editor saving at the same moment wins the
+    row's compare-and-swap; the draft is then read again, so their text is kept."""
+    for attempt in range(3):
+        try:
+            return _save_once(ctx, narrative_id, target)
+        except Conflict:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _save_once(ctx: Context, narrative_id: str, target: DraftTarget) -> tuple[int, str, str]:
     with ctx.db.begin() as conn:
         row = conn.execute(
             sa.select(drafts).where(

@@ -215,6 +215,8 @@ def _view(ctx: Context, story: _Story, campaign: Campaign, route: Route) -> _Vie
         "video_cut": kept is not None,
         "video_length": clock(excerpt) if kept else None,
         "recording_length": clock(recording) if recording else None,
+        # The video's voice is a shipped synthetic one, to protect an anonymous narrator.
+        "voice_recreated": media.get("voice") == "synthetic",
     }
     data = {
         "title": story.title,

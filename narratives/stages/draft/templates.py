@@ -150,6 +150,7 @@ def sample_variables(campaign: Campaign) -> dict[str, Any]:
         "video_cut": True,
         "video_length": "0:45",
         "recording_length": "3:10",
+        "voice_recreated": True,
     }
 
 

@@ -29,6 +29,7 @@ _NO_VIDEO: dict[str, Any] = {
     "format": None,
     "kept": None,
     "missing_glyphs": "",
+    "voice": None,
 }
 
 
@@ -63,6 +64,8 @@ def draft_video(ctx: Context, narrative_id: str, campaign: Campaign) -> dict[str
             "format": fmt,
             "kept": _kept(out),
             "missing_glyphs": str(out.get("missing_glyphs") or ""),
+            # "synthetic" when a shipped voice re-created the narrator's words (policy.voice).
+            "voice": out.get("voice") or None,
         }
     return dict(_NO_VIDEO)
 

@@ -8,10 +8,13 @@ from narratives.web.views.base import View
 from narratives.web.views.consent import ConsentView
 from narratives.web.views.draft import DraftView
 from narratives.web.views.draft_actions import DraftActions
+from narratives.web.views.engagement import EngagementView
 from narratives.web.views.files import FilesView
+from narratives.web.views.gates import GatesView
 from narratives.web.views.login import LoginView
 from narratives.web.views.queue import QueueView
 from narratives.web.views.schedule import ScheduleView
+from narratives.web.views.transcript import TranscriptView
 
 __all__ = ["VIEWS"]
 
@@ -21,8 +24,11 @@ VIEWS: tuple[type[View], ...] = (
     QueueView,
     DraftView,
     DraftActions,
+    GatesView,
+    EngagementView,
     ScheduleView,
     ConsentView,
     AssignView,
     FilesView,
+    TranscriptView,
 )

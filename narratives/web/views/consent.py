@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from narratives.core.errors import ConfigError, UsageError
+from narratives.core.errors import ConfigError, Conflict, UsageError
 from narratives.policy import anonymise, consent
-from narratives.records.analysis import Analysis
+from narratives.records.analysis import Analysis, Entity
 from narratives.records.consent import Consent, WithdrawalReport
 from narratives.records.draft import Draft
 from narratives.records.redactions import Term
@@ -51,11 +52,15 @@ class ConsentPanel:
     anonymous: bool
     found_terms: list[Term]
     marked_terms: list[Term]
-    #: Hidden names the draft still contains (only when the narrator is anonymous).
+    #: Hidden names the draft still contains, and where (only when the narrator is anonymous).
     leaks: list[str]
+    #: Names and places only one detector found (the NER model or the heuristic), with why.
+    unsure: list[Entity]
     methods: dict[str, str]
     kinds: dict[str, str]
     channels: tuple[str, ...]
+    #: The narrator's own choice of voice ("synthetic", "disguised"), or None: the campaign's.
+    voice_mode: str | None = None
 
 
 @dataclass
@@ -70,7 +75,11 @@ def consent_panel(ctx: Context, draft: Draft, analysis: Analysis | None) -> Cons
     anonymous = current is None or current.anonymous
     found = anonymise.analysis_terms(analysis)
     marked = redactions.marked_terms(ctx, nid)
-    leaks = sorted(set(anonymise.draft_leaks(draft.content, found + marked))) if anonymous else []
+    # Where each hidden name still is (issue 14): the same leak check as at publish.
+    root, terms = ctx.workspace.root, found + marked
+    found_leaks = anonymise.artefact_leaks(root, draft.content, terms) if anonymous else []
+    leaks = sorted({f"{x.term} (in {x.where})" for x in found_leaks})
+    unsure = [e for e in (analysis.entities if analysis else []) if e.unsure]
     withdrawn = current is not None and current.withdrawn_at is not None
     return ConsentPanel(
         record=current,
@@ -81,9 +90,11 @@ def consent_panel(ctx: Context, draft: Draft, analysis: Analysis | None) -> Cons
         found_terms=sorted({t.text: t for t in found}.values(), key=lambda t: t.text),
         marked_terms=marked,
         leaks=leaks,
+        unsure=unsure,
         methods=METHOD_LABELS,
         kinds=_KINDS,
         channels=consent.CHANNELS,
+        voice_mode=redactions.voice_mode(ctx, nid),
     )
 
 
@@ -118,6 +129,7 @@ class ConsentView(View):
             raise UsageError("Choose whether the narrator may be named or must stay anonymous.")
         given: date | datetime | None = _date(form, "given_at", "The date consent was given,")
         expires = _date(form, "expires_at", "The expiry date")
+        expected = _expected_version(form)
         before = consent.get_consent(self.ctx, draft.narrative_id)
         if before is not None and given is not None and given == before.given_at.date():
             given = before.given_at  # the same day as recorded: keep its time of day
@@ -133,7 +145,10 @@ class ConsentView(View):
                 expires_at=expires,
                 notes=_field(form, "notes") or None,
                 actor=current_user(request).name,
+                expected_version=expected,
             )
+        except Conflict as exc:  # changed since the form was opened: show it as it is now
+            return self._conflict(request, draft.id, exc)
         except ConfigError as exc:  # a value the ledger refuses (too long, ...)
             raise UsageError(str(exc)) from None
         note = ""
@@ -142,6 +157,20 @@ class ConsentView(View):
         if after.takedown is not None:
             note += " " + _takedown_sentence(after.takedown)
         return self.back(request, draft.id, "Consent saved." + note)
+
+    def _conflict(self, request: Request, did: int, exc: Conflict) -> HTMLResponse:
+        """The draft's page as it is now (the consent as recorded), saying the save lost."""
+        from narratives.web.views.draft import draft_page  # it shows this module's panel
+
+        page = draft_page(
+            self.site, review.get_draft(self.ctx, did), viewer=current_user(request).name
+        )
+        page.refusal = str(exc)[:1].upper() + str(exc)[1:]
+        page.refusal_hint = (
+            "The consent panel below shows the consent as it is now: check it, then save "
+            "again if it still needs changing."
+        )
+        return self.render(request, "draft.html", page, status=exc.http_status)
 
     def withdraw_consent(self, request: Request, form: FormData) -> HTMLResponse:
         draft = review.get_draft(self.ctx, draft_id(request))
@@ -192,6 +221,22 @@ class ConsentView(View):
 def _field(form: FormData, key: str) -> str:
     value = form.get(key)
     return value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
+
+
+def _expected_version(form: FormData) -> int | None | Literal["any"]:
+    """The consent version the form was made from: a number, "none" (no consent was
+    recorded), or no field at all ("any": a client that does not send one, like the CLI)."""
+    if "consent_version" not in form:
+        return "any"
+    value = _field(form, "consent_version")
+    if value == "none":
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise UsageError(
+            "The consent form is damaged (its version is not a number).",
+            hint="Reload the draft page and try again.",
+        )
+    return int(value)
 
 
 def _date(form: FormData, key: str, what: str) -> date | None:

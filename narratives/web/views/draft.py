@@ -4,18 +4,20 @@ summary marked), the analysis's tags and content notes, and the panels of the ot
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse
 
 from narratives.channels.bluesky.text import MAX_GRAPHEMES as BLUESKY_LIMIT
 from narratives.channels.bluesky.text import count_graphemes
 from narratives.core.campaigns import BLUESKY, Campaign
+from narratives.core.clock import utcnow
+from narratives.policy.consent import consent_problem
 from narratives.records.analysis import Analysis
+from narratives.records.consent import Consent
 from narratives.records.draft import (
     CHANGES_REQUESTABLE,
     REJECTABLE,
@@ -26,9 +28,10 @@ from narratives.records.draft import (
 from narratives.records.transcript import Transcript
 from narratives.stages.draft.stage import clock
 from narratives.stages.draft.templates import join_posts
+from narratives.store import drafts as draft_rows
 from narratives.store.narrative_files import read_analysis, read_transcript
+from narratives.web.audit_words import AuditRow, audit_row, tag_model_scores
 from narratives.web.fidelity import quote_edited, quote_forms
-from narratives.web.templating import STATE_LABELS
 from narratives.web.views.assign import CampaignsPanel, campaigns_panel
 from narratives.web.views.base import Endpoint, Site, View, campaign_map, draft_id
 from narratives.web.views.consent import ConsentPanel, consent_panel
@@ -36,19 +39,10 @@ from narratives.web.views.files import Player, player_for
 from narratives.web.views.schedule import SchedulePanel, schedule_panel
 from narratives.workflow import review
 
-__all__ = ["DraftPage", "DraftView", "draft_page"]
+__all__ = ["Decision", "DraftPage", "DraftView", "draft_page", "decision_for"]
 
-_HISTORY_LABELS = {
-    "draft.create": "created",
-    "draft.regenerate": "regenerated",
-    "draft.edit": "edited",
-    "draft.approve": "approved",
-    "draft.reject": "rejected",
-    "draft.request_changes": "requested changes",
-    "draft.comment": "commented",
-    "campaign.assign": "assigned a campaign",
-    "campaign.unassign": "unassigned a campaign",
-}
+#: Someone whose page view is older than this no longer counts as having the draft open.
+VIEWER_WINDOW = timedelta(minutes=2)
 
 
 @dataclass
@@ -76,6 +70,8 @@ class TagRow:
     above: bool
     #: An editor's correction: True applies, False does not, None none.
     correction: bool | None
+    #: The model's score before an editor first corrected the tag (None: never corrected).
+    model_score: float | None = None
 
 
 @dataclass
@@ -103,16 +99,21 @@ class TranscriptRow:
 
 
 @dataclass
-class HistoryRow:
-    at: datetime
-    actor: str
-    action: str
-    #: "" for the draft itself, else what the entry is about ("story", "delivery 3").
-    scope: str
-    changes: list[str]
-    #: What an edit changed, as unified-diff lines.
-    diff: str
-    detail: str | None
+class Decision:
+    """The decision panel: the consent beside Approve, and why Approve or Schedule is off.
+
+    The buttons are only a courtesy: review and scheduling refuse the same cases again."""
+
+    #: active | missing | withdrawn | expired | narrower (does not cover this channel)
+    consent_state: str
+    #: The consent's scope in words ("Bluesky and RSS/Atom, may be named, given by ...").
+    consent_text: str
+    #: Why the draft cannot be approved as it stands (consent, text), in sentences.
+    approve_blocked: list[str]
+    #: Why an approved draft cannot be scheduled now.
+    schedule_blocked: list[str]
+    #: The narrator withdrew consent: shown in place of the draft's state.
+    withdrawn: bool
 
 
 @dataclass
@@ -138,7 +139,7 @@ class DraftPage:
     routing: CampaignsPanel
     schedule: SchedulePanel
     comments: list[Comment]
-    history: list[HistoryRow]
+    history: list[AuditRow]
     #: Who the preview shows as the poster.
     handle: str
     #: A thread of posts (Bluesky) rather than a feed item: which preview and edit form.
@@ -148,23 +149,79 @@ class DraftPage:
     can_request_changes: bool = False
     can_reject: bool = False
     approved: bool = False
+    decision: Decision | None = None
+    #: Other editors who have the page open now (the soft lock), most recent first.
+    viewers: list[str] | None = None
+    #: Why the last action was refused (a lost race, consent): shown on the page itself.
+    refusal: str | None = None
+    refusal_hint: str | None = None
+    #: The editor's text that was not saved because someone changed the draft first.
+    unsaved: dict[str, str] | None = None
 
 
 class DraftView(View):
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint("GET", "/drafts/{draft_id:id}", self.draft_page, "page")]
+        return [
+            Endpoint("GET", "/drafts/{draft_id:id}", self.draft_page, "page"),
+            Endpoint("GET", "/drafts/{draft_id:id}/viewers", self.viewers, "page"),
+        ]
+
+    def viewers(self, request: Request) -> JSONResponse:
+        """Who else has the draft open, for the page's script (every 30 s while it is open;
+        each call also says this user still has it open)."""
+        draft = review.get_draft(self.ctx, draft_id(request))
+        user = request.scope["state"]["user"].name
+        return JSONResponse({"viewers": _viewers(self.site, draft, user)})
 
     def draft_page(self, request: Request) -> HTMLResponse:
         draft = review.get_draft(self.ctx, draft_id(request))
-        return self.render(request, "draft.html", draft_page(self.site, draft))
+        user = request.scope["state"]["user"].name
+        return self.render(request, "draft.html", draft_page(self.site, draft, viewer=user))
 
 
-def draft_page(site: Site, draft: Draft) -> DraftPage:
+def _viewers(site: Site, draft: Draft, viewer: str | None) -> list[str]:
+    """Note that `viewer` has the page open, and say who else has (the soft lock)."""
+    now = utcnow()
+    with site.ctx.db.begin() as conn:
+        if viewer:
+            draft_rows.note_viewer(conn, draft.id, viewer, now)
+        seen = draft_rows.viewers(conn, draft.id, now - VIEWER_WINDOW)
+    return [name for name, _ in seen if name != viewer]
+
+
+def decision_for(draft: Draft, record: Consent | None, problems: list[str]) -> Decision:
+    now = utcnow()
+    if record is None:
+        state, text = "missing", "none recorded"
+    else:
+        state = record.status(now)
+        if state == "active" and draft.channel not in record.channels:
+            state = "narrower"
+        scope = ", ".join(record.channels) or "no channel"
+        named = "may be named" if not record.anonymous else "anonymous"
+        text = f"{scope}; {named}; given by {record.given_by} on {record.given_at:%Y-%m-%d}"
+    problem = consent_problem(record, draft.channel, now)
+    blocked = ([problem[0].upper() + problem[1:] + "."] if problem else []) + [
+        p[0].upper() + p[1:] + "." for p in problems
+    ]
+    return Decision(
+        consent_state=state,
+        consent_text=text,
+        approve_blocked=blocked,
+        schedule_blocked=blocked,
+        withdrawn=state == "withdrawn",
+    )
+
+
+def draft_page(site: Site, draft: Draft, *, viewer: str | None = None) -> DraftPage:
     ctx = site.ctx
     analysis = read_analysis(ctx.workspace, draft.narrative_id)
+    consent = consent_panel(ctx, draft, analysis)
+    problems = review.problems(draft)
     transcript = read_transcript(ctx.workspace, draft.narrative_id)
     campaign = campaign_map(ctx).get(draft.campaign)
     media = player_for(ctx, draft)
+    decision = decision_for(draft, consent.record, problems)
     return DraftPage(
         draft=draft,
         campaign=campaign,
@@ -179,25 +236,27 @@ def draft_page(site: Site, draft: Draft) -> DraftPage:
         ],
         edit_text=join_posts(draft.posts) if draft.channel == BLUESKY else "",
         limit=BLUESKY_LIMIT,
-        problems=review.problems(draft),
+        problems=problems,
         tag_rows=_tag_rows(ctx, draft, campaign, analysis),
         notes=_note_rows(campaign, analysis),
         quote_edited=quote_edited(draft, quote_forms(ctx, draft.narrative_id, analysis)),
-        consent=consent_panel(ctx, draft, analysis),
+        consent=consent,
         routing=campaigns_panel(ctx, site.jobs, draft.narrative_id, analysis),
         schedule=schedule_panel(ctx, draft, campaign),
         thread=draft.channel == BLUESKY,
-        can_approve=draft.state == DraftState.PENDING_REVIEW,
+        can_approve=draft.state == DraftState.PENDING_REVIEW and not decision.approve_blocked,
         can_request_changes=draft.state in CHANGES_REQUESTABLE,
         can_reject=draft.state in REJECTABLE,
         approved=draft.state == DraftState.APPROVED,
         comments=review.list_comments(ctx, draft.id),
-        history=[_history_row(h) for h in reversed(review.history(ctx, draft.id, related=True))],
+        history=[audit_row(h) for h in reversed(review.history(ctx, draft.id, related=True))],
         handle=(
             campaign.channels.bluesky.handle
             if campaign and campaign.channels.bluesky
             else draft.campaign
         ),
+        decision=decision,
+        viewers=_viewers(site, draft, viewer),
     )
 
 
@@ -211,12 +270,13 @@ def _tag_rows(
     for c in review.tag_corrections_for(ctx, draft.narrative_id):
         if c["campaign"] == draft.campaign:
             corrections[c["tag"]] = c["applies"]
+    model = tag_model_scores(ctx, draft.narrative_id, draft.campaign) if corrections else {}
     names = [t.name for t in campaign.tags] if campaign else list(scores)
     rows = []
     for name in sorted(names, key=lambda n: -(scores.get(n) or 0)):
         score = scores.get(name)
         above = score is not None and campaign is not None and score >= campaign.tag_threshold
-        rows.append(TagRow(name, score, above, corrections.get(name)))
+        rows.append(TagRow(name, score, above, corrections.get(name), model.get(name)))
     return rows
 
 
@@ -276,47 +336,3 @@ def _transcript_rows(
             runs[0].text = runs[0].text.lstrip()
         rows.append(TranscriptRow(seg.start, f"{seek_base}#t={seg.start:.1f}", runs))
     return rows
-
-
-def _content_lines(content: Any) -> list[str]:
-    if not isinstance(content, dict):
-        return [str(content)]
-    if "posts" in content:
-        texts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in content["posts"]]
-        return "\n---\n".join(texts).splitlines()
-    parts = [str(content.get(k) or "") for k in ("title", "summary", "content")]
-    return "\n---\n".join(parts).splitlines()
-
-
-def _text_diff(before: Any, after: Any) -> str:
-    """What an edit changed, as unified-diff lines (- removed, + added)."""
-    lines = difflib.unified_diff(
-        _content_lines(before), _content_lines(after), "before", "after", n=1, lineterm=""
-    )
-    return "\n".join(list(lines)[2:])
-
-
-def _history_row(entry: dict[str, Any]) -> HistoryRow:
-    before, after = entry.get("before") or {}, entry.get("after") or {}
-    changes = []
-    diff = ""
-    if isinstance(before, dict) and isinstance(after, dict):
-        if "state" in after and before.get("state") != after.get("state"):
-            old = STATE_LABELS.get(before.get("state"), before.get("state") or "new")
-            changes.append(f"{old} → {STATE_LABELS.get(after['state'], after['state'])}")
-        if "content" in before and "content" in after and before["content"] != after["content"]:
-            changes.append("text changed")
-            diff = _text_diff(before["content"], after["content"])
-        if "body" in after:
-            changes.append(f"“{after['body'][:120]}”")
-    kind = entry.get("object_type", "draft")
-    scope = {"delivery": f"delivery {entry.get('object_id')}", "narrative": "story"}
-    return HistoryRow(
-        at=entry["at"],
-        actor=entry["actor"],
-        action=_HISTORY_LABELS.get(entry["action"], entry["action"]),
-        scope=scope.get(kind, kind if kind != "draft" else ""),
-        changes=changes,
-        diff=diff,
-        detail=entry.get("detail"),
-    )

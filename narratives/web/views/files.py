@@ -1,20 +1,25 @@
 """The files the pages play and load: a narrative's videos, captions and recording, by kind
-(never a path from the request), and the two static assets."""
+(never a path from the request), and the two static assets.
+
+A generated file is served only when it resolves (links followed) to a regular file inside the
+workspace's media folder: a link planted in `media/work/<id>/` pointing at the session secret,
+the database or anything else is "not found". A recording may be anywhere in the workspace
+(`narrative process` registers where it is) but never in its private state folder."""
 
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from narratives.core.errors import NotFound
 from narratives.records.draft import Draft
+from narratives.stages.ingest import recording_file
 from narratives.store.context import Context
-from narratives.store.schema import narrative_paths
 from narratives.web.templating import template_dirs
 from narratives.web.views.base import Endpoint, View
 
@@ -78,23 +83,38 @@ def resolve_media(ctx: Context, narrative_id: str, kind: str) -> tuple[Path, str
         raise NotFound("no such file")
     ws = ctx.workspace
     if kind == "audio":
-        with ctx.db.connect() as conn:
-            paths = conn.execute(
-                sa.select(narrative_paths.c.path).where(
-                    narrative_paths.c.narrative_id == narrative_id
-                )
-            ).scalars()
-            candidates = [Path(p) for p in paths]
-        for p in candidates:
-            p = p if p.is_absolute() else ws.root / p
-            media_type = _AUDIO_TYPES.get(p.suffix.lower())
-            if media_type and p.is_file() and ws.contains(p):
-                return p.resolve(), media_type
+        # The workspace's copy when there is one, else a remembered path inside the workspace.
+        p = recording_file(ctx, narrative_id)
+        real = _regular_file(p) if p is not None else None
+        media_type = _AUDIO_TYPES.get(real.suffix.lower()) if real else None
+        # Never the workspace's private state, whatever a link says.
+        if real and media_type and _inside(real, ws.root) and not _inside(real, ws.state_dir):
+            return real, media_type
         raise NotFound("no recording for this narrative in the workspace")
     path = ws.narrative_dir(narrative_id) / kind
-    if not path.is_file() or not ws.contains(path):
+    real = _regular_file(path)
+    if real is None or not _inside(real, ws.media_dir):
         raise NotFound("no such file")
-    return path.resolve(), _MEDIA_TYPES.get(path.suffix, "application/octet-stream")
+    return real, _MEDIA_TYPES.get(real.suffix, "application/octet-stream")
+
+
+def _regular_file(path: Path) -> Path | None:
+    """The file's real path when it is a regular file (links followed), else None."""
+    try:
+        real = path.resolve(strict=True)
+        mode = real.stat().st_mode
+    except (OSError, RuntimeError):  # missing, unreadable, a link loop
+        return None
+    return real if stat.S_ISREG(mode) else None
+
+
+def _inside(real: Path, folder: Path) -> bool:
+    """True when the resolved `real` lies inside `folder` (itself resolved: a workspace may
+    sit behind a link)."""
+    try:
+        return real.is_relative_to(folder.resolve())
+    except OSError:
+        return False
 
 
 def player_for(ctx: Context, draft: Draft) -> Player | None:

@@ -1,7 +1,9 @@
-"""Logging in and out: the login form, the failed-login limit, and ending a session."""
+"""Logging in and out: the login form, the failed-login limit (`web.security.LoginLimiter`,
+kept in the database), and ending a session."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -50,24 +52,28 @@ class LoginView(View):
         nxt = _safe_next(str(form.get("next") or ""))
         address = request.client.host if request.client else "unknown"
         limiter = self.site.limiter
-        wait = limiter.acquire(name, address)
-        if wait:
+        attempt = await run_in_threadpool(limiter.acquire, name, address)
+        if attempt.wait:
             response = self.error_page(
                 request,
                 429,
-                "Too many failed logins for this name.",
-                f"Wait {int(wait // 60) + 1} minutes and try again.",
+                "Too many failed logins from here.",
+                f"Wait {int(attempt.wait // 60) + 1} minutes and try again.",
             )
-            response.headers["Retry-After"] = str(int(wait))
+            response.headers["Retry-After"] = str(int(attempt.wait))
             return response
+        if attempt.delay:
+            # A name under attack from many addresses: slowed, never locked out.
+            await asyncio.sleep(attempt.delay)
         user = await run_in_threadpool(authenticate, self.ctx, name, password)
         if user is None:  # the attempt reserved above stays counted as a failure
             page = LoginPage(next=nxt, error="Wrong name or password.")
             return self.render(request, "login.html", page, status=400)
-        limiter.succeeded(name, address)
+        await run_in_threadpool(limiter.succeeded, name, address)
         # A fresh session (and CSRF token) at login: no fixation of a pre-login session.
         request.session.clear()
         request.session["uid"] = user.id
+        request.session["name"] = user.name
         request.session["epoch"] = user.session_epoch
         csrf_token(request.session)
         return RedirectResponse(nxt or "/", status_code=303)

@@ -1,4 +1,5 @@
-"""Scheduling on the review page: the agenda per campaign, the draft page's delivery panel, and
+"""Scheduling on the review page: the agenda per campaign (a list, or a week or month
+calendar with move and cancel on each waiting delivery), the draft page's delivery panel, and
 the schedule, move and cancel actions.
 
 Every action goes through `narratives.workflow.scheduling`, which checks the draft's state and
@@ -10,15 +11,17 @@ slot reads 09:00 PST in February and 09:00 PDT in April, while its UTC instant m
 
 from __future__ import annotations
 
+import calendar as _calendar
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from narratives.core.campaigns import Campaign
 from narratives.core.clock import utcnow
@@ -32,10 +35,19 @@ from narratives.web.security import current_user
 from narratives.web.views.base import Endpoint, View, campaign_map, draft_id
 from narratives.workflow import review, scheduling
 
-__all__ = ["AgendaPage", "LocalTime", "SchedulePanel", "ScheduleView", "local_time"]
+__all__ = [
+    "AgendaPage",
+    "CalendarDay",
+    "LocalTime",
+    "SchedulePanel",
+    "ScheduleView",
+    "local_time",
+]
 
 #: The agenda stops here; more than this is a list for the CLI (`narrative schedule list`).
 _MAX_ROWS = 500
+#: Where a move or cancel made from the calendar may send the editor back to.
+_CALENDAR_PATH = re.compile(r"/schedule(\?[A-Za-z0-9_=&%.+-]*)?")
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,17 @@ class AgendaDay:
 
 
 @dataclass
+class CalendarDay:
+    """One day of the week or month calendar."""
+
+    day: date
+    rows: list[DeliveryRow]
+    #: Outside the month shown (the grid's leading and trailing days).
+    outside: bool
+    today: bool
+
+
+@dataclass
 class AgendaPage:
     campaigns: dict[str, Campaign]
     selected: Campaign | None
@@ -116,6 +139,20 @@ class AgendaPage:
     more: int
     #: Failed deliveries, and missed ones whose draft was not scheduled again.
     attention: list[DeliveryRow]
+    #: "list", "week" or "month".
+    view: str = "list"
+    #: The calendar's weeks (one for the week view), Monday first.
+    weeks: list[list[CalendarDay]] = field(default_factory=list)
+    #: The calendar's title ("March 2030", "Week of 11 March 2030") and its neighbours' starts.
+    period: str = ""
+    prev_start: str = ""
+    next_start: str = ""
+    #: This view's query string without the start (the calendar's own links add it).
+    query: str = ""
+    #: The page itself, for the move and cancel forms to come back to.
+    here: str = "/schedule"
+    #: How many deliveries the calendar shows.
+    calendar_rows: int = 0
 
 
 @dataclass
@@ -146,7 +183,12 @@ class ScheduleView(View):
         q = request.query_params
         slug = (q.get("campaign") or "").strip() or None
         show = "all" if q.get("show") == "all" else "upcoming"
-        return self.render(request, "agenda.html", agenda_page(self.ctx, slug, show))
+        view = q.get("view") or "list"
+        if view not in ("list", "week", "month"):
+            raise UsageError(f"unknown view {view!r}", hint="list, week or month")
+        start = _start_date(q.get("start"))
+        data = agenda_page(self.ctx, slug, show, view=view, start=start)
+        return self.render(request, "agenda.html", data)
 
     def _said(self, d: Delivery) -> str:
         return local_time(d.scheduled_at, _zone(self.campaigns().get(d.campaign))).label
@@ -162,20 +204,35 @@ class ScheduleView(View):
         d = scheduling.cancel(
             self.ctx, delivery_id, actor=current_user(request).name, reason=reason
         )
-        return self.back(request, d.draft_id, f"Delivery {d.id} cancelled.")
+        return self._back(request, form, d.draft_id, f"Delivery {d.id} cancelled.")
 
     def move_delivery(self, request: Request, form: FormData) -> Response:
         delivery_id = int(request.path_params["delivery_id"])
         d = scheduling.move(
             self.ctx, delivery_id, **_when_args(form), actor=current_user(request).name
         )
-        return self.back(request, d.draft_id, f"Delivery {d.id} moved to {self._said(d)}.")
+        return self._back(request, form, d.draft_id, f"Delivery {d.id} moved to {self._said(d)}.")
+
+    def _back(self, request: Request, form: FormData, draft: int, flash: str) -> Response:
+        """Back to the calendar the action came from, else to the draft's page."""
+        back = form.get("back")
+        if isinstance(back, str) and _CALENDAR_PATH.fullmatch(back):
+            request.session["flash"] = flash
+            return RedirectResponse(back, status_code=303)
+        return self.back(request, draft, flash)
 
 
 # ----------------------------------------------------------------------------- page data
 
 
-def agenda_page(ctx: Context, slug: str | None, show: str) -> AgendaPage:
+def agenda_page(
+    ctx: Context,
+    slug: str | None,
+    show: str,
+    *,
+    view: str = "list",
+    start: date | None = None,
+) -> AgendaPage:
     campaigns = campaign_map(ctx)
     if slug is not None and slug not in campaigns:
         raise NotFound(f"no campaign {slug!r}", hint="pick one from the list")
@@ -207,7 +264,7 @@ def agenda_page(ctx: Context, slug: str | None, show: str) -> AgendaPage:
         if not days or days[-1].day != r.when.day:
             days.append(AgendaDay(day=r.when.day, label=r.when.day_label, rows=[]))
         days[-1].rows.append(r)
-    return AgendaPage(
+    page = AgendaPage(
         campaigns=campaigns,
         selected=campaigns.get(slug) if slug else None,
         slug=slug,
@@ -215,7 +272,87 @@ def agenda_page(ctx: Context, slug: str | None, show: str) -> AgendaPage:
         days=days,
         more=max(0, len(listed) - _MAX_ROWS),
         attention=attention,
+        view=view,
     )
+    if view != "list":
+        zone = _zone(page.selected)
+        _fill_calendar(page, rows, today=now.astimezone(zone).date(), start=start)
+    return page
+
+
+#: The dates the week and month calendars may start from.
+_CALENDAR_FIRST = date(1970, 1, 1)
+_CALENDAR_LAST = date(2199, 12, 31)
+
+
+def _start_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        start = date.fromisoformat(text.strip()[:10])
+    except ValueError:
+        raise UsageError(f"{text!r} is not a date", hint="write it like 2030-03-11") from None
+    # The grid runs to the weeks around the start and links to its neighbours: a start at the
+    # ends of the calendar (9999-12-31, 0001-01-01) would overflow `date`.
+    if not _CALENDAR_FIRST <= start <= _CALENDAR_LAST:
+        raise UsageError(
+            f"The calendar shows {_CALENDAR_FIRST.year} to {_CALENDAR_LAST.year}; "
+            f"{start.isoformat()} is outside that.",
+            hint="check the year",
+        )
+    return start
+
+
+def _fill_calendar(
+    page: AgendaPage, rows: list[DeliveryRow], *, today: date, start: date | None
+) -> None:
+    """The week (Monday to Sunday) or month grid around `start` (default: today). Each
+    delivery sits on its day in its campaign's zone; cancelled and withdrawn ones only with
+    "show all"."""
+    anchor = start or today
+    if page.view == "week":
+        first = anchor - timedelta(days=anchor.weekday())
+        last = first + timedelta(days=6)
+        page.period = f"Week of {first:%-d %B %Y}"
+        page.prev_start = (first - timedelta(days=7)).isoformat()
+        page.next_start = (first + timedelta(days=7)).isoformat()
+        month = None
+    else:
+        month_first = anchor.replace(day=1)
+        days_in = _calendar.monthrange(month_first.year, month_first.month)[1]
+        month_last = month_first.replace(day=days_in)
+        first = month_first - timedelta(days=month_first.weekday())
+        last = month_last + timedelta(days=6 - month_last.weekday())
+        page.period = f"{month_first:%B %Y}"
+        page.prev_start = (month_first - timedelta(days=1)).replace(day=1).isoformat()
+        page.next_start = (month_last + timedelta(days=1)).isoformat()
+        month = month_first.month
+    hidden = (DeliveryState.CANCELLED, DeliveryState.WITHDRAWN, DeliveryState.WITHDRAWING)
+    by_day: dict[date, list[DeliveryRow]] = {}
+    for r in sorted(rows, key=lambda r: (r.d.scheduled_at, r.d.id)):
+        if first <= r.when.day <= last and (page.show == "all" or r.d.state not in hidden):
+            by_day.setdefault(r.when.day, []).append(r)
+    weeks: list[list[CalendarDay]] = []
+    day = first
+    while day <= last:
+        if day.weekday() == 0:
+            weeks.append([])
+        weeks[-1].append(
+            CalendarDay(
+                day=day,
+                rows=by_day.get(day, []),
+                outside=month is not None and day.month != month,
+                today=day == today,
+            )
+        )
+        day += timedelta(days=1)
+    page.weeks = weeks
+    page.calendar_rows = sum(len(v) for v in by_day.values())
+    kept = [("campaign", page.slug or ""), ("view", page.view)]
+    if page.show == "all":
+        kept.append(("show", "all"))
+    page.query = "&".join(f"{k}={v}" for k, v in kept if v)
+    page.here = f"/schedule?{page.query}&start={(start or first).isoformat()}"
 
 
 def schedule_panel(ctx: Context, draft: Draft, campaign: Campaign | None) -> SchedulePanel:

@@ -1,5 +1,6 @@
 // The review page's only script: a live grapheme counter for post text and click-to-seek
-// in the transcript. Everything else works without it.
+// in the transcript, select-all in the queue, and who else has a draft open (refreshed).
+// Everything else works without it.
 (function () {
   "use strict";
 
@@ -55,8 +56,46 @@
     });
   }
 
+  // The queue's "select all on this page" for bulk approve and reject.
+  function selectAll() {
+    var all = document.getElementById("select-all");
+    if (!all) { return; }
+    var boxes = document.querySelectorAll("#queue-rows input[name=ids]");
+    all.addEventListener("change", function () {
+      boxes.forEach(function (box) { box.checked = all.checked; });
+    });
+  }
+
+  // The draft page's "Also open by ...": asked again every 30 s while the page is open (the
+  // page shows it without this script too; the asking keeps this editor listed for others).
+  function presence() {
+    var box = document.getElementById("presence");
+    if (!box || !window.fetch) { return; }
+    var url = box.getAttribute("data-viewers-url");
+    function show(names) {
+      box.textContent = "";
+      if (!names.length) { return; }
+      var p = document.createElement("p");
+      p.className = "viewers small";
+      p.id = "viewers";
+      var who = document.createElement("strong");
+      who.textContent = names.join(", ");
+      p.append("Also open by ", who,
+        " (in the last two minutes): talk before you both change it.");
+      box.appendChild(p);
+    }
+    setInterval(function () {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) { if (data) { show(data.viewers); } })
+        .catch(function () {});
+    }, 30000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("textarea[data-graphemes]").forEach(watch);
     seekLinks();
+    selectAll();
+    presence();
   });
 })();

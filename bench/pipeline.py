@@ -1,0 +1,170 @@
+"""Whole-pipeline benchmark (issue 18): `narrative process` on N recordings in a fresh workspace.
+
+The bundled samples are repeated (each copy padded with a few ms of silence, so every copy is
+its own narrative) until about `--minutes` of audio, each assigned to one campaign as staff
+would (`--campaign`, alternating). Prints wall time, audio-seconds per wall-second, CPU seconds
+per audio-second (all processes) and stage seconds per audio-second by stage (from stage_runs),
+how busy the cores were, peak memory of the largest process, videos made, and the x264 floor:
+the same frames (decoded from the videos made) encoded again by ffmpeg alone with the same
+preset, measured in the same run. Targets: >= 3x real time; render <= 1.3x the floor.
+
+    .venv/bin/python bench/pipeline.py [--minutes 10] [--workers 2] [--cluster ADDR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "media" / "samples"
+BIN = Path(sys.executable).parent
+CAMPAIGNS = ("emotional-equity", "neural-mandate")
+
+
+def _ffmpeg() -> str:
+    sys.path.insert(0, str(REPO))
+    from narratives.media.ffmpeg import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def _duration(path: Path) -> float:
+    sys.path.insert(0, str(REPO))
+    from narratives.media.audio import probe
+
+    return float(probe(path).duration or 0.0)
+
+
+def _recordings(folder: Path, minutes: float) -> tuple[list[Path], float]:
+    """Copies of the samples, each made distinct by a few ms of trailing silence."""
+    samples = sorted(p for p in SAMPLES.iterdir() if p.suffix != ".txt")
+    made, total, i = [], 0.0, 0
+    while total < minutes * 60:
+        src = samples[i % len(samples)]
+        dst = folder / f"{i:03d}-{src.stem}.flac"
+        subprocess.run(
+            [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(src), "-vn",
+             "-af", f"apad=pad_dur={0.01 * (i + 1):.2f}", str(dst)],
+            check=True,
+        )  # fmt: skip
+        made.append(dst)
+        total += _duration(dst)
+        i += 1
+    return made, total
+
+
+def _process(ws: Path, recordings: list[Path], workers: int, cluster: str | None) -> dict:
+    """Runs process per campaign half; wall, CPU of all children, peak RSS of the largest."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    for k, campaign in enumerate(CAMPAIGNS):
+        share = recordings[k :: len(CAMPAIGNS)]
+        if not share:
+            continue
+        cmd = [str(BIN / "narrative"), "--workspace", str(ws), "process", "--json",
+               "--workers", str(workers), "--campaign", campaign, *map(str, share)]  # fmt: skip
+        if cluster:
+            cmd += ["--cluster", cluster]
+        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": after.ru_maxrss / 1024}
+
+
+def _stage_seconds(ws: Path) -> dict[str, float]:
+    with sqlite3.connect(ws / "narratives.db") as db:
+        rows = db.execute(
+            "SELECT stage, sum(seconds) FROM stage_runs WHERE status='done' GROUP BY stage"
+        ).fetchall()
+    return {stage: seconds or 0.0 for stage, seconds in rows}
+
+
+def _videos(ws: Path) -> list[tuple[Path, str]]:
+    """Every video the run made, with its size and frame rate (e.g. 1080x1920@30)."""
+    sys.path.insert(0, str(REPO))
+    import av
+
+    out = []
+    for mp4 in sorted((ws / "media" / "work").glob("*/video-*.mp4")):
+        with av.open(str(mp4)) as c:
+            v = c.streams.video[0].codec_context
+            rate = round(float(c.streams.video[0].average_rate or 0))
+            out.append((mp4, f"{v.width}x{v.height}@{rate}"))
+    return out
+
+
+def _x264_floor(videos: list[tuple[Path, str]], preset: str) -> float:
+    """Seconds for ffmpeg alone to encode the same frames again (decoding them is cheap next
+    to x264), one video after another with x264 on every core, as the floor for our render."""
+    t0 = time.perf_counter()
+    for mp4, _ in videos:
+        subprocess.run(
+            [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-an",
+             "-c:v", "libx264", "-preset", preset, "-crf", "23", "-pix_fmt", "yuv420p",
+             "-f", "null", "-"],
+            check=True,
+        )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="audio to process")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cluster", help="a Dask scheduler address (process --cluster)")
+    parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        recordings, audio_s = _recordings(tmp, args.minutes)
+        ws = tmp / "ws"
+        subprocess.run([str(BIN / "narrative"), "init", str(ws)], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        run = _process(ws, recordings, args.workers, args.cluster)
+        stages = _stage_seconds(ws)
+        videos = _videos(ws)
+        floor = _x264_floor(videos, preset="veryfast")
+        cores = os.cpu_count() or 1
+        figures = {
+            "recordings": len(recordings),
+            "audio_s": round(audio_s, 1),
+            "wall_s": round(run["wall_s"], 1),
+            "x_real_time": round(audio_s / run["wall_s"], 2),
+            "cpu_s_per_audio_s": round(run["cpu_s"] / audio_s, 3),
+            "stage_s_per_audio_s": {k: round(v / audio_s, 3) for k, v in stages.items()},
+            "cores_busy": round(run["cpu_s"] / (run["wall_s"] * cores), 2),
+            "peak_rss_mb": round(run["peak_rss_mb"]),
+            "videos": len(videos),
+            "video_sizes": sorted({size for _, size in videos}),
+            "x264_floor_s": round(floor, 1),
+            "render_s_over_floor": round(stages.get("render", 0.0) / floor, 2) if floor else None,
+            "workers": args.workers,
+            "cluster": args.cluster,
+            "load_avg_1m": round(os.getloadavg()[0], 1),
+        }
+    finally:
+        if args.keep:
+            print(f"workspace kept: {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        print(f"{key:24} {value}")
+
+
+if __name__ == "__main__":
+    main()
