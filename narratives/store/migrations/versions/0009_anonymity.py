@@ -1,4 +1,5 @@
-"""anonymity (issue 14): placeholder, filled in by that work
+"""anonymity (issue 14): no schema change was needed; kept so that databases which applied
+this slot stay on a linear chain
 
 Revision ID: 0009
 Revises: 0008
