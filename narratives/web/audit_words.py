@@ -18,7 +18,15 @@ from narratives.store import audit
 from narratives.store.context import Context
 from narratives.web.templating import DELIVERY_LABELS, STATE_LABELS
 
-__all__ = ["AuditRow", "audit_row", "tag_model_scores", "ACTION_WORDS"]
+__all__ = [
+    "AuditRow",
+    "Revision",
+    "audit_row",
+    "revisions",
+    "revision_diff",
+    "tag_model_scores",
+    "ACTION_WORDS",
+]
 
 #: Every action the stores write, as the pages say it.
 ACTION_WORDS = {
@@ -208,4 +216,57 @@ def tag_model_scores(ctx: Context, narrative_id: str, campaign: str) -> dict[str
         score = before.get("score") if isinstance(before, dict) else None
         if isinstance(score, int | float) and before.get("corrected") is None:
             out[after["tag"]] = float(score)
+    return out
+
+
+@dataclass
+class Revision:
+    """One text of a draft, as an audit row that set its content left it."""
+
+    #: 1 for the first text, counting only rows that changed it.
+    number: int
+    at: datetime
+    actor: str
+    #: What made it, in words ("created the draft", "edited").
+    action: str
+    lines: list[str]
+
+
+def revisions(entries: list[dict[str, Any]]) -> list[Revision]:
+    """A draft's texts in order, from its audit log (oldest first, as `review.history`
+    returns it): every draft row whose `after` carries a `content`; a row that left the text
+    as it was (a regeneration that produced the same words) is not a new revision."""
+    out: list[Revision] = []
+    for entry in entries:
+        if entry.get("object_type", "draft") != "draft":
+            continue
+        after = entry.get("after")
+        if not isinstance(after, dict) or "content" not in after:
+            continue
+        lines = _content_lines(after["content"])
+        if out and out[-1].lines == lines:
+            continue
+        action = entry.get("action") or ""
+        out.append(
+            Revision(
+                number=len(out) + 1,
+                at=entry["at"],
+                actor=entry["actor"],
+                action=ACTION_WORDS.get(action, action.replace(".", " ").replace("_", " ")),
+                lines=lines,
+            )
+        )
+    return out
+
+
+def revision_diff(older: Revision, newer: Revision) -> list[tuple[str, str]]:
+    """What changed from `older` to `newer`, as unified-diff lines with their kind
+    ("del", "add", "hunk" or "" for context), all lines of context so the whole text reads."""
+    context = max(len(older.lines), len(newer.lines))
+    lines = difflib.unified_diff(older.lines, newer.lines, n=context, lineterm="")
+    out: list[tuple[str, str]] = []
+    for line in list(lines)[2:]:
+        kind = {"-": "del", "+": "add", "@": "hunk"}.get(line[:1], "")
+        if kind != "hunk":
+            out.append((kind, line))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from narratives.web.views.assign import AssignView
 from narratives.web.views.base import View
+from narratives.web.views.compare import CompareView
 from narratives.web.views.consent import ConsentView
 from narratives.web.views.draft import DraftView
 from narratives.web.views.draft_actions import DraftActions
@@ -23,6 +24,7 @@ VIEWS: tuple[type[View], ...] = (
     LoginView,
     QueueView,
     DraftView,
+    CompareView,
     DraftActions,
     GatesView,
     EngagementView,
