@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ def _count_recordings(ctx: Context, paths: Sequence[Path]) -> int:
 
 
 class _Bars:
-    """Two progress bars on stderr: recordings done, and the current file's stage."""
+    """Progress bars on stderr: recordings done, and a bar per story in progress (two at
+    once while one story renders and the next is transcribed: a bar per pipeline thread)."""
 
     def __init__(self, total: int) -> None:
         self.progress = Progress(
@@ -82,18 +84,25 @@ class _Bars:
             transient=True,
         )
         self.overall = self.progress.add_task("recordings", total=total)
-        self.current = self.progress.add_task("", total=1.0, visible=False)
-        self.file = ""
+        #: thread -> [its bar, the file it is on]
+        self.lanes: dict[int, list[Any]] = {}
+
+    def _lane(self) -> list[Any]:
+        me = threading.get_ident()
+        if me not in self.lanes:
+            self.lanes[me] = [self.progress.add_task("", total=1.0, visible=False), ""]
+        return self.lanes[me]
 
     def on_event(self, event: str, detail: Any) -> None:
-        """The pipeline's `progress` callback."""
+        """The pipeline's `progress` callback (called from the pipeline's threads)."""
+        lane = self._lane()
         if event == "file":
-            self.file = shown_name(Path(detail).name)
-            self.progress.update(self.current, description=self.file, completed=0, visible=True)
+            lane[1] = shown_name(Path(detail).name)
+            self.progress.update(lane[0], description=lane[1], completed=0, visible=True)
         elif event == "stage":
-            self.progress.update(self.current, description=f"{self.file}: {detail}", completed=0)
+            self.progress.update(lane[0], description=f"{lane[1]}: {detail}", completed=0)
         elif event == "fraction":
-            self.progress.update(self.current, completed=detail)
+            self.progress.update(lane[0], completed=detail)
 
 
 def _run_batch(

@@ -4,7 +4,8 @@ recording ─ingest→ Narrative ─transcribe→ Transcript ─analyse→ Analy
 
 The pipeline is a tuple of `Stage`s (`PIPELINE`). Each is idempotent (a `done` stage is skipped
 unless forced) and says in its `StageResult` whether it worked; a failure is recorded on its
-narrative while the batch goes on. With `workers > 1` the stages run in the process pool.
+narrative while the batch goes on. With `workers > 1` the stages run in the process pool; with
+one worker, a story is transcribed and analysed while the one before it renders (`_Overlap`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -190,6 +192,80 @@ def _run_stages(
     return _conclude(ctx, result, routed=any(stage.name == "analyse" for stage in stages))
 
 
+#: Stages that may run on the caller's thread while the next story's earlier stages run.
+_LATE_STAGES = frozenset({"render", "draft"})
+
+
+class _Overlap:
+    """Stories one after another in one process, two at a time: a story's early stages
+    (transcribe, analyse) run on a helper thread while the story before it is rendered and
+    drafted on the caller's thread, so Whisper and the video encoder (ffmpeg, its own
+    process) share the cores instead of taking turns. At most one story runs ahead, its
+    models are the ones this process already loaded, and results come out in intake order.
+
+    Both threads write through the same `Context`: its engine is made before the thread
+    starts, and every store write is its own transaction, as with the worker pool."""
+
+    def __init__(self, ctx: Context, *, force: bool, progress: Progress) -> None:
+        self.ctx, self.force, self.progress = ctx, force, progress
+        self._ahead: tuple[ItemResult, tuple[Stage, ...], Future[bool], bool] | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    def add(
+        self, result: ItemResult, stages: Sequence[Stage], *, is_new: bool
+    ) -> Iterator[ItemResult]:
+        """Start `result`'s early stages; yields the story before it once it is finished."""
+        early = tuple(s for s in stages if s.name not in _LATE_STAGES)
+        late = tuple(s for s in stages if s.name in _LATE_STAGES)
+        if not early or not late:  # nothing to overlap (e.g. --until analyse)
+            yield from self.drain()
+            self.progress("file", result.path)
+            yield _run_stages(
+                self.ctx, result, stages, force=self.force, is_new=is_new, progress=self.progress
+            )
+            return
+        if self._thread is None:
+            _ = self.ctx.db  # the engine, made once before a second thread can ask for it
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="narratives-early")
+        started = self._thread.submit(self._early, result, early, is_new)
+        yield from self.drain()
+        self._ahead = (result, late, started, any(s.name == "analyse" for s in early))
+
+    def drain(self) -> Iterator[ItemResult]:
+        """Finish the story running ahead, if any: its late stages, on this thread."""
+        if self._ahead is None:
+            return
+        result, late, started, routed = self._ahead
+        self._ahead = None
+        if not started.result():
+            yield _finish(result)
+            return
+        self.progress("file", result.path)
+        for stage in late:
+            self.progress("stage", stage.name)
+            if not _run_one(self.ctx, result, stage, force=self.force):
+                yield _finish(result)
+                return
+        yield _conclude(self.ctx, result, routed=routed)
+
+    def _early(self, result: ItemResult, early: tuple[Stage, ...], is_new: bool) -> bool:
+        """The early stages on the helper thread; False when one failed."""
+        self.progress("file", result.path)
+        result.worked = result.worked or is_new
+        for stage in early:
+            self.progress("stage", stage.name)
+            if not _run_one(self.ctx, result, stage, force=self.force):
+                return False
+        return True
+
+    def close(self) -> None:
+        """On every exit: a story queued ahead is not started; one running is let finish
+        its stage (Whisper cannot be interrupted), so the store is left consistent."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            self._thread = None
+
+
 def _run_one(ctx: Context, result: ItemResult, stage: Stage, *, force: bool) -> bool:
     """One stage of one story, its outcome noted in `result`; False when it failed."""
     assert result.id is not None
@@ -305,8 +381,9 @@ def process_paths(
 
     Recordings are registered here, one at a time (hashing is I/O); with `workers > 1` the
     stages of different narratives then run in parallel processes, one thread each: on small
-    machines that beats several threads inside one model. The same audio met twice in one
-    batch is processed once.
+    machines that beats several threads inside one model. With one worker, the next story's
+    transcription and analysis run on a thread while the current one renders and drafts.
+    The same audio met twice in one batch is processed once.
 
     `campaigns` (`process --campaign`) are assigned to every recording of the batch, and the
     campaigns a recording's sidecar names to that recording, before its stages run; an unknown
@@ -320,6 +397,7 @@ def process_paths(
     wanted = [s for s in STAGES if s in set(stages)]
     # A scheduler that does not answer is named before any recording is touched.
     on_cluster = _connect(cluster, ctx, settings) if cluster else None
+    overlap = _Overlap(ctx, force=force, progress=progress)
     try:
         seen: dict[str, Path] = {}
         pending: list[tuple[ItemResult, bool]] = []
@@ -336,14 +414,12 @@ def process_paths(
                 duplicates.append(result)  # reported last, with the transcript made meanwhile
             elif workers <= 1 and on_cluster is None:
                 seen[result.id] = found.path
-                progress("file", found.path)
                 chosen = _stages(wanted, path=found.path, settings=settings, progress=progress)
-                yield _run_stages(
-                    ctx, result, chosen, force=force, is_new=is_new, progress=progress
-                )
+                yield from overlap.add(result, chosen, is_new=is_new)
             else:
                 seen[result.id] = found.path
                 pending.append((result, is_new))
+        yield from overlap.drain()
         if pending and on_cluster is not None:
             yield from _run_on_cluster(on_cluster, pending, wanted, force, progress)
         elif pending:
@@ -353,6 +429,7 @@ def process_paths(
                 result.transcript = load_transcript(ctx, result.id)
             yield result
     finally:
+        overlap.close()
         # The cluster's client, on every path: an error, Ctrl-C, or a caller that stops early.
         if on_cluster is not None:
             on_cluster.close()
