@@ -8,7 +8,8 @@ how busy the cores were, peak memory of the largest process, videos made, and th
 the same frames (decoded from the videos made) encoded again by ffmpeg alone with the same
 preset, measured in the same run. Targets: >= 3x real time; render <= 1.3x the floor.
 
-    .venv/bin/python bench/pipeline.py [--minutes 10] [--workers 2] [--cluster ADDR] [--json]
+    .venv/bin/python bench/pipeline.py [--minutes 10] [--workers 2] [--cluster ADDR |
+                                       --local-cluster] [--json]
 """
 
 from __future__ import annotations
@@ -104,18 +105,78 @@ def _videos(ws: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def _x264_floor(videos: list[tuple[Path, str]], preset: str) -> float:
+def _x264_floor(videos: list[tuple[Path, str]], preset: str, threads: int) -> float:
     """Seconds for ffmpeg alone to encode the same frames again (decoding them is cheap next
-    to x264), one video after another with x264 on every core, as the floor for our render."""
+    to x264), one video after another, with as many encoder threads as each render had (the
+    cores shared out among the workers), so it compares with the render stage's seconds."""
     t0 = time.perf_counter()
     for mp4, _ in videos:
         subprocess.run(
             [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-an",
              "-c:v", "libx264", "-preset", preset, "-crf", "23", "-pix_fmt", "yuv420p",
-             "-f", "null", "-"],
+             "-threads", str(threads), "-f", "null", "-"],
             check=True,
         )  # fmt: skip
     return time.perf_counter() - t0
+
+
+class _LocalCluster:
+    """A `dask scheduler` and two one-thread `dask worker`s on 127.0.0.1, as the tests start
+    them, for comparing `--cluster` with `--workers 2` on this machine."""
+
+    def __init__(self, tmp: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        dask = str(BIN / "dask")
+        logs = open(tmp / "cluster.log", "wb")  # noqa: SIM115 (closed in stop)
+        self._logs = logs
+        common = {"stdout": logs, "stderr": subprocess.STDOUT}
+        self.procs = [
+            subprocess.Popen(
+                [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                **common,
+            )  # fmt: skip
+        ]
+        for name in ("w1", "w2"):
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        dask,
+                        "worker",
+                        self.address,
+                        "--name",
+                        name,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--memory-limit",
+                        "0",
+                        "--no-dashboard",
+                    ],
+                    **common,
+                )  # fmt: skip
+            )
+        from distributed import Client
+
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._logs.close()
 
 
 def main() -> None:
@@ -123,11 +184,20 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="audio to process")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cluster", help="a Dask scheduler address (process --cluster)")
+    parser.add_argument(
+        "--local-cluster",
+        action="store_true",
+        help="start a scheduler and two one-thread workers on 127.0.0.1 and use them",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    local = None
     try:
+        if args.local_cluster:
+            local = _LocalCluster(tmp)
+            args.cluster = local.address
         recordings, audio_s = _recordings(tmp, args.minutes)
         ws = tmp / "ws"
         subprocess.run([str(BIN / "narrative"), "init", str(ws)], check=True,
@@ -135,8 +205,9 @@ def main() -> None:
         run = _process(ws, recordings, args.workers, args.cluster)
         stages = _stage_seconds(ws)
         videos = _videos(ws)
-        floor = _x264_floor(videos, preset="veryfast")
         cores = os.cpu_count() or 1
+        per_render = 1 if args.cluster else max(1, cores // max(1, args.workers))
+        floor = _x264_floor(videos, preset="veryfast", threads=per_render)
         figures = {
             "recordings": len(recordings),
             "audio_s": round(audio_s, 1),
@@ -155,6 +226,8 @@ def main() -> None:
             "load_avg_1m": round(os.getloadavg()[0], 1),
         }
     finally:
+        if local is not None:
+            local.stop()
         if args.keep:
             print(f"workspace kept: {tmp}", file=sys.stderr)
         else:

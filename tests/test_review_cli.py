@@ -210,3 +210,67 @@ def test_drafts_list_and_show_print_web_text_inertly(runner, ctx):
     assert r.exit_code == 0 and "[/]interview" in r.output and "[final].wav" in r.output
     r = runner.invoke(cli, ["drafts", "show", str(bsky)])
     assert r.exit_code == 0 and "\x1b" not in r.output and "pwned" in r.output
+
+
+def _approve_on_a_terminal(draft_id: int, answer: str, before_answer=None) -> tuple[int, str]:
+    """`drafts approve` with its standard input and output on a pseudo-terminal (as an editor
+    runs it): reads up to the question, runs `before_answer`, then answers."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "narratives", "drafts", "approve", str(draft_id), "--as", "kai"],
+        stdin=follower, stdout=follower, stderr=follower, close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    seen, deadline = b"", time.monotonic() + 120
+    try:
+        while b"Approve this text?" not in seen and time.monotonic() < deadline:
+            if select.select([leader], [], [], 1)[0]:
+                seen += os.read(leader, 4096)
+        assert b"Approve this text?" in seen, seen.decode(errors="replace")
+        if before_answer is not None:
+            before_answer()
+        os.write(leader, answer.encode() + b"\n")
+        code = proc.wait(timeout=120)
+        while select.select([leader], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    return code, seen.decode(errors="replace")
+
+
+def test_approve_on_a_terminal_shows_the_text_and_approves_only_what_was_shown(
+    runner, ctx, drafted
+):
+    add_user(ctx, "fay")
+    bsky = drafted["bluesky"]
+    text = review.content_to_text(review.get_draft(ctx, bsky))
+    # "no": nothing approved.
+    code, out = _approve_on_a_terminal(bsky, "n")
+    assert code == 1 and text.splitlines()[0] in out
+    assert review.get_draft(ctx, bsky).state == "pending_review"
+
+    # Fay saves new text while Kai reads: Kai's "yes" was for the old text, so it is refused.
+    def fay_edits():
+        review.edit_text(ctx, bsky, "Fay's new text.", actor="fay")
+
+    code, out = _approve_on_a_terminal(bsky, "y", before_answer=fay_edits)
+    assert code == 6, out
+    assert review.get_draft(ctx, bsky).state == "pending_review"
+    # Shown again, now with Fay's text, and approved.
+    code, out = _approve_on_a_terminal(bsky, "y")
+    assert code == 0 and "Fay's new text." in out and "approved (version" in out
+    assert review.get_draft(ctx, bsky).state == "approved"

@@ -7,6 +7,7 @@ enabled user (`narrative users add`). Errors exit with the codes in `narratives.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import click
@@ -196,9 +197,23 @@ def edit(
 )
 @actor_option
 def approve(draft_id: int, seen: str | None, actor: str | None) -> None:
-    """Approve a draft pending review (it can then be scheduled)."""
-    review.approve(get_context(), draft_id, actor=require_actor(actor), seen=seen)
-    click.echo(f"Draft {draft_id} approved.")
+    """Approve a draft pending review (it can then be scheduled).
+
+    On a terminal, without --seen, the text is shown first and approved only if you say yes
+    and nobody changed it meanwhile; a script passes --seen VERSION from `drafts show --json`
+    (without it, the text as it is now is approved and its version printed)."""
+    actor = require_actor(actor)
+    ctx = get_context()
+    if seen is None and sys.stdin is not None and sys.stdin.isatty():
+        shown = review.get_draft(ctx, draft_id)
+        where = f"{shown.campaign}, {shown.channel}"
+        click.echo(f"Draft {draft_id} ({where}), version {shown.version}:")
+        click.echo(review.content_to_text(shown))
+        if not click.confirm("Approve this text?"):
+            raise click.Abort()
+        seen = shown.version
+    approved = review.approve(ctx, draft_id, actor=actor, seen=seen)
+    click.echo(f"Draft {draft_id} approved (version {approved.version}).")
 
 
 @drafts.command()
