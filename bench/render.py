@@ -13,13 +13,22 @@ encoder on every core, and as `process --workers <cores>` does (one render per c
 shared out among encoders), printing wall time and how busy the cores were (CPU-s / wall /
 cores; near 1.0 means busy and not oversubscribed).
 
+`--compare 1080x30,720x24` renders the same story once per look (short edge in px x frames per
+second, through `render_video` as the render stage calls it for a campaign's `[look] resolution`
+and `fps`), alternating them `--rounds` times and keeping each look's fastest, and prints encode
+seconds, CPU seconds, file size, the probed size and rate (PyAV), and a look check against the
+first look: SSIM of its frame, downscaled, against each other look's frame at the same moment
+(whole frame and the caption box), and the caption font size in px.
+
     .venv/bin/python bench/render.py [--seconds 60] [--batch 4 --batch-seconds 20] [--json]
+    .venv/bin/python bench/render.py --seconds 60 --compare 1080x30,720x24 [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -95,16 +104,21 @@ def _worker(args) -> None:
     from narratives.stages.render.video import render_video
 
     data = json.loads(Path(args.worker).read_text())
+    from narratives.stages.render.layout import load_layout
+    from narratives.stages.render.video import frame_scale
+
     campaign = load_campaign_file(DEFAULTS_ROOT / "campaigns" / f"{CAMPAIGN}.toml")
+    layout = load_layout(None, "vertical")
     r = render_video(
         Path(data["audio"]),
         Transcript.from_dict(data["transcript"]),
         campaign,
         Path(data["out"]),
         fmt="vertical",
+        layout=layout,
         title=data["title"],
-        fps=FPS,
-        scale=1.0,
+        fps=data.get("fps", FPS),
+        scale=frame_scale(layout, data.get("resolution", 1080)),
         preset="veryfast",
         threads=data["threads"],
     )
@@ -239,9 +253,140 @@ def _batch(folder: Path, job: dict, n: int, cores: int) -> dict:
     }
 
 
+def _looks(text: str) -> list[tuple[int, int]]:
+    """ "1080x30,720x24" -> [(1080, 30), (720, 24)]."""
+    looks = []
+    for item in text.split(","):
+        res, _, fps = item.strip().partition("x")
+        looks.append((int(res), int(fps)))
+    return looks
+
+
+def _frame_at(path: Path, t: float):
+    """The luma plane (float array) of the frame shown at `t` seconds, decoded with PyAV."""
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        best = None
+        for frame in container.decode(stream):
+            if frame.time is not None and frame.time > t + 1e-6:
+                break
+            best = frame
+        assert best is not None
+        return np.asarray(best.to_ndarray(format="gray"), dtype=np.float64)
+
+
+def _ssim(a, b) -> float:
+    """Mean SSIM of two luma images (Gaussian window, sigma 1.5; Wang et al. 2004)."""
+    from scipy.ndimage import gaussian_filter
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = gaussian_filter(a, 1.5), gaussian_filter(b, 1.5)
+    var_a = gaussian_filter(a * a, 1.5) - mu_a**2
+    var_b = gaussian_filter(b * b, 1.5) - mu_b**2
+    cov = gaussian_filter(a * b, 1.5) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return float((num / den).mean())
+
+
+def _text_px(box) -> int:
+    """Rows of a caption box that hold caption text (luma over 180: the light text on the
+    dark campaign background), i.e. the glyphs' height in px summed over the lines."""
+    return int(((box > 180).sum(axis=1) > 0).sum())
+
+
+def _sharpness(box) -> float:
+    """Mean squared Sobel gradient (Tenengrad) of a luma image: higher is crisper."""
+    from scipy.ndimage import sobel
+
+    return float((sobel(box, axis=0) ** 2 + sobel(box, axis=1) ** 2).mean())
+
+
+def _probe(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        v = container.streams.video[0]
+        return {"width": v.width, "height": v.height, "fps": float(v.average_rate)}
+
+
+def _compare(folder: Path, job: dict, looks: list[tuple[int, int]], rounds: int, words) -> dict:
+    """The same story rendered at each look; timings keep each look's fastest round."""
+    import numpy as np
+    from PIL import Image
+
+    from narratives.stages.render.layout import load_layout
+    from narratives.stages.render.video import frame_scale
+
+    best: dict[tuple[int, int], dict] = {}
+    for r in range(rounds):
+        # Alternate the order, so neither look always runs on the busier half of the time.
+        for res, fps in looks if r % 2 == 0 else looks[::-1]:
+            out = folder / f"compare-{res}x{fps}.mp4"
+            path = folder / f"compare-{res}x{fps}.json"
+            path.write_text(json.dumps({**job, "out": str(out), "resolution": res, "fps": fps}))
+            wall, usage, text = _run_measured(
+                [sys.executable, __file__, "--worker", str(path)], folder
+            )
+            worker = json.loads(text.strip().splitlines()[-1])
+            row = {
+                "wall": round(wall, 2),
+                "cpu": round(usage.ru_utime + usage.ru_stime, 1),
+                "encoder_cpu": round(worker["children_cpu"], 1),
+                "bytes": out.stat().st_size,
+                "video_seconds": worker["duration"],
+                **_probe(out),
+            }
+            if (res, fps) not in best or row["wall"] < best[(res, fps)]["wall"]:
+                best[(res, fps)] = {**row, "path": out}
+    layout = load_layout(None, "vertical")
+    cap = layout.captions
+    # A moment with a caption on screen (the middle of the first word after 2 s), on a frame
+    # of every look: a whole number of 1/gcd(fps) seconds, where each rate has a frame.
+    mid = next((w.start + w.end) / 2 for w in words if w.start >= 2.0)
+    step = math.gcd(*(fps for _, fps in looks))
+    at = math.floor(mid * step) / step
+    ref_res = looks[0][0]
+    reference = _frame_at(best[looks[0]]["path"], at)
+    rows = []
+    for res, fps in looks:
+        row = best[(res, fps)]
+        scale = frame_scale(layout, res)
+        frame = _frame_at(row.pop("path"), at)
+        h, w = frame.shape
+        small = Image.fromarray(reference.astype("uint8")).resize((w, h), Image.Resampling.LANCZOS)
+        small = np.asarray(small, dtype=np.float64)
+        top, bottom = round(cap.top * scale), round((cap.top + cap.height) * scale)
+        rows.append(
+            {
+                "look": f"{res}x{fps}",
+                **row,
+                "rtf": round(row["wall"] / row["video_seconds"], 3),
+                "mb": round(row["bytes"] / 1e6, 2),
+                "caption_px": round(cap.size * scale),
+                "caption_text_rows_px": _text_px(frame[top:bottom]),
+                # Crispness of this look's captions over the first look's scaled to this size.
+                f"sharpness_vs_{ref_res}_scaled": round(
+                    _sharpness(frame[top:bottom]) / _sharpness(small[top:bottom]), 3
+                ),
+                f"ssim_vs_{ref_res}": round(_ssim(small, frame), 4),
+                f"ssim_captions_vs_{ref_res}": round(
+                    _ssim(small[top:bottom], frame[top:bottom]), 4
+                ),
+                "at": round(at, 2),
+            }
+        )
+    return {"rounds": rounds, "looks": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--compare", help="looks to compare: RESxFPS,... e.g. 1080x30,720x24")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --compare (fastest kept)")
     ap.add_argument("--batch", type=int, default=0, help="also render N videos two ways")
     ap.add_argument("--batch-seconds", type=float, default=20.0)
     ap.add_argument("--json", action="store_true")
@@ -268,6 +413,11 @@ def main() -> None:
                 }
             )
         )
+        if args.compare:
+            data = json.loads(job.read_text())
+            result = _compare(folder, data, _looks(args.compare), args.rounds, words)
+            _print_compare(result, args)
+            return
         wall_r, usage_r, out = _run_measured(
             [sys.executable, __file__, "--worker", str(job)], folder
         )
@@ -342,6 +492,24 @@ def main() -> None:
                 f"    {label:14s} {x['wall']:6.1f} s wall  {x['cpu']:6.1f} CPU-s  "
                 f"cores busy {x['busy']:.2f}"
             )
+
+
+def _print_compare(result: dict, args) -> None:
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"{args.seconds:g} s of speech, vertical, fastest of {result['rounds']} rounds "
+        f"(load avg now: {os.getloadavg()[0]:.2f}; other work shares these cores)"
+    )
+    for x in result["looks"]:
+        ssim = [f"{k} {v}" for k, v in x.items() if k.startswith(("ssim", "sharp"))]
+        print(
+            f"  {x['look']:>8}: {x['width']}x{x['height']} @ {x['fps']:g} fps  "
+            f"{x['wall']:6.1f} s wall ({x['rtf']:.2f}x real time)  {x['cpu']:6.1f} CPU-s "
+            f"(encoder {x['encoder_cpu']})  {x['mb']:.2f} MB  captions {x['caption_px']} px font, "
+            f"{x['caption_text_rows_px']} px of text rows  " + "  ".join(ssim)
+        )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def test_intake_assign_unassign_and_unassigned_stories(ctx, clip, tmp_path):
     assert item["status"] == "ok"
     assert [(c["campaign"], c["reason"]) for c in item["campaigns"]] == [(MANDATE, "assigned")]
     assert item["new_drafts"] == 2  # bluesky and rss
-    assert _videos(ctx, nid) == {f"video-{MANDATE}-vertical.mp4", f"video-{MANDATE}-square.mp4"}
+    assert _videos(ctx, nid) == {f"video-{MANDATE}-vertical.mp4"}  # what its channels publish
     assert {(d.campaign, d.state) for d in review.list_drafts(ctx)} == {(MANDATE, "pending_review")}
     assert _campaign_audit(ctx, nid) == [
         ("campaign.assign", "kai", {"campaign": MANDATE, "assigned": True, "source": "intake"})
@@ -157,7 +157,7 @@ def test_intake_assign_unassign_and_unassigned_stories(ctx, clip, tmp_path):
     (report,) = _lines(done.stdout)
     assert [(c["campaign"], c["reason"]) for c in report["campaigns"]] == [(EQUITY, "assigned")]
     assert report["drafts"] == 2 and report["new_drafts"] == 2 and report["errors"] == []
-    assert report["videos"] == 2
+    assert report["videos"] == 1  # the vertical one its channels publish
     assert "drafts" in done.stderr  # progress
     assert f"video-{EQUITY}-vertical.mp4" in _videos(ctx, nid)
     assert {d.state for d in review.list_drafts(ctx, campaign=EQUITY)} == {"pending_review"}

@@ -74,7 +74,8 @@ def test_a_correction_reaches_analysis_captions_video_and_drafts(ctx, clip, tmp_
     out = _run("transcript", "edit", nid[:12], "--from-file", str(fixed), "--as", "kai", "--json")
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["changed"] and result["analysed"] and result["videos"] == 2
+    # One video: the vertical one the campaign's channels publish.
+    assert result["changed"] and result["analysed"] and result["videos"] == 1
     assert result["errors"] == []
 
     original = read_original_transcript(ctx.workspace, nid)
@@ -90,8 +91,9 @@ def test_a_correction_reaches_analysis_captions_video_and_drafts(ctx, clip, tmp_
     assert "tram" in told.lower() and misheard.lower() not in told.lower()
     folder = ctx.workspace.narrative_dir(nid)
     assert "tram" in (folder / "transcript.vtt").read_text().lower()
-    for fmt in ("vertical", "square"):
-        assert "tram" in (folder / f"video-{CAMPAIGN}-{fmt}.vtt").read_text().lower(), fmt
+    # The one video the campaign's channels publish (no square one unless it asks).
+    assert "tram" in (folder / f"video-{CAMPAIGN}-vertical.vtt").read_text().lower()
+    assert not (folder / f"video-{CAMPAIGN}-square.vtt").exists()
     after = {d.channel: d for d in review.list_drafts(ctx) if d.narrative_id == nid}
     assert "tram" in json.dumps(after["rss"].content).lower()
     assert after["bluesky"].posts == ["The editor's own words."]

@@ -95,7 +95,12 @@ def test_stories_overlap_in_order_one_ahead_many_rounds():
     threads = {stage: {t for _, s, _, t in log.events if s == stage} for stage in
                ("transcribe", "tag", "render", "draft")}  # fmt: skip
     assert threads["render"] == threads["draft"] == {caller}
-    assert threads["transcribe"] == threads["tag"] and caller not in threads["transcribe"]
+    # The first story has nothing to overlap with: its early stages run on the caller's
+    # thread; every later story's on the one helper thread.
+    assert threads["transcribe"] == threads["tag"] and len(threads["transcribe"]) == 2
+    first = {t for sid, s, _, t in log.events if sid == ids[0] and s == "transcribe"}
+    rest = {t for sid, s, _, t in log.events if sid != ids[0] and s == "transcribe"}
+    assert first == {caller} and len(rest) == 1 and caller not in rest
     order = {(sid, stage, edge): i for i, (sid, stage, edge, _) in enumerate(log.events)}
     for sid in ids:
         assert order[(sid, "tag", "end")] < order[(sid, "render", "begin")]
@@ -140,6 +145,37 @@ def test_a_caller_that_stops_early_leaves_no_thread_running():
     assert not [t for t in threading.enumerate() if t.name.startswith("narratives-early")]
 
 
+def test_close_stops_the_story_ahead_at_its_next_progress_report():
+    """Ctrl-C (any exit) while a long stage runs ahead on the helper thread: it stops at its
+    next progress report with the interruption, instead of running to its end."""
+    log = _Log(threading.Lock(), [], set())
+    overlap = _Overlap(_Ctx(), force=False, progress=lambda e, d: None)
+    reports: list[float] = []
+
+    @dataclass(frozen=True)
+    class _Long:
+        name: str = "transcribe"
+
+        def run(self, ctx, narrative_id: str, *, force: bool = False) -> StageResult:
+            for i in range(1000):  # 10 s in all, reporting progress as Whisper does
+                overlap.report("fraction", i / 1000)
+                reports.append(time.monotonic())
+                time.sleep(0.01)
+            return StageResult(self.name, "done")
+
+    fast = _stand_ins(log)
+    slow = (_Long(), *fast[1:])
+    list(overlap.add(ItemResult(Path("a"), id="a"), fast, is_new=True))
+    list(overlap.add(ItemResult(Path("b"), id="b"), slow, is_new=True))  # a finishes here
+    while not reports:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    overlap.close()
+    assert time.monotonic() - t0 < 2.0
+    assert len(reports) < 500
+    assert not {s for sid, s, _, _ in log.events if sid == "b"}  # nothing after transcribe
+
+
 def _clip(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.wav"
     subprocess.run(["espeak-ng", "-s", "160", "-w", str(path), text], check=True)
@@ -176,7 +212,8 @@ def test_real_stories_transcribe_while_the_one_before_renders(workspace, tmp_pat
     assert [r.path.name for r in results] == ["one.wav", "two.wav", "three.wav"]
     assert all(r.status == "ok" and r.new_drafts >= 1 for r in results), results
     assert all(r.stages["render"] == "done" and r.stages["draft"] == "done" for r in results)
-    assert all(n.startswith("narratives-early") for n in threads["transcribe"])
+    helpers = {n for n in threads["transcribe"] if n.startswith("narratives-early")}
+    assert len(helpers) == 1 and threads["transcribe"] == {"MainThread"} | helpers
     assert threads["render"] == {"MainThread"}
     with ctx.db.connect() as conn:
         rows = conn.execute(sa.select(stage_runs)).mappings().all()

@@ -9,6 +9,7 @@ import pytest
 
 from narratives.core.campaigns import get_campaign
 from narratives.core.config import RenderSettings, Settings
+from narratives.records.video import campaign_formats
 from narratives.stages.pipeline import process_paths
 from narratives.store.context import Context
 
@@ -38,7 +39,7 @@ def test_render_reports_each_video_and_its_frames(workspace, tmp_path):
     stages = [d for e, d in events if e == "stage"]
     assert stages[:2] == ["transcribe", "analyse"]
     videos = [s for s in stages if s.startswith("render ")]
-    formats = get_campaign(workspace, EQUITY).look.formats
+    formats = campaign_formats(get_campaign(workspace, EQUITY))  # the channels' (vertical)
     assert videos == [f"render {EQUITY}/{fmt}" for fmt in formats] and videos
     # After each video starts, its fraction rises to 1.0.
     for name in videos:

@@ -610,7 +610,7 @@ def test_stage_records_each_video_and_skips_done_work(small_ctx, speech, tmp_pat
     assert run.status == "done" and run.engine == "moviepy"
     rel = f"media/work/{NID}/video-emotional-equity-square"
     output = dict(run.output)
-    assert len(output.pop("privacy")) == 16
+    assert len(output.pop("privacy")) == 16 and len(output.pop("inputs")) == 16
     assert output == {
         "video": f"{rel}.mp4", "captions": f"{rel}.vtt", "thumbnail": f"{rel}.png",
         "duration": res.duration, "width": 216, "height": 216, "cut": False,

@@ -367,7 +367,10 @@ def test_synthetic_voice_replaces_the_recording_and_captions_follow_it(workspace
     mtime = speech.stat().st_mtime_ns
     [again] = R.run(ctx, NID, campaigns=["emotional-equity"], formats=["square"])
     assert again.skipped
-    [redone] = R.run(ctx, NID, campaigns=["emotional-equity"], formats=["square"], force=True)
+    args = {"campaigns": ["emotional-equity"], "formats": ["square"]}
+    [forced] = R.run(ctx, NID, **args, force=True)  # same inputs: still reused
+    assert forced.skipped
+    [redone] = R.run(ctx, NID, **args, reencode=True)  # `narrative render --force`
     assert not redone.skipped and speech.stat().st_mtime_ns == mtime
 
 

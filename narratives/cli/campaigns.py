@@ -9,6 +9,7 @@ from rich.table import Table
 from narratives.cli._common import console, echo_json, get_context, read_only
 from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
 from narratives.core.errors import EXIT_USAGE, ConfigError, ModelNotAvailable
+from narratives.records.video import campaign_formats
 from narratives.stages.draft.templates import check_template, post_environment
 
 
@@ -50,7 +51,8 @@ def list_(as_json: bool) -> None:
 @read_only
 def show(slug: str, as_json: bool) -> None:
     """Show one campaign in full."""
-    c = get_campaign(get_context().workspace, slug)
+    ctx = get_context()
+    c = get_campaign(ctx.workspace, slug)
     if as_json:
         echo_json(c.model_dump(mode="json"))
         return
@@ -72,7 +74,10 @@ def show(slug: str, as_json: bool) -> None:
     if c.channels.rss:
         r = c.channels.rss
         click.echo(f"  rss: {r.title!r} by {r.author}, template {r.template}")
-    click.echo(f"  video: {', '.join(c.look.formats)}, at most {c.max_video_seconds:g} s")
+    formats = ", ".join(campaign_formats(c)) or "none (no channel)"
+    size = c.look.resolution or ctx.settings.render.resolution
+    rate = c.look.fps or ctx.settings.render.fps
+    click.echo(f"  video: {formats}, {size} px, {rate} fps, at most {c.max_video_seconds:g} s")
     click.echo(f"  anonymous narrators' voice: {c.voice}")
 
 

@@ -99,6 +99,10 @@ class _Bars:
         if event == "file":
             lane[1] = shown_name(Path(detail).name)
             self.progress.update(lane[0], description=lane[1], completed=0, visible=True)
+            for other in self.lanes.values():  # the story moved on from the other thread
+                if other is not lane and other[1] == lane[1]:
+                    other[1] = ""
+                    self.progress.update(other[0], visible=False)
         elif event == "stage":
             self.progress.update(lane[0], description=f"{lane[1]}: {detail}", completed=0)
         elif event == "fraction":

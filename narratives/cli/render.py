@@ -33,7 +33,8 @@ __all__ = ["register", "render"]
     "formats",
     multiple=True,
     type=click.Choice(FORMATS),
-    help="Only this format (repeatable); default: each campaign's formats.",
+    help="Only this format (repeatable); default: the format each campaign's channels "
+    "publish (vertical) plus its [look] formats.",
 )
 @click.option(
     "--campaign",
@@ -43,7 +44,12 @@ __all__ = ["register", "render"]
     help="Render for this campaign (repeatable); default: the campaigns the story is "
     "assigned to, or else those its tags fit.",
 )
-@click.option("--force", is_flag=True, help="Render again even if the video exists.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Encode again even if a finished video has the same inputs (without it, only "
+    "videos whose inputs changed are made again).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -63,7 +69,7 @@ def render(ids, all_, formats, campaigns, force, workers, as_json):
     # An unknown campaign is a usage error naming the known ones, before any work.
     campaigns = tuple(check_slugs(ctx, campaigns))
     options = {
-        "force": force,
+        "reencode": force,
         "formats": list(formats) or None,
         "campaigns": list(campaigns) or None,
     }
@@ -148,7 +154,11 @@ class _Report:
         for r in results:
             self._video(nid, r, unused)
         if not results and not self.as_json:
-            self.progress.console.print(f"{nid[:12]}: nothing to render")
+            self.progress.console.print(
+                f"{nid[:12]}: nothing to render (no campaign, no channel of its campaigns "
+                "publishes video and no [look] formats ask for one, or no words; "
+                "--campaign SLUG --format FORMAT renders one on request)"
+            )
         if self.as_json:
             return  # the JSON lines carry the note
         for slug in sorted(unused & {r.campaign for r in results}):

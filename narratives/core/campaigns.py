@@ -72,11 +72,14 @@ class ChannelInfo:
     long_label: str
     #: Whether a published delivery leaves records on the network that a takedown must delete.
     has_records: bool
+    #: The video format the channel publishes: a campaign with the channel renders it
+    #: (`look.formats` adds others). RSS encloses the draft's video, vertical first.
+    video_format: str = "vertical"
 
 
 CHANNELS: dict[str, ChannelInfo] = {
-    BLUESKY: ChannelInfo(BLUESKY, "Bluesky", "Bluesky", has_records=True),
-    RSS: ChannelInfo(RSS, "RSS", "RSS/Atom feed", has_records=False),
+    BLUESKY: ChannelInfo(BLUESKY, "Bluesky", "Bluesky", has_records=True, video_format="vertical"),
+    RSS: ChannelInfo(RSS, "RSS", "RSS/Atom feed", has_records=False, video_format="vertical"),
 }
 #: The channels whose deliveries leave records (posts with record keys) on the network.
 RECORD_CHANNELS = tuple(c.name for c in CHANNELS.values() if c.has_records)
@@ -110,7 +113,15 @@ class Look(_Model):
     #: A logo image path relative to the workspace, or empty.
     logo: str = ""
     background_image: str = ""
-    formats: list[Literal["vertical", "square"]] = ["vertical"]
+    #: Formats rendered IN ADDITION to those the campaign's channels publish
+    #: (`ChannelInfo.video_format`: vertical for Bluesky and RSS). Empty by default; an older
+    #: workspace's `formats = ["vertical", "square"]` still renders both (explicit wins).
+    formats: list[Literal["vertical", "square"]] = []
+    #: The videos' short edge in pixels (layouts are written for 1080 and scale); None: the
+    #: workspace's `[render] resolution`.
+    resolution: int | None = Field(None, ge=240, le=2160)
+    #: Frames per second; None: the workspace's `[render] fps`.
+    fps: int | None = Field(None, ge=1, le=60)
     #: The line under the title on the title card.
     title_line: str = ""
 

@@ -6,15 +6,23 @@ decode through `narratives.media.audio` (so bad files are `BadRecording`), both 
 with faster-whisper's bundled Silero VAD, and both stream `Segment`s lazily with plain-float
 times, so a caller can report progress and never holds the engine's own objects.
 Engines are loaded once per process (`get_engine`) and reused across narratives.
+
+Batched decoding (`transcribe.batch_size` > 0, faster-whisper only) runs faster-whisper's
+`BatchedInferencePipeline`, then a guard checks every speech window it decoded against the VAD:
+each speech region of a second or more must hold words, no stretch of speech may go without
+words, and the words per second of speech must be plausible. A window that fails is decoded again
+on the plain path (its speech only), logged at info level, and `TranscriptInfo` says which path
+made the transcript and why a window fell back.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +37,8 @@ from narratives.records.transcript import Segment, Transcript, Word
 
 __all__ = [
     "TranscriptInfo",
+    "Window",
+    "guard_windows",
     "Engine",
     "FasterWhisperEngine",
     "OpenAIWhisperEngine",
@@ -52,6 +62,22 @@ _LOW_LOGPROB = -1.0
 #: seconds so segments still arrive as they are made on long recordings.
 _OPENAI_GROUP_SECONDS = 300.0
 
+#: Batched decoding: faster-whisper's own windowing (speech joined into windows of at most this
+#: many seconds, split at silences of 160 ms) and the guard's limits. A speech region this long
+#: must hold a word; no stretch of speech this long may go without one (gaps are measured from
+#: word to word inside the speech regions, so pauses between regions do not count); a window
+#: with at least GUARD_MIN_SPEECH s of speech must have GUARD_MIN_RATE..GUARD_MAX_RATE words per
+#: second of speech and no segment that compresses like a repetition loop.
+BATCH_CHUNK_SECONDS = 30
+GUARD_MIN_REGION = 1.0
+GUARD_MAX_GAP = 1.5
+GUARD_MIN_SPEECH = 4.0
+GUARD_MIN_RATE = 0.8
+GUARD_MAX_RATE = 6.0
+GUARD_MAX_COMPRESSION = 2.4
+
+log = logging.getLogger(__name__)
+
 Progress = Callable[[float, float], None]
 
 
@@ -64,6 +90,12 @@ class TranscriptInfo:
     engine: str
     model: str
     engine_version: str
+    #: "plain", or "batched" when `batch_size` > 0 (faster-whisper).
+    decoding: str = "plain"
+    #: Speech windows the guard sent back to the plain path, with why: ["12.0-40.5 s: ...", ...].
+    fallbacks: tuple[str, ...] = ()
+    #: Windows decoded batched (0 on the plain path).
+    windows: int = 0
 
 
 class Engine(Protocol):
@@ -79,8 +111,12 @@ class Engine(Protocol):
         beam_size: int = 5,
         vad: bool = True,
         word_timestamps: bool = True,
+        batch_size: int = 0,
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
-        """Info at once; segments lazily, in order, times in seconds of the recording."""
+        """Info at once; segments lazily, in order, times in seconds of the recording.
+
+        `batch_size` > 0 asks for batched decoding where the engine has it (guarded: see
+        the module's doc); engines without it take the plain path."""
         ...
 
 
@@ -200,6 +236,7 @@ class FasterWhisperEngine:
         beam_size: int = 5,
         vad: bool = True,
         word_timestamps: bool = True,
+        batch_size: int = 0,
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         samples = _as_audio(audio)
         language = _language(language, self._ref.name)
@@ -207,6 +244,15 @@ class FasterWhisperEngine:
             raise ModelNotAvailable(
                 f"{self.model} is English-only; cannot transcribe language {language!r}",
                 hint="use a multilingual model such as `base`",
+            )
+        if batch_size < 0:
+            raise UsageError(
+                f"transcribe.batch_size must be 0 or more, not {batch_size}",
+                hint="use 0 for the plain path, or e.g. 8 for batched decoding",
+            )
+        if batch_size and vad:  # the pipeline finds its windows with the VAD
+            return self._transcribe_batched(
+                samples, language, beam_size, word_timestamps, batch_size
             )
         raw, info = self._model.transcribe(
             samples,
@@ -225,19 +271,246 @@ class FasterWhisperEngine:
         )
         del samples  # faster-whisper keeps what it needs; do not pin a second copy here
 
-        def segments() -> Iterator[Segment]:
-            for s in raw:
-                yield Segment(
-                    id=int(s.id),
-                    start=round(float(s.start), 3),
-                    end=round(float(s.end), 3),
-                    text=s.text,
-                    words=_words(s.words, getattr),
-                    avg_logprob=round(float(s.avg_logprob), 4),
-                    no_speech_prob=round(float(s.no_speech_prob), 4),
-                )
+        return tinfo, _renumber(_segment(s) for s in raw)
 
-        return tinfo, _renumber(segments())
+    def _transcribe_batched(
+        self,
+        samples: np.ndarray,
+        language: str | None,
+        beam_size: int,
+        word_timestamps: bool,
+        batch_size: int,
+    ) -> tuple[TranscriptInfo, Iterator[Segment]]:
+        """The batched pipeline, its windows checked by `guard_windows`, and each failing window
+        decoded again on the plain path. Done in full before returning (the guard needs every
+        window), so segments arrive at once."""
+        from faster_whisper import BatchedInferencePipeline
+        from faster_whisper.vad import VadOptions
+
+        # A pipeline per call: it keeps per-call state (the last word time) on itself.
+        pipeline = BatchedInferencePipeline(self._model)
+        vad_options = VadOptions(
+            max_speech_duration_s=BATCH_CHUNK_SECONDS, min_silence_duration_ms=160
+        )
+        raw, info = pipeline.transcribe(
+            samples,
+            language=language,
+            beam_size=beam_size,
+            word_timestamps=word_timestamps,
+            vad_filter=True,
+            vad_parameters=vad_options,
+            chunk_length=BATCH_CHUNK_SECONDS,
+            batch_size=batch_size,
+        )
+        regions = list(info.transcription_options.clip_timestamps or [])
+        windows = _windows(regions, BATCH_CHUNK_SECONDS)
+        by_seek: dict[int, list[Segment]] = {}
+        for s in raw:
+            by_seek.setdefault(int(s.seek), []).append(_segment(s))
+        for w in windows:
+            w.segments = by_seek.pop(w.seek, [])
+        if by_seek:  # output for a window we did not predict: trust nothing batched
+            failures = [(w, "batched output did not match the speech windows") for w in windows]
+        else:
+            failures = guard_windows(windows, word_timestamps=word_timestamps)
+        notes = []
+        for w, reason in failures:
+            note = f"{w.start:.1f}-{w.end:.1f} s: {reason}"
+            log.info(
+                "batched transcription: speech at %s; transcribed again on the plain path", note
+            )
+            notes.append(note)
+            w.segments = self._plain_regions(
+                samples, w.regions, info.language, beam_size, word_timestamps
+            )
+        segments = [part for w in windows for s in w.segments for part in _sentences(s)]
+        log.debug(
+            "decoded batched: %d window(s), %d transcribed again on the plain path",
+            len(windows),
+            len(notes),
+        )
+        tinfo = TranscriptInfo(
+            language=info.language,
+            language_probability=round(float(info.language_probability), 4),
+            duration=round(samples.size / SAMPLE_RATE, 3),
+            engine=self.name,
+            model=self.model,
+            engine_version=self.version,
+            decoding="batched",
+            fallbacks=tuple(notes),
+            windows=len([w for w in windows if w.regions]),
+        )
+        return tinfo, _renumber(segments)
+
+    def _plain_regions(
+        self,
+        samples: np.ndarray,
+        regions: list[dict],
+        language: str | None,
+        beam_size: int,
+        word_timestamps: bool,
+    ) -> list[Segment]:
+        """The plain path on these speech regions (joined, as its VAD would), in recording time."""
+        from faster_whisper.vad import SpeechTimestampsMap
+
+        if not regions:
+            return []
+        speech = np.concatenate([samples[r["start"] : r["end"]] for r in regions])
+        raw, _ = self._model.transcribe(
+            speech,
+            language=language,
+            beam_size=beam_size,
+            word_timestamps=word_timestamps,
+            vad_filter=False,
+        )
+        ts_map = SpeechTimestampsMap(regions, SAMPLE_RATE)
+        out = []
+        for s in raw:
+            seg = _segment(s)
+            for w in seg.words:
+                index = ts_map.get_chunk_index((w.start + w.end) / 2)
+                w.start = round(ts_map.get_original_time(w.start, index), 3)
+                w.end = round(ts_map.get_original_time(w.end, index), 3)
+            if seg.words:
+                seg.start, seg.end = seg.words[0].start, seg.words[-1].end
+            else:
+                seg.start = round(ts_map.get_original_time(seg.start), 3)
+                seg.end = round(ts_map.get_original_time(seg.end, is_end=True), 3)
+            out.append(seg)
+        return out
+
+
+def _segment(s: Any) -> Segment:
+    """Our Segment from a faster-whisper one (plain floats)."""
+    return Segment(
+        id=int(s.id),
+        start=round(float(s.start), 3),
+        end=round(float(s.end), 3),
+        text=s.text,
+        words=_words(s.words, getattr),
+        avg_logprob=round(float(s.avg_logprob), 4),
+        no_speech_prob=round(float(s.no_speech_prob), 4),
+    )
+
+
+@dataclass
+class Window:
+    """One window of the batched pipeline: VAD speech regions (in samples) decoded together."""
+
+    regions: list[dict]
+    #: The pipeline's `seek` for the window (its offset in joined speech, in 10 ms frames).
+    seek: int = 0
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def start(self) -> float:
+        return self.regions[0]["start"] / SAMPLE_RATE if self.regions else 0.0
+
+    @property
+    def end(self) -> float:
+        return self.regions[-1]["end"] / SAMPLE_RATE if self.regions else 0.0
+
+    @property
+    def speech(self) -> float:
+        return sum(r["end"] - r["start"] for r in self.regions) / SAMPLE_RATE
+
+
+def _windows(regions: list[dict], max_seconds: float) -> list[Window]:
+    """The windows faster-whisper's `collect_chunks` makes of these regions, with the `seek`
+    its batched pipeline gives their segments (the same arithmetic, without the audio)."""
+    windows: list[Window] = []
+    current: list[dict] = []
+    size = total = 0
+    for region in regions:
+        n = region["end"] - region["start"]
+        if size + n > max_seconds * SAMPLE_RATE:
+            windows.append(Window(current, int(total / SAMPLE_RATE * 100)))
+            total += size
+            current, size = [region], n
+        else:
+            current.append(region)
+            size += n
+    windows.append(Window(current, int(total / SAMPLE_RATE * 100)))
+    return [w for w in windows if w.regions]
+
+
+def guard_windows(
+    windows: Iterable[Window], *, word_timestamps: bool = True
+) -> list[tuple[Window, str]]:
+    """The windows whose transcript shows a loss, each with the reason.
+
+    Only what would be kept counts (hallucinations are dropped before the check). With word
+    times: every speech region of `GUARD_MIN_REGION` s or more holds a word, and no stretch of
+    speech of `GUARD_MAX_GAP` s goes without one. Always: words per second of speech within
+    `GUARD_MIN_RATE`..`GUARD_MAX_RATE` (windows of `GUARD_MIN_SPEECH` s or more), and no segment
+    compressing better than `GUARD_MAX_COMPRESSION` (a repetition loop)."""
+    failures = []
+    for w in windows:
+        reason = _loss(w, word_timestamps)
+        if reason:
+            failures.append((w, reason))
+    return failures
+
+
+def _loss(w: Window, word_timestamps: bool) -> str:
+    import zlib
+
+    kept = [s for s in w.segments if not is_hallucination(s)]
+    n_words = sum(len(s.text.split()) for s in kept)
+    speech = w.speech
+    if speech >= GUARD_MIN_SPEECH:
+        rate = n_words / speech
+        if rate < GUARD_MIN_RATE:
+            return f"{n_words} words in {speech:.1f} s of speech"
+        if rate > GUARD_MAX_RATE:
+            return f"{n_words} words in {speech:.1f} s of speech (repetition?)"
+    for s in kept:
+        data = s.text.strip().encode("utf-8")
+        if len(data) > 40 and len(data) / len(zlib.compress(data)) > GUARD_MAX_COMPRESSION:
+            return f"repeated text at {s.start:.1f} s"
+    if not word_timestamps:
+        return ""
+    words = [(wd.start, wd.end) for s in kept for wd in s.words]
+    for r in w.regions:
+        a, b = r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE
+        if b - a < GUARD_MIN_REGION:
+            continue
+        inside = sorted((max(s, a), min(e, b)) for s, e in words if e > a and s < b)
+        if not inside:
+            return f"no words in the speech at {a:.1f}-{b:.1f} s"
+        last = a
+        for s, e in inside + [(b, b)]:
+            if s - last >= GUARD_MAX_GAP:
+                return f"no words in the speech at {last:.1f}-{s:.1f} s"
+            last = max(last, e)
+    return ""
+
+
+def _sentences(seg: Segment) -> list[Segment]:
+    """A long batched segment (one per window) split after words ending a sentence, so
+    segments stay sentence-sized as on the plain path."""
+    if len(seg.words) < 2:
+        return [seg]
+    parts: list[list[Word]] = [[]]
+    for w in seg.words:
+        parts[-1].append(w)
+        if w.text.rstrip().endswith((".", "?", "!")):
+            parts.append([])
+    parts = [p for p in parts if p]
+    if len(parts) == 1:
+        return [seg]
+    return [
+        Segment(
+            id=seg.id,
+            start=p[0].start,
+            end=p[-1].end,
+            text="".join(w.text for w in p),
+            words=p,
+            avg_logprob=seg.avg_logprob,
+            no_speech_prob=seg.no_speech_prob,
+        )
+        for p in parts
+    ]
 
 
 class OpenAIWhisperEngine:
@@ -276,6 +549,7 @@ class OpenAIWhisperEngine:
         beam_size: int = 5,
         vad: bool = True,
         word_timestamps: bool = True,
+        batch_size: int = 0,  # no batched path here: always the plain one
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         samples = _as_audio(audio)
         duration = round(samples.size / SAMPLE_RATE, 3)
@@ -442,6 +716,7 @@ def transcribe_file(
         beam_size=settings.beam_size,
         vad=settings.vad,
         word_timestamps=settings.word_timestamps,
+        batch_size=settings.batch_size,
     )
     del samples
     segments = []
@@ -461,4 +736,6 @@ def transcribe_file(
         engine_version=info.engine_version,
         language_probability=info.language_probability,
         seconds=round(time.perf_counter() - t0, 3),
+        decoding=info.decoding,
+        fallbacks=list(info.fallbacks),
     )

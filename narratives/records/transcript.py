@@ -45,6 +45,10 @@ class Transcript:
     engine_version: str = ""
     language_probability: float | None = None
     seconds: float | None = None
+    #: "plain", or "batched" (faster-whisper's batched pipeline, checked window by window).
+    decoding: str = "plain"
+    #: Windows a batched decode lost words in and that were decoded again plainly, with why.
+    fallbacks: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:

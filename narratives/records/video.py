@@ -8,10 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMATS", "Video", "video_file", "video_key"]
+from narratives.core.campaigns import CHANNELS, Campaign
 
-#: The video formats there are layouts for (`templates/video/<format>.toml`).
+__all__ = ["FORMATS", "Video", "campaign_formats", "video_file", "video_key"]
+
+#: The video formats there are layouts for (`templates/video/<format>.toml`), in the order a
+#: draft prefers them for the one video a post carries.
 FORMATS = ("vertical", "square")
+
+
+def campaign_formats(campaign: Campaign) -> list[str]:
+    """The formats a campaign's videos are rendered in: those its channels publish
+    (`ChannelInfo.video_format`), then the extras its `look.formats` asks for, in `FORMATS`
+    order. A campaign with no channel and no extras renders nothing (no post would carry it;
+    `narrative render --format F` still makes one on request)."""
+    wanted = {CHANNELS[name].video_format for name in campaign.channel_names}
+    wanted |= set(campaign.look.formats)
+    return [f for f in FORMATS if f in wanted]
 
 
 def video_key(campaign: str, fmt: str) -> str:

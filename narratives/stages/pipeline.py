@@ -11,6 +11,7 @@ one worker, a story is transcribed and analysed while the one before it renders 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -194,6 +195,8 @@ def _run_stages(
 
 #: Stages that may run on the caller's thread while the next story's earlier stages run.
 _LATE_STAGES = frozenset({"render", "draft"})
+#: The name of the thread that runs a story's early stages ahead.
+_HELPER = "narratives-early"
 
 
 class _Overlap:
@@ -201,15 +204,27 @@ class _Overlap:
     (transcribe, analyse) run on a helper thread while the story before it is rendered and
     drafted on the caller's thread, so Whisper and the video encoder (ffmpeg, its own
     process) share the cores instead of taking turns. At most one story runs ahead, its
-    models are the ones this process already loaded, and results come out in intake order.
+    models are the ones this process already loaded, and the stories come out in intake
+    order (a recording that could not be taken in is reported at once). The first story has
+    nothing to overlap with and runs on the caller's thread, as a single recording does.
 
     Both threads write through the same `Context`: its engine is made before the thread
-    starts, and every store write is its own transaction, as with the worker pool."""
+    starts, and every store write is its own transaction, as with the worker pool. On Ctrl-C
+    (or any exit) the helper stops at its next progress report or stage, its stage recorded
+    as interrupted, as the caller's would be."""
 
     def __init__(self, ctx: Context, *, force: bool, progress: Progress) -> None:
         self.ctx, self.force, self.progress = ctx, force, progress
         self._ahead: tuple[ItemResult, tuple[Stage, ...], Future[bool], bool] | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+
+    def report(self, event: str, detail: Any) -> None:
+        """The stages' progress callback: passed on; on the helper thread after `close`,
+        the interruption that stops its stage."""
+        if self._stop.is_set() and threading.current_thread().name.startswith(_HELPER):
+            raise KeyboardInterrupt
+        self.progress(event, detail)
 
     def add(
         self, result: ItemResult, stages: Sequence[Stage], *, is_new: bool
@@ -217,19 +232,25 @@ class _Overlap:
         """Start `result`'s early stages; yields the story before it once it is finished."""
         early = tuple(s for s in stages if s.name not in _LATE_STAGES)
         late = tuple(s for s in stages if s.name in _LATE_STAGES)
+        routed = any(s.name == "analyse" for s in early)
         if not early or not late:  # nothing to overlap (e.g. --until analyse)
             yield from self.drain()
-            self.progress("file", result.path)
+            self.report("file", result.path)
             yield _run_stages(
-                self.ctx, result, stages, force=self.force, is_new=is_new, progress=self.progress
+                self.ctx, result, stages, force=self.force, is_new=is_new, progress=self.report
             )
+            return
+        if self._ahead is None:  # nothing to overlap with: here, on the caller's thread
+            started: Future[bool] = Future()
+            started.set_result(self._early(result, early, is_new))
+            self._ahead = (result, late, started, routed)
             return
         if self._thread is None:
             _ = self.ctx.db  # the engine, made once before a second thread can ask for it
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="narratives-early")
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=_HELPER)
         started = self._thread.submit(self._early, result, early, is_new)
         yield from self.drain()
-        self._ahead = (result, late, started, any(s.name == "analyse" for s in early))
+        self._ahead = (result, late, started, routed)
 
     def drain(self) -> Iterator[ItemResult]:
         """Finish the story running ahead, if any: its late stages, on this thread."""
@@ -240,27 +261,29 @@ class _Overlap:
         if not started.result():
             yield _finish(result)
             return
-        self.progress("file", result.path)
+        self.report("file", result.path)
         for stage in late:
-            self.progress("stage", stage.name)
+            self.report("stage", stage.name)
             if not _run_one(self.ctx, result, stage, force=self.force):
                 yield _finish(result)
                 return
         yield _conclude(self.ctx, result, routed=routed)
 
     def _early(self, result: ItemResult, early: tuple[Stage, ...], is_new: bool) -> bool:
-        """The early stages on the helper thread; False when one failed."""
-        self.progress("file", result.path)
+        """The early stages (on the helper thread, or the caller's); False when one failed."""
+        self.report("file", result.path)
         result.worked = result.worked or is_new
         for stage in early:
-            self.progress("stage", stage.name)
+            self.report("stage", stage.name)
             if not _run_one(self.ctx, result, stage, force=self.force):
                 return False
         return True
 
     def close(self) -> None:
-        """On every exit: a story queued ahead is not started; one running is let finish
-        its stage (Whisper cannot be interrupted), so the store is left consistent."""
+        """On every exit: a story queued ahead is not started, and one running stops at its
+        next progress report or stage (a stage between reports, such as a batched
+        transcription, is let finish), so the store is left consistent."""
+        self._stop.set()
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=True)
             self._thread = None
@@ -414,7 +437,9 @@ def process_paths(
                 duplicates.append(result)  # reported last, with the transcript made meanwhile
             elif workers <= 1 and on_cluster is None:
                 seen[result.id] = found.path
-                chosen = _stages(wanted, path=found.path, settings=settings, progress=progress)
+                chosen = _stages(
+                    wanted, path=found.path, settings=settings, progress=overlap.report
+                )
                 yield from overlap.add(result, chosen, is_new=is_new)
             else:
                 seen[result.id] = found.path

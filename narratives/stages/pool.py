@@ -120,6 +120,7 @@ def render_many(
     *,
     workers: int,
     force: bool = False,
+    reencode: bool = False,
     formats: list[str] | None = None,
     campaigns: list[str] | None = None,
 ) -> Iterator[RenderOutcome]:
@@ -129,7 +130,7 @@ def render_many(
     per core and the encoder threads shared out, both cores stay busy without oversubscribing
     them (bench/render.py --batch). A narrative whose worker crashes is reported as failed."""
     ids = list(narrative_ids)
-    options = {"force": force, "formats": formats, "campaigns": campaigns}
+    options = {"force": force, "reencode": reencode, "formats": formats, "campaigns": campaigns}
     jobs = [(_worker_render, (nid, options)) for nid in ids]
     for i, outcome in in_workers(ctx, None, workers, jobs):
         if outcome is CRASHED:

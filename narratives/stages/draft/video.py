@@ -1,5 +1,7 @@
-"""The video a draft carries: one per campaign, from the render stage's `done` rows, the
-vertical format preferred. A cut video (an excerpt of a long recording) says what it keeps.
+"""The video a draft carries: one per campaign, from the render stage's `done` rows: the
+formats the campaign renders (`records.video.campaign_formats`: its channels' format, vertical,
+then its `look.formats` extras) first, then any other format rendered on request
+(`narrative render --format`). A cut video (an excerpt of a long recording) says what it keeps.
 
 Rows are read leniently (a row may hold no more than the video's path), so not through
 `records.video.Video.from_output`, which needs the whole record.
@@ -12,14 +14,12 @@ from typing import Any
 
 from narratives.core.campaigns import Campaign
 from narratives.core.workspace import Workspace
-from narratives.records.video import video_key
+from narratives.records.video import campaign_formats, video_key
 from narratives.store.context import Context
 from narratives.store.stage_runs import get_run
 
 __all__ = ["draft_video"]
 
-#: Formats preferred for the one video a post carries, in order.
-_FORMAT_PREFERENCE = ("vertical", "square")
 _ASPECT = {"vertical": [9, 16], "square": [1, 1]}
 
 _NO_VIDEO: dict[str, Any] = {
@@ -40,10 +40,10 @@ def _rel(workspace: Workspace, path: Path) -> str:
 def draft_video(ctx: Context, narrative_id: str, campaign: Campaign) -> dict[str, Any]:
     """The rendered video for a campaign, from the render stage's `done` rows, if any: its
     paths relative to the workspace, aspect ratio, format, kept intervals, missing glyphs."""
-    formats = sorted(
-        campaign.look.formats,
-        key=lambda f: _FORMAT_PREFERENCE.index(f) if f in _FORMAT_PREFERENCE else 99,
-    )
+    # What the render stage makes for the campaign, the channels' format first. Never another
+    # format rendered once on request: the render stage keeps only these current (a change of
+    # the narrator's privacy renders them again), so another could carry a named voice.
+    formats = campaign_formats(campaign)
     folder = ctx.workspace.narrative_dir(narrative_id)
     for fmt in formats:
         run_ = get_run(ctx.db, narrative_id, "render", video_key(campaign.slug, fmt))

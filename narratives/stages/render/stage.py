@@ -5,9 +5,23 @@ The package splits the work by concept: `layout` (templates/video/<format>.toml)
 (which font draws what, wrapping by measured width), `cut` (the excerpt of a long recording),
 `soundtrack` (the audio: cut, faded, disguised, bleeped), `pages` (caption pages, the end
 card, the WebVTT), `design` (everything drawn once, composed per frame) and `video` (one
-video encoded). This module decides what to render and when a finished render is reused:
-everything public comes from `for_publication`, so a video made while the narrator was named
-is never reused once they must be anonymous (see `_privacy_fingerprint`).
+video encoded). This module decides what to render and when a finished render is reused.
+
+What: each campaign renders the formats its channels publish (`records.video.campaign_formats`:
+vertical for Bluesky and for the RSS enclosure) plus the extras its `[look] formats` asks for
+(none by default; a workspace whose campaign TOML still says `formats = ["vertical",
+"square"]` keeps rendering both: explicit wins), or exactly the formats asked for
+(`narrative render --format`). Each at the campaign's `[look] resolution` (short edge, px) and
+`[look] fps`, else the workspace's `[render]` ones.
+
+When: never the same frames twice. A finished video is reused when its inputs fingerprint
+(`_Job.inputs`: the public transcript, title and key intervals, the privacy fingerprint, the
+campaign's look and end-card text, the layout, the asset files, size, fps, preset) matches,
+whoever asks: a re-run, `process --force`, a re-derived correction, the web's output jobs.
+`force` only stops trusting rows older than the fingerprint; `reencode` (`narrative render
+--force`) encodes again regardless. Everything public comes from `for_publication`, so a
+video made while the narrator was named is never reused once they must be anonymous (see
+`_privacy_fingerprint`).
 
 An anonymous narrator in a campaign with `voice = "synthetic"`, or whose consent chose it
 (`narrative consent voice`, preferred over the campaign's), is not heard at all: `revoice`
@@ -40,20 +54,24 @@ from narratives.records.analysis import Analysis
 from narratives.records.redactions import Redactions
 from narratives.records.stage import StageResult
 from narratives.records.transcript import Transcript
-from narratives.records.video import FORMATS, Video, video_file, video_key
+from narratives.records.video import FORMATS, Video, campaign_formats, video_file, video_key
 from narratives.stages.ingest import source_path
 from narratives.stages.render.cut import sentences, words_of
-from narratives.stages.render.layout import load_layout
+from narratives.stages.render.layout import Layout, load_layout
 from narratives.stages.render.revoice import Revoiced, plan, revoice
-from narratives.stages.render.video import render_video
+from narratives.stages.render.video import asset_paths, frame_scale, render_video
 from narratives.store.context import Context
 from narratives.store.narrative_files import read_analysis, read_transcript
 from narratives.store.schema import narratives
 from narratives.store.stage_runs import get_run, stage_run
 
-__all__ = ["STAGE", "RenderStage", "run"]
+__all__ = ["STAGE", "RenderStage", "frame_rate", "run"]
 
 STAGE = "render"
+
+#: Bumped when the drawing or encoding changes what the same inputs produce, so finished
+#: videos are made again once (part of the inputs fingerprint).
+RENDERER = 1
 
 #: `progress(key, frames_done, frames_total)`
 StageProgress = Callable[[str, int, int], None]
@@ -96,6 +114,7 @@ def run(
     narrative_id: str,
     *,
     force: bool = False,
+    reencode: bool = False,
     formats: Sequence[str] | None = None,
     campaigns: Sequence[str | Campaign] | None = None,
     redactions: Redactions | None = None,
@@ -105,8 +124,10 @@ def run(
 
     Campaigns: `campaigns` when given, else the narrative's routes (`routing.routes`:
     the campaigns staff assigned it to, or else those its tags fit). Formats: `formats` when
-    given, else each campaign's `look.formats`. A `done` row whose files exist is reused
-    unless `force`. `progress(key, frames_done, frames_total)`.
+    given, else `campaign_formats` (the channels' formats plus `look.formats`). A `done` row
+    whose files exist and whose inputs fingerprint matches is reused, even when `force`
+    (which only stops trusting rows made before fingerprints were kept); `reencode` renders
+    regardless. `progress(key, frames_done, frames_total)`.
     """
     if not ctx.settings.render.enabled:
         return []
@@ -139,10 +160,38 @@ def run(
         check_voice()
     job = _Job(ctx, narrative_id, pub, redactions, progress)
     return [
-        job.video(campaign, fmt, force=force)
+        job.video(campaign, fmt, force=force, reencode=reencode)
         for campaign in chosen
-        for fmt in list(formats or campaign.look.formats)
+        for fmt in list(formats or campaign_formats(campaign))
     ]
+
+
+def frame_rate(ctx: Context, campaign: Campaign) -> int:
+    """The campaign's `[look] fps`, else the workspace's `[render] fps`."""
+    return campaign.look.fps or ctx.settings.render.fps
+
+
+def _resolution(ctx: Context, campaign: Campaign) -> int:
+    """The campaign's `[look] resolution` (short edge, px), else `[render] resolution`."""
+    return campaign.look.resolution or ctx.settings.render.resolution
+
+
+def _drawn(transcript: Transcript) -> dict[str, Any]:
+    """What of a transcript a video shows or says: the words and their times, not how long
+    the transcription took or how sure the model was (those change on every run)."""
+    return {
+        "language": transcript.language,
+        "duration": round(transcript.duration, 3),
+        "segments": [
+            [
+                round(s.start, 3),
+                round(s.end, 3),
+                s.text,
+                [[round(w.start, 3), round(w.end, 3), w.text] for w in s.words],
+            ]
+            for s in transcript.segments
+        ],
+    }
 
 
 def _inputs(ctx: Context, narrative_id: str) -> tuple[Transcript, Analysis | None]:
@@ -177,6 +226,53 @@ class _Job:
         self.progress = progress
         self._audio_path: Path | None = None
         self._revoiced: Revoiced | None = None
+        self._layouts: dict[str, Layout] = {}
+        self._assets: dict[Path, str] = {}
+
+    def _layout(self, fmt: str) -> Layout:
+        if fmt not in self._layouts:
+            self._layouts[fmt] = load_layout(self.ctx.workspace, fmt)
+        return self._layouts[fmt]
+
+    def _scale(self, campaign: Campaign, fmt: str) -> float:
+        return frame_scale(
+            self._layout(fmt), _resolution(self.ctx, campaign), self.ctx.settings.render.scale
+        )
+
+    def _asset(self, path: Path) -> str:
+        if path not in self._assets:
+            self._assets[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return self._assets[path]
+
+    def inputs(self, campaign: Campaign, fmt: str) -> str:
+        """The fingerprint of everything the video is made of: equal fingerprints, equal
+        frames and sound, so a finished video with the same one is never made again."""
+        ws, settings = self.ctx.workspace, self.ctx.settings.render
+        try:
+            assets = {k: self._asset(p) for k, p in asset_paths(ws, campaign).items() if p}
+        except ConfigError as exc:  # a missing file: the render itself names it
+            assets = {"missing": str(exc)}
+        data = {
+            "renderer": RENDERER,
+            "format": fmt,
+            "privacy": self._privacy(campaign),
+            "transcript": _drawn(self.transcript),
+            "title": self.title,
+            "keys": [[round(a, 3), round(b, 3)] for a, b in self.keys],
+            "campaign": campaign.model_dump(
+                mode="json", include={"name", "hashtags", "link", "max_video_seconds"}
+            ),
+            # Which formats, and at what size and rate, are in "format", "scale" and "fps":
+            # asking for one more format, or writing down the default, changes no frame.
+            "look": campaign.look.model_dump(mode="json", exclude={"formats", "resolution", "fps"}),
+            "layout": self._layout(fmt).model_dump(mode="json"),
+            "assets": assets,
+            "scale": self._scale(campaign, fmt),
+            "fps": frame_rate(self.ctx, campaign),
+            "preset": settings.preset,
+        }
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def _voice(self, campaign: Campaign) -> str:
         return published_voice(campaign, self.pub.anonymous, self.pub.voice_mode)
@@ -197,34 +293,42 @@ class _Job:
             self._revoiced = revoice(folder, self.transcript)
         return self._revoiced
 
-    def video(self, campaign: Campaign, fmt: str, *, force: bool) -> Video:
+    def video(self, campaign: Campaign, fmt: str, *, force: bool, reencode: bool) -> Video:
         """The video for one campaign and format: a finished one reused, else rendered."""
-        if not force and (done := self._finished(campaign, fmt)) is not None:
+        inputs = self.inputs(campaign, fmt)
+        if not reencode and (done := self._finished(campaign, fmt, inputs, force)) is not None:
             return done
-        return self._render(campaign, fmt)
+        return self._render(campaign, fmt, inputs)
 
-    def _finished(self, campaign: Campaign, fmt: str) -> Video | None:
-        """The `done` render, if it was made under the same privacy and its files exist."""
+    def _finished(self, campaign: Campaign, fmt: str, inputs: str, force: bool) -> Video | None:
+        """The `done` render, if its files exist and it was made of the same inputs. A row
+        from before inputs were fingerprinted is trusted as it was then (same privacy), unless
+        `force`: upgrading does not make an archive's videos again, `process --force` does."""
         ws = self.ctx.workspace
         prev = get_run(self.ctx.db, self.narrative_id, STAGE, video_key(campaign.slug, fmt))
         if (
-            prev is not None
-            and prev.status == "done"
-            and isinstance(prev.output, dict)
-            and prev.output.get("privacy") == self._privacy(campaign)
-            and all(
-                (ws.root / prev.output[k]).is_file() for k in ("video", "captions", "thumbnail")
+            prev is None
+            or prev.status != "done"
+            or not isinstance(prev.output, dict)
+            or not all(
+                isinstance(prev.output.get(k), str) and (ws.root / prev.output[k]).is_file()
+                for k in ("video", "captions", "thumbnail")
             )
         ):
-            return Video.from_output(
-                ws.root, self.narrative_id, campaign.slug, fmt, prev.output, skipped=True
-            )
-        return None
+            return None
+        out = prev.output
+        if "inputs" in out:
+            same = out["inputs"] == inputs
+        else:
+            same = not force and out.get("privacy") == self._privacy(campaign)
+        if not same:
+            return None
+        return Video.from_output(ws.root, self.narrative_id, campaign.slug, fmt, out, skipped=True)
 
-    def _render(self, campaign: Campaign, fmt: str) -> Video:
+    def _render(self, campaign: Campaign, fmt: str, inputs: str) -> Video:
         ctx, ws, settings = self.ctx, self.ctx.workspace, self.ctx.settings.render
         key = video_key(campaign.slug, fmt)
-        layout = load_layout(ws, fmt)
+        layout = self._layout(fmt)
         synthetic = self._voice(campaign) == SYNTHETIC
         if not synthetic:
             self._audio_path = self._audio_path or source_path(ctx, self.narrative_id)
@@ -254,8 +358,8 @@ class _Job:
                 workspace=ws,
                 title=self.title,
                 keys=keys,
-                fps=settings.fps,
-                scale=settings.scale,
+                fps=frame_rate(ctx, campaign),
+                scale=self._scale(campaign, fmt),
                 preset=settings.preset,
                 threads=settings.threads or None,
                 redactions=redactions,
@@ -278,7 +382,11 @@ class _Job:
                 r.missing_glyphs,
                 voice=SYNTHETIC if synthetic else None,
             )
-            handle.output = {**result.output(ws.root), "privacy": self._privacy(campaign)}
+            handle.output = {
+                **result.output(ws.root),
+                "privacy": self._privacy(campaign),
+                "inputs": inputs,
+            }
         return result
 
 

@@ -31,7 +31,15 @@ from narratives.stages.render.layout import Layout, load_layout
 from narratives.stages.render.pages import PAGE_HOLD, vtt
 from narratives.stages.render.soundtrack import assemble_audio, levels, write_wav
 
-__all__ = ["MAX_BYTES", "MAX_SECONDS", "Progress", "Rendered", "render_video"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_SECONDS",
+    "Progress",
+    "Rendered",
+    "asset_paths",
+    "frame_scale",
+    "render_video",
+]
 
 #: Bluesky's limits for a video embed.
 MAX_SECONDS = 180.0
@@ -67,6 +75,12 @@ class _Timeline:
     spoken: float
     tail: float
     nframes: int
+
+
+def frame_scale(layout: Layout, resolution: int, scale: float = 1.0) -> float:
+    """The factor on a layout's 1080-px units that gives frames `resolution` px on the short
+    edge, times `scale` (`[render] scale`: tests and previews render smaller)."""
+    return resolution / min(layout.width, layout.height) * scale
 
 
 def render_video(
@@ -148,6 +162,12 @@ def _assets(
     logo = _resolve_asset(workspace, campaign, "logo")
     bg_image = _resolve_asset(workspace, campaign, "background_image")
     return font_path, logo, bg_image
+
+
+def asset_paths(workspace: Workspace | None, campaign: Campaign) -> dict[str, Path | None]:
+    """The campaign's font, logo and background image files (None where it has none);
+    a `ConfigError` names a missing one."""
+    return {k: _resolve_asset(workspace, campaign, k) for k in ("font", "logo", "background_image")}
 
 
 def _resolve_asset(workspace: Workspace | None, campaign: Campaign, key: str) -> Path | None:
