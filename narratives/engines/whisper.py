@@ -71,6 +71,9 @@ _OPENAI_GROUP_SECONDS = 300.0
 BATCH_CHUNK_SECONDS = 30
 GUARD_MIN_REGION = 1.0
 GUARD_MAX_GAP = 1.5
+#: The end of a speech region (which the VAD pads by 0.4 s) this long after its last word is a
+#: lost ending: batched windows lose their last words more than any other.
+GUARD_MAX_TAIL = 1.0
 GUARD_MIN_SPEECH = 4.0
 GUARD_MIN_RATE = 0.8
 GUARD_MAX_RATE = 6.0
@@ -90,7 +93,8 @@ class TranscriptInfo:
     engine: str
     model: str
     engine_version: str
-    #: "plain", or "batched" when `batch_size` > 0 (faster-whisper).
+    #: "plain", or "batched" when `batch_size` > 0 (faster-whisper, with the VAD and word
+    #: times on: the guard needs both; otherwise plain).
     decoding: str = "plain"
     #: Speech windows the guard sent back to the plain path, with why: ["12.0-40.5 s: ...", ...].
     fallbacks: tuple[str, ...] = ()
@@ -250,7 +254,9 @@ class FasterWhisperEngine:
                 f"transcribe.batch_size must be 0 or more, not {batch_size}",
                 hint="use 0 for the plain path, or e.g. 8 for batched decoding",
             )
-        if batch_size and vad:  # the pipeline finds its windows with the VAD
+        # The pipeline finds its windows with the VAD, and the guard needs word times to see
+        # a lost region: without either, the plain path.
+        if batch_size and vad and word_timestamps:
             return self._transcribe_batched(
                 samples, language, beam_size, word_timestamps, batch_size
             )
@@ -479,10 +485,12 @@ def _loss(w: Window, word_timestamps: bool) -> str:
         if not inside:
             return f"no words in the speech at {a:.1f}-{b:.1f} s"
         last = a
-        for s, e in inside + [(b, b)]:
+        for s, e in inside:
             if s - last >= GUARD_MAX_GAP:
                 return f"no words in the speech at {last:.1f}-{s:.1f} s"
             last = max(last, e)
+        if b - last >= GUARD_MAX_TAIL:
+            return f"no words at the end of the speech at {last:.1f}-{b:.1f} s"
     return ""
 
 
