@@ -286,10 +286,11 @@ def test_synthetic_voice_replaces_the_recording_and_captions_follow_it(workspace
     folder = _register(ctx, clip, transcript, analysis)
     mark_term(ctx, NID, name, kind="person", actor="kai")  # as an editor would
 
-    [video] = R.run(ctx, NID, campaigns=["emotional-equity"], formats=["square"])
+    # The vertical video: the one the campaign's channels publish, so the drafts carry it.
+    [video] = R.run(ctx, NID, campaigns=["emotional-equity"], formats=["vertical"])
     [control] = R.run(ctx, NID, campaigns=["neural-mandate"], formats=["square"])
     assert video.voice == SYNTHETIC and control.voice is None
-    row = get_run(ctx.db, NID, "render", "emotional-equity/square")
+    row = get_run(ctx.db, NID, "render", "emotional-equity/vertical")
     assert row.output["voice"] == SYNTHETIC
     # Recording time in the records, over the recording's length.
     assert video.cut_ranges[0][0] == pytest.approx(0.0, abs=0.5)
@@ -365,9 +366,9 @@ def test_synthetic_voice_replaces_the_recording_and_captions_follow_it(workspace
     # Rendering again reuses the speech and the video.
     [speech] = folder.glob("voice-synthetic-*.wav")
     mtime = speech.stat().st_mtime_ns
-    [again] = R.run(ctx, NID, campaigns=["emotional-equity"], formats=["square"])
+    [again] = R.run(ctx, NID, campaigns=["emotional-equity"], formats=["vertical"])
     assert again.skipped
-    args = {"campaigns": ["emotional-equity"], "formats": ["square"]}
+    args = {"campaigns": ["emotional-equity"], "formats": ["vertical"]}
     [forced] = R.run(ctx, NID, **args, force=True)  # same inputs: still reused
     assert forced.skipped
     [redone] = R.run(ctx, NID, **args, reencode=True)  # `narrative render --force`
