@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -245,6 +246,29 @@ def test_two_workspaces_on_one_cluster_get_their_own_worker_context(workspace, t
     for ctx, key in ((a, key_a), (b, key_b)):
         plugin = _WorkerSetup(str(ctx.workspace.root), ctx.settings, key)
         assert plugin.name == f"narratives-{key}"
-        plugin.setup(worker=None)
+        plugin.setup(worker=SimpleNamespace(state=SimpleNamespace(nthreads=1)))
     assert worker_context(key_a).workspace.root == workspace.root
     assert worker_context(key_b).workspace.root == other.root
+
+
+@pytest.mark.slow
+def test_each_dask_worker_encodes_with_its_own_threads_not_the_machines_cores(
+    workspace, dask_cluster
+):
+    """Two one-thread workers on one host must not each take every core for x264 (that made
+    `--cluster` slower than `--workers 2` on the same machine)."""
+    from distributed import Client
+
+    from narratives.stages.cluster import Cluster
+    from narratives.stages.pool import worker_context
+    from narratives.store.context import Context
+
+    ctx = Context(workspace)
+    fixed = ctx.settings.model_copy(
+        update={"render": ctx.settings.render.model_copy(update={"threads": 3})}
+    )
+    with Client(dask_cluster.address, timeout=60) as client:
+        for key, settings, expected in (("auto", ctx.settings, 1), ("fixed", fixed, 3)):
+            Cluster(client, key).set_up_workers(str(workspace.root), settings)
+            threads = client.run(lambda key=key: worker_context(key).settings.render.threads)
+            assert sorted(threads.values()) == [expected, expected], (key, threads)

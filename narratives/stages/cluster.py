@@ -132,4 +132,11 @@ class _WorkerSetup(WorkerPlugin):
 
         for key, value in _OFFLINE.items():
             os.environ.setdefault(key, value)
-        init_worker(self.root, self.settings, 1, key=self.key)
+        # A Dask worker owns as many cores as it has threads (`dask worker --nthreads`); the
+        # machine's cpu_count would oversubscribe a host running several workers.
+        init_worker(self.root, self.settings, _worker_threads(worker), key=self.key)
+
+
+def _worker_threads(worker: Any) -> int:
+    """The thread count a Dask worker was started with (the cores it may use)."""
+    return max(1, int(worker.state.nthreads))

@@ -32,15 +32,22 @@ CRASHED = object()
 _WORKER_CTXS: dict[str, Context] = {}
 
 
-def init_worker(root: str, settings: Settings, workers: int, key: str = "") -> None:
-    """Make this process's worker Context (a pool worker's initializer; a Dask worker's plugin)."""
+def init_worker(root: str, settings: Settings, cores: int, key: str = "") -> None:
+    """Make this process's worker Context (a pool worker's initializer; a Dask worker's plugin).
+
+    `cores` is this worker's share of the machine: the encoder threads a render uses unless
+    `[render] threads` says otherwise, so workers encoding at once do not oversubscribe it.
+    """
     if not settings.render.threads:
-        # Share the cores out, so N workers encoding at once do not oversubscribe them.
-        share = max(1, (os.cpu_count() or 1) // workers)
         settings = settings.model_copy(
-            update={"render": settings.render.model_copy(update={"threads": share})}
+            update={"render": settings.render.model_copy(update={"threads": max(1, cores)})}
         )
     _WORKER_CTXS[key] = Context(Workspace(Path(root)), settings)
+
+
+def core_share(workers: int) -> int:
+    """The cores of this machine each of `workers` pool workers may use."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def worker_context(key: str = "") -> Context:
@@ -53,7 +60,7 @@ def _pool(ctx: Context, settings: Settings | None, size: int, workers: int) -> P
         max_workers=size,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=init_worker,
-        initargs=(str(ctx.workspace.root), settings or ctx.settings, workers),
+        initargs=(str(ctx.workspace.root), settings or ctx.settings, core_share(workers)),
     )
 
 
