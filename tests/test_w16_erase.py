@@ -423,7 +423,6 @@ def test_erase_removes_the_analysis_cache_of_the_story(ctx, tmp_path, monkeypatc
 
     from narratives.stages.analyse import stage as analyse_stage
     from narratives.stages.analyse import tagging
-    from narratives.store.stage_runs import stage_run
 
     class Stop(Exception):
         pass
@@ -443,29 +442,8 @@ def test_erase_removes_the_analysis_cache_of_the_story(ctx, tmp_path, monkeypatc
     monkeypatch.setattr(analyse_stage, "analyse_transcript", embedding_analysis)
     monkeypatch.setattr(tagging._CACHE, "arrays", {})  # no memory hit skips the file
 
-    story = full_story(ctx, tmp_path)
-    nid = story["id"]
-    other, oid = a_recording(tmp_path / "o", "other.wav", seed=5)
-    register(ctx, other)
-    ctx.workspace.narrative_dir(oid).mkdir(parents=True, exist_ok=True)
-    other_text = "A lighthouse keeper counted the ships."
-    (ctx.workspace.narrative_dir(oid) / "transcript.json").write_text(
-        json.dumps(transcript_for(oid, [(0.0, other_text)]).to_dict())
-    )
-    with ctx.db.begin() as conn:
-        conn.execute(
-            tag_corrections.insert().values(
-                narrative_id=oid,
-                campaign="emotional-equity",
-                tag="equal-access",
-                applies=False,
-                actor="kai",
-                at=datetime.now(UTC),
-            )
-        )
-    for n in (nid, oid):
-        with stage_run(ctx.db, n, "transcribe"):
-            pass
+    nid = full_story(ctx, tmp_path)["id"]
+    oid, other_text = _a_corrected_other_story(ctx, tmp_path, nid)
 
     def analyse() -> None:
         with pytest.raises(Stop):
@@ -509,3 +487,75 @@ def _digests(texts: list[str]) -> list[str]:
     import hashlib
 
     return [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+
+
+@pytest.mark.slow
+def test_erase_removes_the_story_from_the_real_stages_per_model_cache(ctx, tmp_path, monkeypatch):
+    """The real analyse stage (real embedder) keeps vectors in one folder per embedding model;
+    erasing a story whose tag an editor corrected removes its vectors from that folder, as it
+    read before and after a transcript correction, and keeps the others."""
+    import hashlib
+    import os
+
+    from narratives.stages.analyse import stage as analyse_stage
+    from narratives.stages.analyse import tagging
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    monkeypatch.setattr(tagging._CACHE, "arrays", {})  # no memory hit skips the file
+    nid = full_story(ctx, tmp_path)["id"]
+    oid, other_text = _a_corrected_other_story(ctx, tmp_path, nid)
+    # Analysing the other story embeds every corrected story: this one as the engine heard
+    # it, then (after a transcript correction) as corrected.
+    analyse_stage.AnalyseStage().run(ctx, oid, force=True)
+    corrected = transcript_for(nid, [(0.0, f"I grew up in {SECRET} by the sea, corrected.")])
+    (ctx.workspace.narrative_dir(nid) / "transcript.corrected.json").write_text(
+        json.dumps(corrected.to_dict())
+    )
+    tagging._CACHE.arrays.clear()
+    analyse_stage.AnalyseStage().run(ctx, oid, force=True)
+    digests = [digest(f"I grew up in {SECRET} by the sea."), digest(corrected.text)]
+
+    cache = ctx.workspace.state_dir / "cache" / "examples"
+    folders = [p for p in cache.iterdir()]
+    assert len(folders) == 1 and folders[0].is_dir()  # one folder, the model's
+    names = {p.name for p in folders[0].iterdir()}
+    for d in digests:
+        assert {f"sentences-{d}.npy", f"story-{d}.npy"} <= names
+    (folders[0] / f".story-{digests[0]}.999-1.tmp.npy").write_bytes(b"left by a kill")
+
+    erase(ctx, nid, actor="kai")
+    left = [os.path.join(r, f) for r, _, files in os.walk(cache) for f in files]
+    assert not [p for p in left if any(d in p for d in digests)]
+    assert len(left) == len(names) - 4
+    assert any(f"sentences-{digest(other_text)}.npy" in p for p in left)
+
+
+def _a_corrected_other_story(ctx, tmp_path, nid: str) -> tuple[str, str]:
+    """Another transcribed story with an editor's tag correction (so the analyse stage embeds
+    every corrected story, this one included); `nid` is marked transcribed too."""
+    from narratives.store.stage_runs import stage_run
+
+    other, oid = a_recording(tmp_path / "o", "other.wav", seed=5)
+    register(ctx, other)
+    ctx.workspace.narrative_dir(oid).mkdir(parents=True, exist_ok=True)
+    other_text = "A lighthouse keeper counted the ships."
+    (ctx.workspace.narrative_dir(oid) / "transcript.json").write_text(
+        json.dumps(transcript_for(oid, [(0.0, other_text)]).to_dict())
+    )
+    with ctx.db.begin() as conn:
+        conn.execute(
+            tag_corrections.insert().values(
+                narrative_id=oid,
+                campaign="emotional-equity",
+                tag="equal-access",
+                applies=False,
+                actor="kai",
+                at=datetime.now(UTC),
+            )  # fmt: skip
+        )
+    for n in (nid, oid):
+        with stage_run(ctx.db, n, "transcribe"):
+            pass
+    return oid, other_text

@@ -14,7 +14,7 @@ between the two leaves files of an erased narrative; `erase` again removes them:
 the originals to remove are forgotten only once they are gone, and the cache is cleared of
 every entry no live text accounts for.
 
-The cache (`.narratives/cache/examples/<kind>-<sha256 of a text>.npy`, written by the analyse
+The cache (`.narratives/cache/examples/<model>/<kind>-<sha256 of a text>.npy`, by the analyse
 stage) holds embeddings of the campaigns' example stories and of every story an editor
 corrected a tag of. After the rows are gone, the texts that may stay are exactly those the
 analysis would embed now (the examples, and the other corrected stories as they read now);
@@ -168,7 +168,8 @@ def planned_files(
     )
 
 
-#: Cache entries: `<kind>-<sha256 of the text>.npy`, and a writer's `.<kind>-<sha256>.*.npy`.
+#: Cache entries: `<model>/<kind>-<sha256 of the text>.npy`, and a writer's
+#: `.<kind>-<sha256>.*.npy`.
 _CACHE_ENTRY = re.compile(r"^\.?[a-z_]+-([0-9a-f]{64})(?:\..*)?\.npy$")
 
 
@@ -196,7 +197,7 @@ def _cached_embeddings(ctx: Context, texts: set[str]) -> list[Path]:
     live |= {text for found in load_corrections(ctx, "").examples.values() for text, _ in found}
     keep = {_digest(t) for t in live} - {_digest(t) for t in texts}
     out = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.rglob("*.npy")):  # a folder per embedding model
         match = _CACHE_ENTRY.match(path.name)
         if match and match.group(1) not in keep and path.is_file():
             out.append(path)

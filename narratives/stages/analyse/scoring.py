@@ -10,6 +10,8 @@ instead (`narratives.stages.analyse.tagging`).
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from narratives.stages.analyse.content_notes import NoteSpec
 from narratives.stages.analyse.fillers import trim_fillers
 from narratives.stages.analyse.tagging import (
     ExampleStory,
-    cached_array,
+    cached_arrays,
     features,
     train_label_model,
 )
@@ -85,16 +87,36 @@ def learnt_scores(
         return {}
     label_vecs = [embedder.encode(g) for g in label_texts(campaigns, [])]
 
-    def row(text: str) -> np.ndarray:
-        sents = cached_array(
-            "sentences", text, lambda t: embedder.encode(text_sentences(t) or [t]), cache_dir
-        )
-        story = cached_array(
-            "story", text, lambda t: embedder.encode([trim_fillers(t)])[0], cache_dir
-        )
-        return features(story, np.array(label_scores(sents, label_vecs), dtype=np.float32))
+    # One folder per embedding model: vectors of another model must never be read back.
+    folder = _model_folder(embedder)
+    cache_dir = cache_dir / folder if cache_dir is not None else None
+    dim = getattr(embedder, "dim", None)
 
-    base_rows = np.stack([row(e.text) for e in examples]) if examples else None
+    def encode_sentences(texts: list[str]) -> list[np.ndarray]:
+        groups = [text_sentences(t) or [t] for t in texts]
+        flat = embedder.encode([s for g in groups for s in g]) if groups else None
+        out, i = [], 0
+        for g in groups:
+            out.append(flat[i : i + len(g)])
+            i += len(g)
+        return out
+
+    def rows_of(texts: list[str]) -> np.ndarray:
+        sents = cached_arrays(
+            "sentences", texts, encode_sentences, cache_dir, model=folder, dim=dim
+        )
+        stories = cached_arrays(
+            "story", texts, lambda ts: list(embedder.encode([trim_fillers(t) for t in ts])),
+            cache_dir, model=folder, dim=dim,
+        )  # fmt: skip
+        return np.stack(
+            [
+                features(story, np.array(label_scores(sent, label_vecs), dtype=np.float32))
+                for sent, story in zip(sents, stories, strict=True)
+            ]
+        )
+
+    base_rows = rows_of([e.text for e in examples]) if examples else None
     x = features(story_vec, description[:n_tags])[None, :]
     out: dict[tuple[str, str, str], tuple[float, float]] = {}
     for c in campaigns:
@@ -103,7 +125,7 @@ def learnt_scores(
             y = [t.name in e.tags for e in examples]
             extra = corrections.examples.get((c.slug, t.name), [])
             if extra:
-                rows.append(np.stack([row(text) for text, _ in extra]))
+                rows.append(rows_of([text for text, _ in extra]))
                 y += [applies for _, applies in extra]
             if not rows:
                 continue
@@ -155,3 +177,13 @@ def campaign_tags(
             method=method,
         )
     return out
+
+
+def _model_folder(embedder) -> str:
+    """A folder name for the embedding model: its name, made safe, and a digest of its
+    identity (a local path or another revision of the same name gets its own)."""
+    name = str(getattr(embedder, "name", "") or type(embedder).__name__)
+    where = getattr(embedder, "sha256", None) or getattr(embedder, "location", "")
+    ident = f"{name}\0{where}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit("/", 1)[-1])[:48]
+    return f"{safe}-{hashlib.sha256(ident.encode('utf-8')).hexdigest()[:10]}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "load_examples",
     "read_examples",
     "cached_array",
+    "cached_arrays",
     "features",
     "train_label_model",
     "MIN_EXAMPLES",
@@ -131,31 +133,64 @@ def cached_array(
 ) -> np.ndarray:
     """`compute(text)`, kept in memory and (when given) on disk by kind and text digest:
     the example stories are embedded once per workspace, not once per story analysed."""
-    key = f"{kind}-{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
+    return cached_arrays(kind, [text], lambda texts: [compute(t) for t in texts], cache_dir)[0]
+
+
+def cached_arrays(
+    kind: str,
+    texts: list[str],
+    compute_many: Callable[[list[str]], list[np.ndarray]],
+    cache_dir: Path | None,
+    *,
+    model: str = "",
+    dim: int | None = None,
+) -> list[np.ndarray]:
+    """`cached_array` for many texts: those in neither cache are computed in one call (one
+    batched encode instead of one per example story). `model` keeps each embedding model's
+    vectors apart in memory (on disk, `cache_dir` is the model's own folder); a stored array
+    that is unreadable, empty or not `dim` wide is computed again."""
+    keys = [f"{kind}-{hashlib.sha256(t.encode('utf-8')).hexdigest()}" for t in texts]
+    memory = [f"{model}\0{k}" for k in keys]
     with _CACHE.lock:
-        hit = _CACHE.arrays.get(key)
-    if hit is not None:
-        return hit
-    path = cache_dir / f"{key}.npy" if cache_dir is not None else None
-    value = None
-    if path is not None and path.is_file():
-        try:
-            value = np.load(path)
-        except (OSError, ValueError):
-            value = None
-    if value is None:
-        value = np.asarray(compute(text), dtype=np.float32)
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{key}.{threading.get_ident()}.tmp.npy")
-                np.save(tmp, value)
-                tmp.replace(path)
-            except OSError:
-                pass  # a cache that cannot be written only costs time
+        found: list[np.ndarray | None] = [_CACHE.arrays.get(k) for k in memory]
+    for i, key in enumerate(keys):
+        if found[i] is None and cache_dir is not None:
+            found[i] = _load(cache_dir / f"{key}.npy", dim)
+    missing = [i for i, v in enumerate(found) if v is None]
+    if missing:
+        computed = compute_many([texts[i] for i in missing])
+        for i, value in zip(missing, computed, strict=True):
+            found[i] = value = np.asarray(value, dtype=np.float32)
+            if cache_dir is not None:
+                _save(cache_dir, keys[i], value)
     with _CACHE.lock:
-        _CACHE.arrays[key] = value
+        for key, value in zip(memory, found, strict=True):
+            _CACHE.arrays[key] = value
+    return found  # type: ignore[return-value]  (none is None any more)
+
+
+def _load(path: Path, dim: int | None) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        value = np.load(path)
+    except (OSError, ValueError, EOFError):  # damaged, truncated or empty: compute again
+        return None
+    if value.size == 0 or (dim is not None and value.shape[-1] != dim):
+        return None
     return value
+
+
+def _save(cache_dir: Path, key: str, value: np.ndarray) -> None:
+    path = cache_dir / f"{key}.npy"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Processes (pool or Dask workers) may share the folder: their own temporary names.
+        tmp = path.with_name(f".{key}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
+        np.save(tmp, value)
+        tmp.replace(path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
 def features(story_vec: np.ndarray, description_scores: np.ndarray) -> np.ndarray:
