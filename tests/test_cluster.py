@@ -272,3 +272,20 @@ def test_each_dask_worker_encodes_with_its_own_threads_not_the_machines_cores(
             Cluster(client, key).set_up_workers(str(workspace.root), settings)
             threads = client.run(lambda key=key: worker_context(key).settings.render.threads)
             assert sorted(threads.values()) == [expected, expected], (key, threads)
+
+
+def test_the_worker_plugin_gives_renders_the_workers_threads_on_any_machine(workspace, monkeypatch):
+    """On a many-core host the plugin must still give each one-thread worker one encoder
+    thread (the cluster test above sees only this machine's cores)."""
+    from narratives.stages import pool
+    from narratives.stages.cluster import _WorkerSetup
+    from narratives.store.context import Context
+
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 8)
+    settings = Context(workspace).settings
+    for nthreads in (1, 4):
+        _WorkerSetup(str(workspace.root), settings, f"k{nthreads}").setup(
+            SimpleNamespace(state=SimpleNamespace(nthreads=nthreads))
+        )
+        assert pool.worker_context(f"k{nthreads}").settings.render.threads == nthreads
+    assert pool.core_share(2) == 4  # the local pool still shares the machine out
