@@ -1,9 +1,12 @@
 """Tags, routing, content notes, summaries, quotes and titles on stories no one tuned on.
 
-    .venv/bin/python bench/tagging.py [--json]
+    .venv/bin/python bench/tagging.py [--set ours|outside|both ...] [--titles] [--json]
 
-Reads the labelled corpus in tests/data/corpus/ and reports every figure on its held-out half
-(split.json); the shipped example stories (campaigns/examples.jsonl) are its tuning half. For
+Reads the labelled corpus in tests/data/corpus/ and reports every figure on its held-out halves
+(split.json): "ours" (parts a-d, written by the team) and "outside" (parts f-h, written
+independently by three writers, AI assistants given only tests/data/corpus/outside-brief.md:
+never the code, the tag descriptions or our stories).
+The shipped example stories (campaigns/examples.jsonl) are the two tuning halves. For
 comparison it also scores the held-out half the old way (tag descriptions only, no examples),
 and measures what 10 editor corrections of tuning stories do: the model trained without those
 10 stories, then with them added as corrections.
@@ -37,6 +40,7 @@ from narratives.stages.analyse.analyser import analyse_transcript  # noqa: E402
 from narratives.stages.analyse.tagging import load_examples  # noqa: E402
 from narratives.stages.analyse.titles import is_title_phrase  # noqa: E402
 from tests.corpus import (  # noqa: E402
+    HELD_OUT,
     analyse_stories,
     correction_experiment,
     has_reference,
@@ -44,6 +48,7 @@ from tests.corpus import (  # noqa: E402
     routing_figures,
     split,
     transcript_of,
+    tuning_stories,
     versions,
     whole_sentence,
 )
@@ -82,52 +87,75 @@ def excerpt_figures(held, campaigns, examples, cache):
     }, shown
 
 
+def held_out_figures(held, campaigns, examples, cache) -> tuple[dict, list]:
+    """Every figure of one held-out set: routing and notes (descriptions only, learnt, and the
+    correction experiment), then the excerpt checks."""
+    report: dict = {
+        "stories": len(held),
+        "descriptions_only": routing_figures(analyse_stories(held, campaigns, [], cache=cache)),
+        "learnt": routing_figures(analyse_stories(held, campaigns, examples, cache=cache)),
+    }
+    before, after, ids = correction_experiment(campaigns, held, cache)
+    report["without_10_tuning_stories"] = before
+    report["with_them_as_10_corrections"] = after
+    report["corrected_stories"] = ids
+    report["excerpts"], titles = excerpt_figures(held, campaigns, examples, cache)
+    return report, titles
+
+
+SETS = {
+    "ours": ("heldout",),
+    "outside": ("outside_heldout",),
+    "both": HELD_OUT,
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--titles", action="store_true", help="also list every held-out title")
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        action="append",
+        help="held-out set(s) to score: ours (written by the team), outside (written outside "
+        "the team), both (default: outside and both)",
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     shipped = DEFAULTS_ROOT / "campaigns"
     campaigns = [load_campaign_file(p) for p in sorted(shipped.glob("*.toml"))]
     examples = load_examples(DEFAULTS_ROOT / "campaigns")
-    tune, held = split("tune"), split("heldout")
     get_embedder()
+    report: dict = {"tuning_stories": len(tuning_stories()), "examples": len(examples)}
+    shown = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp)
-        report = {
-            "stories": {"tune": len(tune), "heldout": len(held), "examples": len(examples)},
-            "descriptions_only": routing_figures(analyse_stories(held, campaigns, [], cache=cache)),
-            "learnt": routing_figures(analyse_stories(held, campaigns, examples, cache=cache)),
-        }
-        before, after, ids = correction_experiment(campaigns, held, cache)
-        report["without_10_tuning_stories"] = before
-        report["with_them_as_10_corrections"] = after
-        report["corrected_stories"] = ids
-        report["excerpts"], titles = excerpt_figures(held, campaigns, examples, cache)
+        for name in args.set or ["outside", "both"]:
+            held = [s for half in SETS[name] for s in split(half)]
+            report[name], shown[name] = held_out_figures(held, campaigns, examples, Path(tmp))
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    keys = list(report["learnt"])
     cols = [
         "descriptions_only",
         "learnt",
         "without_10_tuning_stories",
         "with_them_as_10_corrections",
     ]
-    print(
-        f"held-out half: {len(held)} stories; tuning half: {len(tune)} ({len(examples)} examples)"
-    )
-    print(f"{'figure':44s}" + "".join(f"{c[:14]:>16s}" for c in cols))
-    for k in keys:
-        print(f"{k:44s}" + "".join(f"{report[c][k]:16.2f}" for c in cols))
-    print()
-    for k, v in report["excerpts"].items():
-        print(f"{k:44s}{v:16.2f}" if isinstance(v, float) else f"{k:44s}{v:16d}")
-    if args.titles:
-        for sid, name, title, ok in titles:
-            print(f"  {sid:6s} {name:13s} {'ok ' if ok else 'BAD'} {title}")
+    print(f"tuning halves: {report['tuning_stories']} stories ({len(examples)} examples)")
+    for name in args.set or ["outside", "both"]:
+        r = report[name]
+        print(f"\nheld-out set {name!r}: {r['stories']} stories")
+        print(f"{'figure':44s}" + "".join(f"{c[:14]:>16s}" for c in cols))
+        for k in r["learnt"]:
+            print(f"{k:44s}" + "".join(f"{r[c][k]:16.2f}" for c in cols))
+        print()
+        for k, v in r["excerpts"].items():
+            print(f"{k:44s}{v:16.2f}" if isinstance(v, float) else f"{k:44s}{v:16d}")
+        if args.titles:
+            for sid, version, title, ok in shown[name]:
+                print(f"  {sid:6s} {version:13s} {'ok ' if ok else 'BAD'} {title}")
     print(f"\n{report['seconds']} s")
     return 0
 

@@ -97,8 +97,45 @@ def make_split(stories: list[Story]) -> dict[str, list[str]]:
     return halves
 
 
+#: Stories written outside the team (parts f, g, h: three writers, AI assistants who saw only
+#: data/corpus/outside-brief.md, never the code, the tag descriptions or our stories), halved
+#: into their own keys.
+OUTSIDE_HALVES = ("outside_tune", "outside_heldout")
+
+
+def extend_split(stories: list[Story], halves: tuple[str, str] = OUTSIDE_HALVES) -> dict:
+    """Halve a later batch the same way (per writer and stratum, by id hash) into two new keys
+    of split.json; refuses if those keys exist or a story is already in a half."""
+    current = json.loads(SPLIT.read_text(encoding="utf-8"))
+    if any(h in current for h in halves):
+        raise RuntimeError(f"{SPLIT} already has {halves}: a batch is split once, never again")
+    done = {i for ids in current.values() for i in ids}
+    assert not done & {s.id for s in stories}, "a story of this batch is already split"
+    strata: dict[tuple[str, str], list[Story]] = {}
+    for s in stories:
+        strata.setdefault((s.id.split("-")[0], s.stratum), []).append(s)
+    new: dict[str, list[str]] = {h: [] for h in halves}
+    for _key, group in sorted(strata.items()):
+        group.sort(key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())
+        for i, s in enumerate(group):
+            new[halves[i % 2]].append(s.id)
+    SPLIT.write_text(json.dumps({**current, **new}, indent=1) + "\n", encoding="utf-8")
+    return new
+
+
+#: The tuning halves (the shipped example stories) and the held-out halves (figures only).
+TUNING = ("tune", "outside_tune")
+HELD_OUT = ("heldout", "outside_heldout")
+
+
+def tuning_stories() -> list[Story]:
+    """Every story of a tuning half: the shipped examples are exactly these."""
+    return [s for half in TUNING for s in split(half)]
+
+
 def split(half: str) -> list[Story]:
-    """The stories of one half: "tune" or "heldout"."""
+    """The stories of one half: "tune" or "heldout" (ours), "outside_tune" or
+    "outside_heldout" (written outside the team)."""
     ids = set(json.loads(SPLIT.read_text(encoding="utf-8"))[half])
     return [s for s in load_stories() if s.id in ids]
 
@@ -245,7 +282,7 @@ def correction_experiment(campaigns, held, cache=None, n=10):
 
     The editors mark each story's own tags as applying, and say of the first tag of each other
     campaign of the story (or, for an off-topic story, of every campaign) that it does not."""
-    tune = split("tune")
+    tune = tuning_stories()
     rng = random.Random(13)
     picked = rng.sample([s for s in tune if s.tags], n - 2)
     picked += rng.sample([s for s in tune if not s.tags], 2)

@@ -1,8 +1,9 @@
 """Tags, routing, content notes and excerpts on stories no one here tuned on.
 
-The bounds hold the figures bench/tagging.py measured on the corpus's held-out half a little
-below what was measured, so a regression fails. Only the held-out half is scored here; the
-shipped example stories (campaigns/examples.jsonl) are the tuning half, and must stay so.
+The bounds hold the figures bench/tagging.py measured on the corpus's held-out halves (ours,
+and the stories written outside the team) a little below what was measured, so a regression
+fails. Only held-out halves are scored here; the shipped example stories
+(campaigns/examples.jsonl) are the tuning halves, and must stay so.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from narratives.stages.analyse.sentences import TimedWord, split_spans
 from narratives.stages.analyse.tagging import ExampleStory, check_examples, load_examples
 from narratives.stages.analyse.titles import is_title_phrase
 from tests.corpus import (
+    HELD_OUT,
     SPLIT,
+    TUNING,
     analyse_stories,
     correction_experiment,
     has_reference,
@@ -30,6 +33,7 @@ from tests.corpus import (
     routing_figures,
     split,
     transcript_of,
+    tuning_stories,
     versions,
     whole_sentence,
 )
@@ -48,14 +52,26 @@ def test_corpus_is_large_varied_and_split_once():
     assert len(off) >= 40 and sum(s.hard_negative for s in off) >= 20
     assert all(40 <= len(s.text.split()) <= 200 for s in stories)
     halves = json.loads(SPLIT.read_text(encoding="utf-8"))
-    assert not set(halves["tune"]) & set(halves["heldout"])
-    assert set(halves["tune"]) | set(halves["heldout"]) == {s.id for s in stories}
+    assert set(halves) == {*TUNING, *HELD_OUT}
+    seen: set[str] = set()
+    for ids in halves.values():
+        assert not seen & set(ids)  # no story in two halves
+        seen |= set(ids)
+    assert seen == {s.id for s in stories}
+    # The stories written outside the team are halved on their own, per writer and stratum.
+    outside = [s for s in stories if s.id[0] in "fgh"]
+    assert len(outside) >= 150
+    assert {s.id for s in outside} == set(halves["outside_tune"]) | set(halves["outside_heldout"])
+    for writer in "fgh":
+        tune = [i for i in halves["outside_tune"] if i[0] == writer]
+        held = [i for i in halves["outside_heldout"] if i[0] == writer]
+        assert abs(len(tune) - len(held)) <= 7  # at most one story per stratum apart
 
 
 def test_shipped_examples_are_the_tuning_half_only():
     examples = load_examples(DEFAULTS_ROOT / "campaigns")
-    tune = {s.text for s in split("tune")}
-    held = {s.text for s in split("heldout")}
+    tune = {s.text for s in tuning_stories()}
+    held = {s.text for half in HELD_OUT for s in split(half)}
     texts = {e.text for e in examples}
     assert texts == tune
     assert not texts & held
@@ -80,10 +96,30 @@ def held_out(campaigns, shipped_examples, tmp_path_factory):
     return analyse_stories(split("heldout"), campaigns, shipped_examples, cache=cache)
 
 
+@pytest.fixture(scope="session")
+def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
+    """The held-out half of the stories written outside the team."""
+    cache = tmp_path_factory.mktemp("example-vectors-outside")
+    return analyse_stories(split("outside_heldout"), campaigns, shipped_examples, cache=cache)
+
+
+@pytest.mark.slow
+def test_routing_holds_on_stories_written_outside_the_team(held_out_outside):
+    f = routing_figures(held_out_outside)
+    # Measured (84 stories): 0.92, 0.83, 0.96, 0.88, 0.92; notes 0.72 / 0.68.
+    assert f["emotional-equity.recall"] >= 0.87
+    assert f["emotional-equity.specificity"] >= 0.78
+    assert f["neural-mandate.recall"] >= 0.90
+    assert f["neural-mandate.specificity"] >= 0.83
+    assert f["top1_tag_accuracy"] >= 0.87
+    assert f["notes.recall"] >= 0.66
+    assert f["notes.precision"] >= 0.62
+
+
 @pytest.mark.slow
 def test_routing_holds_on_the_held_out_half(held_out):
     f = routing_figures(held_out)
-    # Measured: 0.93, 0.85, 0.86, 0.93, 0.85.
+    # Measured: 0.93, 0.89, 0.83, 0.93, 0.88 (0.93, 0.85, 0.86, 0.93, 0.85 with our examples only).
     assert f["emotional-equity.recall"] >= 0.88
     assert f["emotional-equity.specificity"] >= 0.80
     assert f["neural-mandate.recall"] >= 0.82
@@ -97,7 +133,7 @@ def test_content_notes_hold_on_the_held_out_half(held_out):
     assert f["notes.recall"] >= NOTES_RECALL
     assert f["notes.precision"] >= NOTES_PRECISION
     assert f["notes.grief.recall"] >= 0.78  # measured 0.83
-    assert f["notes.named-people.precision"] >= 0.7  # measured 0.79
+    assert f["notes.named-people.precision"] >= 0.7  # measured 0.74
 
 
 @pytest.mark.slow
@@ -112,13 +148,16 @@ def test_routing_is_far_better_than_descriptions_alone(held_out, campaigns, tmp_
 @pytest.mark.slow
 def test_editor_corrections_do_not_lower_held_out_figures(campaigns, held_out, tmp_path):
     """10 tuning stories left out of the examples, then given back as editors' corrections."""
-    before, after, _ = correction_experiment(campaigns, [s for s, _ in held_out], tmp_path)
-    for key in (
-        "emotional-equity.recall",
-        "neural-mandate.recall",
-        "top1_tag_accuracy",
-    ):
+    stories = [s for s, _ in held_out]
+    before, after, _ = correction_experiment(campaigns, stories, tmp_path)
+    for key in ("emotional-equity.recall", "neural-mandate.recall"):
         assert after[key] >= before[key] - 1e-9, key
+    # Top-1 of one draw of 10 stories moves by a story either way even when the stories come
+    # back as full examples (measured on the tuning halves: 16 draws, it fell in 4 with
+    # corrections and in 7 with full examples; mean +0.005 and -0.003). Measured here: 0.86
+    # before, 0.85 after (one story). More than one story lower fails.
+    one_story = 1 / sum(1 for s in stories if s.tags)
+    assert after["top1_tag_accuracy"] >= before["top1_tag_accuracy"] - one_story - 1e-9
     assert (
         sum(after[k] for k in after if "." in k and "notes" not in k)
         >= sum(before[k] for k in before if "." in k and "notes" not in k) - 0.05
@@ -127,19 +166,24 @@ def test_editor_corrections_do_not_lower_held_out_figures(campaigns, held_out, t
 
 @pytest.fixture(scope="session")
 def held_out_excerpts(tmp_path_factory):
-    """Every held-out story as written and as an unpunctuated transcript, without tags."""
+    """Every held-out story (both held-out halves) as written and as an unpunctuated
+    transcript, without tags."""
     out = []
-    for s in split("heldout"):
+    for s in [s for half in HELD_OUT for s in split(half)]:
         for name, text, origin in versions(s):
             a = analyse_transcript(transcript_of(text), campaigns=[])
             out.append((s, name, text, origin, a))
     return out
 
 
-def _whole(rows, version):
+def _outside(story) -> bool:
+    return story.id[0] in "fgh"
+
+
+def _whole(rows, version, outside=False):
     hits = []
     for s, name, text, origin, a in rows:
-        if name != version or not has_reference(s):
+        if name != version or not has_reference(s) or _outside(s) != outside:
             continue
         for e in [*a.summary, a.quote]:
             ok = whole_sentence(s, text, origin, e.char_start, e.char_end)
@@ -153,6 +197,12 @@ def test_summaries_and_quotes_are_whole_sentences(held_out_excerpts):
     assert n > 100 and written >= 0.97
     flat, n = _whole(held_out_excerpts, "unpunctuated")
     assert n > 100 and flat >= UNPUNCTUATED_WHOLE
+    # Stories written outside the team: measured 1.00 written; unpunctuated 0.37 (summaries),
+    # 0.32 (quotes).
+    written, n = _whole(held_out_excerpts, "written", outside=True)
+    assert n > 100 and written >= 0.97
+    flat, n = _whole(held_out_excerpts, "unpunctuated", outside=True)
+    assert n > 100 and flat >= 0.30
 
 
 @pytest.mark.slow
@@ -291,8 +341,8 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 
 
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
-NOTES_RECALL = 0.66  # measured 0.71
-NOTES_PRECISION = 0.64  # measured 0.70
+NOTES_RECALL = 0.66  # measured 0.82 (0.79 with our examples only)
+NOTES_PRECISION = 0.64  # measured 0.71 (0.69 with our examples only)
 UNPUNCTUATED_WHOLE = 0.42  # measured 0.46 (summaries) and 0.56 (quotes)
 
 
@@ -346,3 +396,61 @@ def _draft_states(ctx, narrative_id: str) -> set[str]:
     with ctx.db.connect() as conn:
         rows = conn.execute(sa.select(drafts.c.state).where(drafts.c.narrative_id == narrative_id))
         return {r.state for r in rows}
+
+
+def test_example_vectors_are_computed_in_one_batch_and_read_back(tmp_path, monkeypatch):
+    import numpy as np
+
+    from narratives.stages.analyse import tagging
+
+    monkeypatch.setattr(tagging._CACHE, "arrays", {})
+    calls: list[list[str]] = []
+
+    def compute_many(texts):
+        calls.append(list(texts))
+        return [np.full(3, len(t), dtype=np.float32) for t in texts]
+
+    tagging.cached_array("story", "one", lambda t: np.zeros(3), tmp_path)
+    got = tagging.cached_arrays("story", ["one", "three", "fives"], compute_many, tmp_path)
+    assert calls == [["three", "fives"]]  # "one" was cached; the rest in one call
+    assert [a.tolist() for a in got] == [[0, 0, 0], [5, 5, 5], [5, 5, 5]]
+    tagging._CACHE.arrays.clear()
+    again = tagging.cached_arrays("story", ["three", "one"], compute_many, tmp_path)
+    assert len(calls) == 1 and [a.tolist() for a in again] == [[5, 5, 5], [0, 0, 0]]
+    # Another model's vectors are never taken from memory; a damaged or empty file or one
+    # of the wrong width is computed again.
+    other = tagging.cached_arrays("story", ["one"], compute_many, tmp_path / "m2", model="m2")
+    assert calls[-1] == ["one"] and other[0].tolist() == [3, 3, 3]
+    files = sorted(tmp_path.glob("story-*.npy"))
+    files[0].write_bytes(b"")
+    files[1].write_bytes(b"\x93NUMPY garbage")
+    files[2].unlink()
+    np.save(files[2], np.zeros(7, dtype=np.float32))
+    tagging._CACHE.arrays.clear()
+    tagging.cached_arrays("story", ["one", "three", "fives"], compute_many, tmp_path, dim=3)
+    assert sorted(calls[-1]) == ["fives", "one", "three"]
+
+
+@pytest.mark.slow
+def test_each_embedding_model_keeps_its_own_example_vectors(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from narratives.stages.analyse import tagging
+
+    monkeypatch.setattr(tagging._CACHE, "arrays", {})  # a memory hit would write no file
+    from narratives.engines.embeddings import get_embedder
+    from narratives.stages.analyse.scoring import _model_folder
+
+    real = get_embedder()
+    other = SimpleNamespace(name=real.name, sha256="0" * 64, location=real.location)
+    assert _model_folder(real) != _model_folder(other)
+    story = split("tune")[0]
+    analyse_transcript(
+        transcript_of(story.text),
+        campaigns=load_campaigns(Workspace(DEFAULTS_ROOT)),
+        examples=[ExampleStory(s.text, s.tags, s.notes) for s in split("tune")[:12]],
+        cache_dir=tmp_path,
+    )
+    folders = [p.name for p in tmp_path.iterdir()]
+    assert folders == [_model_folder(real)]
+    assert len(list((tmp_path / folders[0]).glob("story-*.npy"))) == 12
