@@ -8,6 +8,12 @@ how busy the cores were, peak memory of the largest process, videos made, and th
 the same frames (decoded from the videos made) encoded again by ffmpeg alone with the same
 preset, measured in the same run. Targets: >= 3x real time; render <= 1.3x the floor.
 
+`render_s_over_floor` divides the render stage's seconds, taken while the other stages of
+other stories compete for the cores, by an idle one-at-a-time floor. The render pass compares
+like with like: `narrative render --all --force --workers N` on the same stories (the renderer
+alone: drawing, audio, encoding, writing the rows) against x264 alone on the same frames with
+the same N encodes at once, wall and CPU seconds.
+
     .venv/bin/python bench/pipeline.py [--minutes 10] [--workers 2] [--cluster ADDR |
                                        --local-cluster] [--json]
 """
@@ -111,13 +117,52 @@ def _x264_floor(videos: list[tuple[Path, str]], preset: str, threads: int) -> fl
     cores shared out among the workers), so it compares with the render stage's seconds."""
     t0 = time.perf_counter()
     for mp4, _ in videos:
-        subprocess.run(
-            [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-an",
-             "-c:v", "libx264", "-preset", preset, "-crf", "23", "-pix_fmt", "yuv420p",
-             "-threads", str(threads), "-f", "null", "-"],
-            check=True,
-        )  # fmt: skip
+        _encode_again(mp4, preset, threads)
     return time.perf_counter() - t0
+
+
+def _encode_again(mp4: Path, preset: str, threads: int) -> None:
+    """x264 alone on a video's frames (decoded), output discarded."""
+    subprocess.run(
+        [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-an",
+         "-c:v", "libx264", "-preset", preset, "-crf", "23", "-pix_fmt", "yuv420p",
+         "-threads", str(threads), "-f", "null", "-"],
+        check=True,
+    )  # fmt: skip
+
+
+def _timed(run) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the children it waited for) of `run()`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    run()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _render_pass(ws: Path, workers: int) -> tuple[float, float]:
+    """`narrative render --all --force --workers N`: the same videos encoded again by the
+    renderer alone (no other stage competing for the cores)."""
+    cmd = [str(BIN / "narrative"), "--workspace", str(ws), "render", "--all", "--force",
+           "--json", "--workers", str(workers)]  # fmt: skip
+    return _timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+
+
+def _parallel_floor(
+    videos: list[tuple[Path, str]], preset: str, workers: int
+) -> tuple[float, float]:
+    """x264 alone on the same frames with the render pass's parallelism: `workers` encodes at
+    once, each with the cores shared out, as `render --workers` runs them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+
+    def run() -> None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda mp4: _encode_again(mp4, preset, threads), [v for v, _ in videos]))
+
+    return _timed(run)
 
 
 class _LocalCluster:
@@ -208,6 +253,11 @@ def main() -> None:
         cores = os.cpu_count() or 1
         per_render = 1 if args.cluster else max(1, cores // max(1, args.workers))
         floor = _x264_floor(videos, preset="veryfast", threads=per_render)
+        # The same videos again, renderer alone against x264 alone, same parallelism: the
+        # figures above compare stage seconds under the whole pipeline's load with an idle floor.
+        pass_workers = max(1, args.workers)
+        render_wall, render_cpu = _render_pass(ws, pass_workers)
+        floor_wall, floor_cpu = _parallel_floor(videos, "veryfast", pass_workers)
         figures = {
             "recordings": len(recordings),
             "audio_s": round(audio_s, 1),
@@ -221,6 +271,12 @@ def main() -> None:
             "video_sizes": sorted({size for _, size in videos}),
             "x264_floor_s": round(floor, 1),
             "render_s_over_floor": round(stages.get("render", 0.0) / floor, 2) if floor else None,
+            "render_pass_wall_cpu_s": [round(render_wall, 1), round(render_cpu, 1)],
+            "floor_pass_wall_cpu_s": [round(floor_wall, 1), round(floor_cpu, 1)],
+            "render_pass_over_floor": {
+                "wall": round(render_wall / floor_wall, 2),
+                "cpu": round(render_cpu / floor_cpu, 2),
+            },
             "workers": args.workers,
             "cluster": args.cluster,
             "load_avg_1m": round(os.getloadavg()[0], 1),
