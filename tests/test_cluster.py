@@ -246,7 +246,9 @@ def test_two_workspaces_on_one_cluster_get_their_own_worker_context(workspace, t
     for ctx, key in ((a, key_a), (b, key_b)):
         plugin = _WorkerSetup(str(ctx.workspace.root), ctx.settings, key)
         assert plugin.name == f"narratives-{key}"
-        plugin.setup(worker=SimpleNamespace(state=SimpleNamespace(nthreads=1)))
+        plugin.setup(
+            worker=SimpleNamespace(state=SimpleNamespace(nthreads=1), periodic_callbacks={})
+        )
     assert worker_context(key_a).workspace.root == workspace.root
     assert worker_context(key_b).workspace.root == other.root
 
@@ -272,6 +274,10 @@ def test_each_dask_worker_encodes_with_its_own_threads_not_the_machines_cores(
             Cluster(client, key).set_up_workers(str(workspace.root), settings)
             threads = client.run(lambda key=key: worker_context(key).settings.render.threads)
             assert sorted(threads.values()) == [expected, expected], (key, threads)
+        # Dask's statistical profiler is stopped on every worker (`[cluster] worker_profiler`).
+        running = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+        assert len(running) == 2
+        assert all("profile" not in names for names in running.values()), running
 
 
 def test_the_worker_plugin_gives_renders_the_workers_threads_on_any_machine(workspace, monkeypatch):
@@ -285,7 +291,25 @@ def test_the_worker_plugin_gives_renders_the_workers_threads_on_any_machine(work
     settings = Context(workspace).settings
     for nthreads in (1, 4):
         _WorkerSetup(str(workspace.root), settings, f"k{nthreads}").setup(
-            SimpleNamespace(state=SimpleNamespace(nthreads=nthreads))
+            SimpleNamespace(state=SimpleNamespace(nthreads=nthreads), periodic_callbacks={})
         )
         assert pool.worker_context(f"k{nthreads}").settings.render.threads == nthreads
     assert pool.core_share(2) == 4  # the local pool still shares the machine out
+
+    class Callback:
+        stopped = 0
+
+        def stop(self) -> None:
+            self.stopped += 1
+
+    for keep in (False, True):
+        profile = Callback()
+        worker = SimpleNamespace(
+            state=SimpleNamespace(nthreads=1), periodic_callbacks={"profile": profile}
+        )
+        chosen = settings.model_copy(
+            update={"cluster": settings.cluster.model_copy(update={"worker_profiler": keep})}
+        )
+        _WorkerSetup(str(workspace.root), chosen, f"p{keep}").setup(worker)
+        assert ("profile" in worker.periodic_callbacks) is keep
+        assert profile.stopped == (0 if keep else 1)

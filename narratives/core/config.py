@@ -129,6 +129,10 @@ class ClusterSettings(_Section):
     address: str = ""
     #: Seconds to wait for the scheduler (and a first worker) before saying it does not answer.
     connect_timeout: float = Field(10.0, gt=0, le=600)
+    #: Keep Dask's statistical profiler on the workers: it samples the running task's stack
+    #: every 10 ms, taking the GIL from stages that are mostly Python. On only for the
+    #: dashboard's profile page.
+    worker_profiler: bool = False
 
 
 class Settings(BaseSettings):

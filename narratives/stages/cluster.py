@@ -135,8 +135,19 @@ class _WorkerSetup(WorkerPlugin):
         # A Dask worker owns as many cores as it has threads (`dask worker --nthreads`); the
         # machine's cpu_count would oversubscribe a host running several workers.
         init_worker(self.root, self.settings, _worker_threads(worker), key=self.key)
+        if not self.settings.cluster.worker_profiler:
+            _stop_profiler(worker)
 
 
 def _worker_threads(worker: Any) -> int:
     """The thread count a Dask worker was started with (the cores it may use)."""
     return max(1, int(worker.state.nthreads))
+
+
+def _stop_profiler(worker: Any) -> None:
+    """Stop the worker's statistical profiler (`[cluster] worker_profiler`). The plugin is
+    set up on the worker's event loop, which runs these callbacks."""
+    for name in ("profile", "profile-cycle"):
+        callback = worker.periodic_callbacks.pop(name, None)
+        if callback is not None:
+            callback.stop()
