@@ -14,7 +14,8 @@ and measures what 10 editor corrections of tuning stories do: the model trained 
 Excerpt checks run on each held-out story as written and, unless it was written unpunctuated,
 as an unpunctuated transcript: the share of summary sentences and quotes that start at a
 sentence start and end at a sentence end of the written story, and the share of titles that
-pass `narratives.stages.analyse.titles.is_title_phrase`.
+pass `narratives.stages.analyse.titles.is_title_phrase`. It also scores the sentence cuts
+themselves on each punctuated held-out story made unpunctuated (`tests.corpus.boundary_figures`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from narratives.stages.analyse.titles import is_title_phrase  # noqa: E402
 from tests.corpus import (  # noqa: E402
     HELD_OUT,
     analyse_stories,
+    boundary_figures,
     correction_experiment,
     has_reference,
     rate,
@@ -100,6 +102,7 @@ def held_out_figures(held, campaigns, examples, cache) -> tuple[dict, list]:
     report["with_them_as_10_corrections"] = after
     report["corrected_stories"] = ids
     report["excerpts"], titles = excerpt_figures(held, campaigns, examples, cache)
+    report["sentence_cuts_unpunctuated"] = boundary_figures(held)
     return report, titles
 
 
@@ -153,6 +156,9 @@ def main() -> int:
         print()
         for k, v in r["excerpts"].items():
             print(f"{k:44s}{v:16.2f}" if isinstance(v, float) else f"{k:44s}{v:16d}")
+        print("\nsentence cuts in unpunctuated transcripts")
+        for k, v in r["sentence_cuts_unpunctuated"].items():
+            print(f"{k:44s}{v:16.2f}")
         if args.titles:
             for sid, version, title, ok in shown[name]:
                 print(f"  {sid:6s} {version:13s} {'ok ' if ok else 'BAD'} {title}")

@@ -20,7 +20,8 @@ from narratives.stages.analyse.analyser import analyse_transcript
 from narratives.stages.analyse.scoring import Corrections
 from narratives.stages.analyse.tagging import ExampleStory
 
-CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CORPUS = REPO_ROOT / "tests" / "data" / "corpus"
 SPLIT = CORPUS / "split.json"
 
 TAGS = {
@@ -221,6 +222,39 @@ def whole_sentence(story: Story, text: str, origin, char_start: int, char_end: i
     if origin is not None:
         a, b = origin[a], origin[b]
     return a in starts and b in ends
+
+
+def boundary_figures(stories: list[Story]) -> dict[str, float]:
+    """How the sentence splitter cuts each punctuated story's unpunctuated transcript (evenly
+    timed words, no pauses): precision and recall of its cuts against the written sentence
+    starts, the share of pieces whose both ends are right, and the pieces' mean length."""
+    from narratives.stages.analyse.sentences import TimedWord, split_spans
+
+    found = right = written = whole = pieces = words = 0
+    for s in stories:
+        if not has_reference(s):
+            continue
+        flat, origin = _unpunctuated_tokens(s.text)
+        starts, _ = sentence_bounds(s.text)
+        toks = [(m.start(), m.end()) for m in re.finditer(r"\S+", flat)]
+        timed = [TimedWord(a, b, k * 0.32, k * 0.32 + 0.29) for k, (a, b) in enumerate(toks)]
+        index = {a: k for k, (a, _) in enumerate(toks)}
+        cuts = [index[sp.start] for sp in split_spans(flat, timed)[1:]]
+        truth = {k for k in range(1, len(toks)) if origin[k] in starts}
+        found += len(cuts)
+        right += len(set(cuts) & truth)
+        written += len(truth)
+        ends = [0, *cuts, len(toks)]
+        ok = truth | {0, len(toks)}
+        whole += sum(a in ok and b in ok for a, b in zip(ends, ends[1:], strict=False))
+        pieces += len(ends) - 1
+        words += len(toks)
+    return {
+        "cut_precision": right / max(found, 1),
+        "cut_recall": right / max(written, 1),
+        "pieces_whole": whole / max(pieces, 1),
+        "piece_mean_words": words / max(pieces, 1),
+    }
 
 
 def rate(hits: list[bool]) -> float:

@@ -203,12 +203,12 @@ def test_summaries_and_quotes_are_whole_sentences(held_out_excerpts):
     assert n > 100 and written >= 0.97
     flat, n = _whole(held_out_excerpts, "unpunctuated")
     assert n > 100 and flat >= UNPUNCTUATED_WHOLE
-    # Stories written outside the team: measured 1.00 written; unpunctuated 0.37 (summaries),
-    # 0.32 (quotes).
+    # Stories written outside the team: measured 1.00 written; unpunctuated 0.65 (summaries
+    # and quotes; 0.37 and 0.32 with the clause rules before the learnt boundary model).
     written, n = _whole(held_out_excerpts, "written", outside=True)
     assert n > 100 and written >= 0.97
     flat, n = _whole(held_out_excerpts, "unpunctuated", outside=True)
-    assert n > 100 and flat >= 0.30
+    assert n > 100 and flat >= 0.58
 
 
 @pytest.mark.slow
@@ -349,7 +349,7 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
 NOTES_RECALL = 0.66  # measured 0.82 (0.79 with our examples only)
 NOTES_PRECISION = 0.64  # measured 0.71 (0.69 with our examples only)
-UNPUNCTUATED_WHOLE = 0.42  # measured 0.46 (summaries) and 0.56 (quotes)
+UNPUNCTUATED_WHOLE = 0.62  # measured 0.68 (0.46 and 0.56 with the clause rules before)
 
 
 @pytest.mark.slow

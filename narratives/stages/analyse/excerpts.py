@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 QUOTE_MAX_CHARS = 200
+#: Cost of a sentence end that is a guess, times the chance that it is wrong (summary, quote).
+GUESSED_END_COST = 0.6
+QUOTE_GUESSED_END_COST = 2.0
 #: A quote is cut (with "…") only when no sentence of the story is shorter than this.
 QUOTE_HARD_MAX_CHARS = 300
 
@@ -62,8 +65,8 @@ def choose_summary(sentences: list[Sentence], vecs: np.ndarray, k: int) -> list[
         # Openings and conclusions carry a spoken story's gist.
         if s.index == 0 or s.index == n - 1:
             base[s.index] += 0.04
-        # A sentence whose ends were guessed may be a fragment.
-        base[s.index] -= 0.06 * ((not s.sure_start) + (not s.sure_end))
+        # A sentence whose ends were guessed may be a fragment: the less likely, the worse.
+        base[s.index] -= GUESSED_END_COST * ((1 - s.start_chance) + (1 - s.end_chance))
     chosen: list[int] = []
     while len(chosen) < k:
         best, best_val = None, -1e9
@@ -97,12 +100,12 @@ def choose_quote(
     best, best_val = None, -1e9
     # Whole sentences only: one that fits, else the shortest (cut only past the hard limit).
     fitting = [s for s in sentences if len(s.text) <= QUOTE_MAX_CHARS]
-    sure = [s for s in fitting if s.sure]
-    half = [s for s in fitting if s.sure_start or s.sure_end]
-    pool = sure or half or fitting or [min(sentences, key=lambda s: len(s.text))]
+    pool = fitting or [min(sentences, key=lambda s: len(s.text))]
     for s in pool:
         length = len(s.text)
         val = 0.3 * float(centrality[s.index]) + 0.7 * float(quotable[s.index])
+        # Ends guessed from the words alone (no punctuation, no pause) may be wrong.
+        val -= QUOTE_GUESSED_END_COST * (1 - s.start_chance * s.end_chance)
         if length < 40:
             val -= 0.2
         elif length > 170:

@@ -3,12 +3,10 @@
 Summaries, quotes and titles quote the narrator, so they must start and end where a sentence
 does. Punctuated text is split by pysbd. A run of more words than a sentence plausibly holds
 (an unpunctuated transcript) is cut where the evidence for a sentence boundary is strongest:
-a pause in the speech, the end of a Whisper segment, or a new clause that opens with its subject
-or a time word ("...drove away | then a cat sat...", "...woke up | i kept thinking...") and
-is not bound to what came before ("...thinking that i...", "...before i got in").
-The parser of spaCy's small English pipeline (`narratives.engines.nlp`) supplies part-of-speech
-tags and
-dependencies for that last test; without punctuation its own sentence ends are unreliable.
+a pause in the speech, the end of a Whisper segment, and a model learnt from spoken stories
+(`narratives.stages.analyse.boundaries`) that reads the words, part-of-speech tags and parse
+around each gap. Cuts found without a pause are a guess, and each end carries its chance of
+being right, so that quotes and summaries can prefer sentences whose ends are likely.
 """
 
 from __future__ import annotations
@@ -17,37 +15,22 @@ import re
 from dataclasses import dataclass
 
 from narratives.engines.nlp import get_pipeline
+from narratives.stages.analyse.boundaries import (
+    gap_features,
+    load_boundary_model,
+    normalise_words,
+    sigmoid,
+)
 
-__all__ = ["TimedWord", "SentenceSpan", "split_spans", "MAX_SENTENCE_WORDS"]
+__all__ = ["TimedWord", "SentenceSpan", "SureEnds", "split_spans", "MAX_SENTENCE_WORDS"]
 
 #: A stretch longer than this is cut into sentences.
 MAX_SENTENCE_WORDS = 40
-#: Cutting stops once pieces are this short...
-_TARGET_WORDS = 22
-#: ...and never leaves a piece shorter than this.
-_MIN_PIECE_WORDS = 5
 #: A silence this long between two words is very likely a sentence boundary.
 _PAUSE = 0.55
-#: Boundary evidence this strong (a pause) makes a cut sure.
-_SURE = 2.0
-
-#: Words after which a new subject continues the same sentence ("I thought that we...").
-_BINDING = set(
-    """and but or nor so that because cause cuz when whenever if before after while until
-    since than as where who whom whose which what how why though although unless once whether
-    think thought know knew said say says told tell remember remembered felt feel guess hope
-    wish realised realized like just even maybe probably mean meant said wondered wonder
-    noticed notice saw see heard hear decided decide swear swore bet figured sure
-    """.split()
-)
-_SUBJECTS = set(
-    """i we she he they you it there nobody everyone everybody someone somebody people my our
-    his her their""".split()
-)
-_TIME_OPENERS = set(
-    """then later afterwards now anyway sometimes yesterday today tonight suddenly eventually
-    honestly still""".split()
-)
+#: Log-odds a pause adds (plus up to 2 for a longer one), and the end of a Whisper segment.
+_PAUSE_EVIDENCE = 3.0
+_SEGMENT_END_EVIDENCE = 1.5
 
 
 @dataclass(frozen=True)
@@ -60,20 +43,36 @@ class TimedWord:
     end: float | None = None
 
 
-@dataclass(frozen=True)
-class SentenceSpan:
-    """A sentence's characters, and whether both its ends are sure: the text's start or end,
-    end punctuation, or a pause. A cut found only from grammar may be wrong, so quotes and
-    summaries prefer sentences whose ends are sure."""
+class SureEnds:
+    """Whether a sentence's ends are sure (chance 1.0: the text's edge, end punctuation or a
+    pause) rather than guessed from the words alone."""
 
-    start: int
-    end: int
-    sure_start: bool
-    sure_end: bool
+    start_chance: float
+    end_chance: float
+
+    @property
+    def sure_start(self) -> bool:
+        return self.start_chance >= 1.0
+
+    @property
+    def sure_end(self) -> bool:
+        return self.end_chance >= 1.0
 
     @property
     def sure(self) -> bool:
         return self.sure_start and self.sure_end
+
+
+@dataclass(frozen=True)
+class SentenceSpan(SureEnds):
+    """A sentence's characters, and for each end the chance that a sentence really starts or
+    ends there: 1.0 at the text's start or end, end punctuation or a pause; the learnt
+    model's probability for a cut found from the words alone."""
+
+    start: int
+    end: int
+    start_chance: float = 1.0
+    end_chance: float = 1.0
 
 
 def split_spans(
@@ -83,7 +82,7 @@ def split_spans(
     import pysbd  # its rule tables load slowly: only when splitting
 
     segmenter = pysbd.Segmenter(language="en", clean=False, char_span=True)
-    spans: list[tuple[int, int, bool]] = []
+    spans: list[tuple[int, int, float]] = []
     cursor = 0
     for span in segmenter.segment(text):
         raw = span.sent.strip()
@@ -95,84 +94,61 @@ def split_spans(
         cursor = first + len(raw)
         spans += _cut_long(text, first, cursor, words, segment_ends or [])
     out = []
-    for k, (a, b, sure_end) in enumerate(spans):
-        sure_start = k == 0 or spans[k - 1][2]
-        out.append(SentenceSpan(a, b, sure_start, sure_end or k == len(spans) - 1))
+    for k, (a, b, end_chance) in enumerate(spans):
+        start_chance = 1.0 if k == 0 else spans[k - 1][2]
+        out.append(SentenceSpan(a, b, start_chance, 1.0 if k == len(spans) - 1 else end_chance))
     return out
 
 
 def _cut_long(
     text: str, start: int, end: int, words: list[TimedWord], segment_ends: list[int]
-) -> list[tuple[int, int, bool]]:
-    """(start, end, whether the end is sure) of the sentences in text[start:end]."""
+) -> list[tuple[int, int, float]]:
+    """(start, end, the chance that a sentence ends there) of the sentences in text[start:end]."""
     punctuated = bool(re.search(r"[.!?…][\"'’”)\]]*$", text[start:end]))
     tokens = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
     if len(tokens) <= MAX_SENTENCE_WORDS:
-        return [(start, end, punctuated)]
-    scores = _boundary_scores(text, tokens, words, segment_ends)
-    cuts = _choose_cuts(scores, 0, len(tokens))
+        return [(start, end, 1.0 if punctuated else 0.5)]
+    # Words made of punctuation alone ride with the word before them.
+    normal = normalise_words(" ".join(text[a:b] for a, b in tokens))
+    kept = [k for k, w in enumerate(normal) if w] or [0]
+    evidence, sure = _gap_evidence(text, [tokens[k] for k in kept], words, segment_ends)
+    model = load_boundary_model()
+    log_odds = model.log_odds(gap_features([normal[k] for k in kept], _parse(normal, kept)))
+    log_odds = [x + e for x, e in zip(log_odds, evidence, strict=True)]
     pieces, a = [], 0
-    for c in [*cuts, len(tokens)]:
-        sure = punctuated if c == len(tokens) else scores[c] >= _SURE
-        pieces.append((tokens[a][0], tokens[c - 1][1], sure))
+    for c in [*model.choose_cuts(log_odds), len(kept)]:
+        if c == len(kept):
+            chance = 1.0 if punctuated else 0.5
+        else:
+            chance = 1.0 if sure[c - 1] else sigmoid(log_odds[c - 1])
+        last = kept[c] - 1 if c < len(kept) else len(tokens) - 1
+        pieces.append((tokens[kept[a]][0] if a else tokens[0][0], tokens[last][1], chance))
         a = c
     return pieces
 
 
-def _boundary_scores(
+def _parse(normal: list[str], kept: list[int]):
+    return get_pipeline()(" ".join(normal[k] for k in kept))
+
+
+def _gap_evidence(
     text: str, tokens: list[tuple[int, int]], words: list[TimedWord], segment_ends: list[int]
-) -> list[float]:
-    """scores[i]: the evidence that a sentence starts at token i (0 where none)."""
-    n = len(tokens)
-    scores = [0.0] * n
+) -> tuple[list[float], list[bool]]:
+    """Per gap between tokens (before token i, i >= 1): log-odds from the recording (a pause,
+    a segment end) and whether a pause makes a cut there sure."""
     by_start = {w.char_start: w for w in words}
-    ends = set(segment_ends)
-    for i in range(1, n):
+    ends = sorted(set(segment_ends))
+    evidence, sure = [], []
+    for i in range(1, len(tokens)):
         prev, cur = by_start.get(tokens[i - 1][0]), by_start.get(tokens[i][0])
+        e, paused = 0.0, False
         if prev and cur and prev.end is not None and cur.start is not None:
             gap = cur.start - prev.end
             if gap >= _PAUSE:
-                scores[i] += 2.0 + min(gap, 2.0)
-        if any(tokens[i - 1][1] <= e <= tokens[i][0] for e in ends):
-            scores[i] += 1.0
-    # A new clause that opens with its subject or a time word, unbound to the one before.
-    doc = get_pipeline()(text[tokens[0][0] : tokens[-1][1]])
-    offset = tokens[0][0]
-    tok_at = {t.idx + offset: t for t in doc}
-    for i in range(1, n):
-        t = tok_at.get(tokens[i][0])
-        p = tok_at.get(tokens[i - 1][0])
-        if t is None or p is None:
-            continue
-        word, before = t.lower_, p.lower_.strip("'’")
-        if before in _BINDING or p.pos_ in {"ADP", "DET", "CCONJ", "SCONJ", "AUX", "PART", "PRON"}:
-            continue
-        if p.pos_ == "VERB" and p.dep_ not in {"ROOT", "conj"} and word in _SUBJECTS:
-            continue
-        opens_subject = word in _SUBJECTS and (
-            t.dep_ in {"nsubj", "nsubjpass", "expl", "poss"} or t.head.dep_ in {"nsubj", "ROOT"}
-        )
-        if opens_subject or word in _TIME_OPENERS:
-            scores[i] += 1.0 if opens_subject else 0.8
-    return scores
-
-
-def _choose_cuts(scores: list[float], a: int, b: int) -> list[int]:
-    """Recursively cut tokens[a:b] at its strongest boundary nearest the middle."""
-    if b - a <= _TARGET_WORDS:
-        return []
-    best, best_val = None, 0.0
-    middle = (a + b) / 2
-    for i in range(a + _MIN_PIECE_WORDS, b - _MIN_PIECE_WORDS + 1):
-        if scores[i] <= 0:
-            continue
-        # Strong evidence first; among equals, the cut that halves the stretch.
-        val = scores[i] - 0.02 * abs(i - middle)
-        if best is None or val > best_val:
-            best, best_val = i, val
-    if best is None:
-        if b - a <= MAX_SENTENCE_WORDS:
-            return []
-        # No evidence at all in a very long stretch: cut at the middle rather than quote it all.
-        best = int(middle)
-    return [*_choose_cuts(scores, a, best), best, *_choose_cuts(scores, best, b)]
+                e += _PAUSE_EVIDENCE + min(gap, 2.0)
+                paused = True
+        if any(tokens[i - 1][1] <= x <= tokens[i][0] for x in ends):
+            e += _SEGMENT_END_EVIDENCE
+        evidence.append(e)
+        sure.append(paused)
+    return evidence, sure

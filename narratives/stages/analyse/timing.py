@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from narratives.records.analysis import Excerpt
 from narratives.records.transcript import Segment, Transcript
 from narratives.stages.analyse.fillers import trim_fillers
-from narratives.stages.analyse.sentences import TimedWord, split_spans
+from narratives.stages.analyse.sentences import SureEnds, TimedWord, split_spans
 
 __all__ = [
     "TextWord",
@@ -38,7 +38,7 @@ class TextWord:
 
 
 @dataclass
-class Sentence:
+class Sentence(SureEnds):
     """A whole sentence of the transcript: `raw` as spoken, `text` with fillers trimmed,
     timed by its kept words; `words` are indexes into the aligned words."""
 
@@ -50,13 +50,10 @@ class Sentence:
     start: float
     end: float
     words: list[int]
-    #: Whether each end is sure (text edge, end punctuation or a pause), not guessed.
-    sure_start: bool = True
-    sure_end: bool = True
-
-    @property
-    def sure(self) -> bool:
-        return self.sure_start and self.sure_end
+    #: The chance that a sentence really starts / ends here: 1.0 where it is sure (text edge,
+    #: end punctuation or a pause), less where the cut was guessed from the words alone.
+    start_chance: float = 1.0
+    end_chance: float = 1.0
 
 
 def align_words(transcript: Transcript, text: str) -> list[TextWord]:
@@ -121,8 +118,8 @@ def split_sentences(text: str, words: list[TextWord], transcript: Transcript) ->
                 t0,
                 t1,
                 idx,
-                span.sure_start,
-                span.sure_end,
+                span.start_chance,
+                span.end_chance,
             )  # fmt: skip
         )
     duration = float(transcript.duration or 0.0)
