@@ -3,9 +3,9 @@
     .venv/bin/python bench/tagging.py [--set ours|outside|both ...] [--titles] [--json]
 
 Reads the labelled corpus in tests/data/corpus/ and reports every figure on its held-out halves
-(split.json): "ours" (parts a-d, written by the team) and "outside" (parts f-h, written
-independently by three writers, AI assistants given only tests/data/corpus/outside-brief.md:
-never the code, the tag descriptions or our stories).
+(split.json): "ours" (parts a-d, written by the team) and "outside" (parts f-h and, a second
+batch, i-k, written independently by six writers, AI assistants given only
+tests/data/corpus/outside-brief.md: never the code, the tag descriptions or our stories).
 The shipped example stories (campaigns/examples.jsonl) are the two tuning halves. For
 comparison it also scores the held-out half the old way (tag descriptions only, no examples),
 and measures what 10 editor corrections of tuning stories do: the model trained without those
@@ -42,6 +42,7 @@ from narratives.stages.analyse.tagging import load_examples  # noqa: E402
 from narratives.stages.analyse.titles import is_title_phrase  # noqa: E402
 from tests.corpus import (  # noqa: E402
     HELD_OUT,
+    OUTSIDE_HELD_OUT,
     analyse_stories,
     boundary_figures,
     correction_experiment,
@@ -108,7 +109,9 @@ def held_out_figures(held, campaigns, examples, cache) -> tuple[dict, list]:
 
 SETS = {
     "ours": ("heldout",),
-    "outside": ("outside_heldout",),
+    "outside": OUTSIDE_HELD_OUT,
+    "outside1": ("outside_heldout",),
+    "outside2": ("outside2_heldout",),
     "both": HELD_OUT,
 }
 
@@ -122,7 +125,7 @@ def main() -> int:
         choices=sorted(SETS),
         action="append",
         help="held-out set(s) to score: ours (written by the team), outside (written outside "
-        "the team), both (default: outside and both)",
+        "the team; outside1 and outside2 are its two batches), both (default: outside and both)",
     )
     args = parser.parse_args()
     t0 = time.perf_counter()

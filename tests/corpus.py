@@ -100,7 +100,9 @@ def make_split(stories: list[Story]) -> dict[str, list[str]]:
 
 #: Stories written outside the team (parts f, g, h: three writers, AI assistants who saw only
 #: data/corpus/outside-brief.md, never the code, the tag descriptions or our stories), halved
-#: into their own keys.
+#: into their own keys. A second batch (parts i, j, k: three more writers, the same brief and
+#: mix, with at least 4 self-harm and 5 violence stories each) is "outside2_tune" and
+#: "outside2_heldout".
 OUTSIDE_HALVES = ("outside_tune", "outside_heldout")
 
 
@@ -125,8 +127,10 @@ def extend_split(stories: list[Story], halves: tuple[str, str] = OUTSIDE_HALVES)
 
 
 #: The tuning halves (the shipped example stories) and the held-out halves (figures only).
-TUNING = ("tune", "outside_tune")
-HELD_OUT = ("heldout", "outside_heldout")
+TUNING = ("tune", "outside_tune", "outside2_tune")
+HELD_OUT = ("heldout", "outside_heldout", "outside2_heldout")
+#: The held-out halves of the stories written outside the team (both batches).
+OUTSIDE_HELD_OUT = ("outside_heldout", "outside2_heldout")
 
 
 def tuning_stories() -> list[Story]:
@@ -136,7 +140,7 @@ def tuning_stories() -> list[Story]:
 
 def split(half: str) -> list[Story]:
     """The stories of one half: "tune" or "heldout" (ours), "outside_tune" or
-    "outside_heldout" (written outside the team)."""
+    "outside_heldout", "outside2_tune" or "outside2_heldout" (written outside the team)."""
     ids = set(json.loads(SPLIT.read_text(encoding="utf-8"))[half])
     return [s for s in load_stories() if s.id in ids]
 
