@@ -23,6 +23,7 @@ from narratives.stages.analyse.tagging import ExampleStory, check_examples, load
 from narratives.stages.analyse.titles import is_title_phrase
 from tests.corpus import (
     HELD_OUT,
+    OUTSIDE_HELD_OUT,
     SPLIT,
     TUNING,
     analyse_stories,
@@ -98,39 +99,52 @@ def held_out(campaigns, shipped_examples, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
-    """The held-out half of the stories written outside the team."""
+    """The held-out halves of the stories written outside the team (both batches)."""
     cache = tmp_path_factory.mktemp("example-vectors-outside")
-    return analyse_stories(split("outside_heldout"), campaigns, shipped_examples, cache=cache)
+    stories = [s for half in OUTSIDE_HELD_OUT for s in split(half)]
+    return analyse_stories(stories, campaigns, shipped_examples, cache=cache)
+
+
+#: Bounds a little below what bench/tagging.py measured on each held-out set, with the tag
+#: neighbours and threshold 0.6: recall and specificity per campaign, top tag, the other
+#: campaign's stories kept out, content notes (recall, precision). Measured (stories):
+#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.70 / 0.66;
+#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.79 / 0.73;
+#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.80 / 0.72.
+HELD_OUT_BOUNDS = {
+    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.64, 0.60),
+    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.72, 0.66),
+    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.74, 0.66),
+}
+_FIGURES = (
+    "emotional-equity.recall",
+    "emotional-equity.specificity",
+    "neural-mandate.recall",
+    "neural-mandate.specificity",
+    "top1_tag_accuracy",
+    "emotional-equity.specificity_other_campaign",
+    "neural-mandate.specificity_other_campaign",
+    "notes.recall",
+    "notes.precision",
+)
+
+
+def _check_bounds(half: str, results) -> None:
+    f = routing_figures(results)
+    for key, bound in zip(_FIGURES, HELD_OUT_BOUNDS[half], strict=True):
+        assert f[key] >= bound, (half, key, round(f[key], 3), bound)
 
 
 @pytest.mark.slow
 def test_routing_holds_on_stories_written_outside_the_team(held_out_outside):
-    f = routing_figures(held_out_outside)
-    # Measured (84 stories): 0.92, 0.83, 0.96, 0.88, 0.92; notes 0.72 / 0.68.
-    assert f["emotional-equity.recall"] >= 0.87
-    assert f["emotional-equity.specificity"] >= 0.78
-    assert f["neural-mandate.recall"] >= 0.90
-    assert f["neural-mandate.specificity"] >= 0.83
-    assert f["top1_tag_accuracy"] >= 0.87
-    # The other campaign's on-topic stories kept out: measured 0.82 and 0.97.
-    assert f["emotional-equity.specificity_other_campaign"] >= 0.76
-    assert f["neural-mandate.specificity_other_campaign"] >= 0.92
-    assert f["notes.recall"] >= 0.66
-    assert f["notes.precision"] >= 0.62
+    for half in OUTSIDE_HELD_OUT:
+        ids = {s.id for s in split(half)}
+        _check_bounds(half, [(s, a) for s, a in held_out_outside if s.id in ids])
 
 
 @pytest.mark.slow
 def test_routing_holds_on_the_held_out_half(held_out):
-    f = routing_figures(held_out)
-    # Measured: 0.93, 0.89, 0.83, 0.93, 0.88 (0.93, 0.85, 0.86, 0.93, 0.85 with our examples only).
-    assert f["emotional-equity.recall"] >= 0.88
-    assert f["emotional-equity.specificity"] >= 0.80
-    assert f["neural-mandate.recall"] >= 0.82
-    assert f["neural-mandate.specificity"] >= 0.88
-    assert f["top1_tag_accuracy"] >= 0.80
-    # The other campaign's on-topic stories kept out: measured 0.68 and 0.92.
-    assert f["emotional-equity.specificity_other_campaign"] >= 0.62
-    assert f["neural-mandate.specificity_other_campaign"] >= 0.87
+    _check_bounds("heldout", held_out)
 
 
 @pytest.mark.slow
@@ -138,7 +152,7 @@ def test_content_notes_hold_on_the_held_out_half(held_out):
     f = routing_figures(held_out)
     assert f["notes.recall"] >= NOTES_RECALL
     assert f["notes.precision"] >= NOTES_PRECISION
-    assert f["notes.grief.recall"] >= 0.78  # measured 0.83
+    assert f["notes.grief.recall"] >= 0.70  # measured 0.75
     assert f["notes.named-people.precision"] >= 0.7  # measured 0.74
 
 
@@ -160,8 +174,9 @@ def test_editor_corrections_do_not_lower_held_out_figures(campaigns, held_out, t
         assert after[key] >= before[key] - 1e-9, key
     # Top-1 of one draw of 10 stories moves by a story either way even when the stories come
     # back as full examples (measured on the tuning halves: 16 draws, it fell in 4 with
-    # corrections and in 7 with full examples; mean +0.005 and -0.003). Measured here: 0.86
-    # before, 0.85 after (one story). More than one story lower fails.
+    # corrections and in 7 with full examples; mean +0.005 and -0.003). Measured here: 0.82
+    # before, 0.83 after (0.86 and 0.85 before the tag neighbours). More than one story lower
+    # fails.
     one_story = 1 / sum(1 for s in stories if s.tags)
     assert after["top1_tag_accuracy"] >= before["top1_tag_accuracy"] - one_story - 1e-9
     assert (
@@ -183,7 +198,7 @@ def held_out_excerpts(tmp_path_factory):
 
 
 def _outside(story) -> bool:
-    return story.id[0] in "fgh"
+    return story.id[0] in "fghijk"
 
 
 def _whole(rows, version, outside=False):
@@ -347,8 +362,8 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 
 
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
-NOTES_RECALL = 0.66  # measured 0.82 (0.79 with our examples only)
-NOTES_PRECISION = 0.64  # measured 0.71 (0.69 with our examples only)
+NOTES_RECALL = 0.74  # measured 0.80 (0.86 / 0.66 at the old threshold 0.5)
+NOTES_PRECISION = 0.66  # measured 0.72
 UNPUNCTUATED_WHOLE = 0.62  # measured 0.68 (0.46 and 0.56 with the clause rules before)
 
 

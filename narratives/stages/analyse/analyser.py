@@ -117,8 +117,8 @@ def analyse_transcript(
     sent_vecs, description = _embed(sentences, campaigns, notes, embedder)
     story_vec = embedder.encode([trim_fillers(text)])[0]
     learnt = learnt_scores(
-        story_vec, description, campaigns, notes, examples or [], corrections, embedder,
-        cache_dir,
+        story_vec, sent_vecs, description, campaigns, notes, examples or [], corrections,
+        embedder, cache_dir, note_threshold=settings.learnt_note_threshold,
     )  # fmt: skip
     _choose_words(base, transcript, sentences, sent_vecs, words, embedder, settings)
     base.campaigns = campaign_tags(campaigns, description, learnt, corrections)
@@ -201,7 +201,7 @@ def _content_notes(
     evidence (entities, cue words), or by its score unless the note needs evidence."""
     out = []
     for i, n in enumerate(notes):
-        score, threshold = learnt.get(("note", "", n.name), (None, 0.5))
+        score, threshold = learnt.get(("note", "", n.name), (None, None))
         if score is None:
             score, threshold = float(description[i]), settings.content_note_threshold
         score = round(score, 4)

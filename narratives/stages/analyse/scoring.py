@@ -21,6 +21,11 @@ from narratives.core.campaigns import Campaign
 from narratives.records.analysis import CampaignTags, TagScore
 from narratives.stages.analyse.content_notes import NoteSpec
 from narratives.stages.analyse.fillers import trim_fillers
+from narratives.stages.analyse.neighbours import (
+    NEIGHBOUR_WEIGHT,
+    Neighbours,
+    cached_leave_one_out,
+)
 from narratives.stages.analyse.tagging import (
     ExampleStory,
     cached_arrays,
@@ -72,6 +77,7 @@ def label_texts(campaigns: list[Campaign], notes: list[NoteSpec]) -> list[list[s
 
 def learnt_scores(
     story_vec: np.ndarray,
+    sent_vecs: np.ndarray,
     description: np.ndarray,
     campaigns: list[Campaign],
     notes: list[NoteSpec],
@@ -79,9 +85,13 @@ def learnt_scores(
     corrections: Corrections,
     embedder,
     cache_dir: Path | None,
+    note_threshold: float = 0.6,
 ) -> dict[tuple[str, str, str], tuple[float, float]]:
     """(probability, threshold) per learnt label, keyed ("tag", campaign, tag) or
-    ("note", "", note); labels with too few examples are left out."""
+    ("note", "", note); labels with too few examples are left out.
+
+    A tag's features are the story's embedding, its description scores and how near its
+    sentences come to each tag's example sentences (`neighbours`); a note's, the first two."""
     n_tags = sum(len(c.tags) for c in campaigns)
     if not examples and not corrections.examples:
         return {}
@@ -101,43 +111,58 @@ def learnt_scores(
             i += len(g)
         return out
 
-    def rows_of(texts: list[str]) -> np.ndarray:
-        sents = cached_arrays(
-            "sentences", texts, encode_sentences, cache_dir, model=folder, dim=dim
-        )
-        stories = cached_arrays(
-            "story", texts, lambda ts: list(embedder.encode([trim_fillers(t) for t in ts])),
-            cache_dir, model=folder, dim=dim,
-        )  # fmt: skip
-        return np.stack(
-            [
-                features(story, np.array(label_scores(sent, label_vecs), dtype=np.float32))
-                for sent, story in zip(sents, stories, strict=True)
-            ]
-        )
-
-    base_rows = rows_of([e.text for e in examples]) if examples else None
-    x = features(story_vec, description[:n_tags])[None, :]
-    out: dict[tuple[str, str, str], tuple[float, float]] = {}
+    # Every example story, then every corrected story not among them.
+    texts = [e.text for e in examples]
+    index = {t: i for i, t in enumerate(texts)}
+    for extra in corrections.examples.values():
+        for text, _ in extra:
+            if text not in index:
+                index[text] = len(texts)
+                texts.append(text)
+    sents = cached_arrays("sentences", texts, encode_sentences, cache_dir, model=folder, dim=dim)
+    stories = cached_arrays(
+        "story", texts, lambda ts: list(embedder.encode([trim_fillers(t) for t in ts])),
+        cache_dir, model=folder, dim=dim,
+    )  # fmt: skip
+    base = np.stack(
+        [
+            features(story, np.array(label_scores(sent, label_vecs), dtype=np.float32))
+            for sent, story in zip(sents, stories, strict=True)
+        ]
+    )
+    # Groups: each tag's stories (examples and editors' "applies"), then the off-topic examples.
+    groups = []
     for c in campaigns:
         for t in c.tags:
-            rows = [base_rows] if base_rows is not None else []
+            members = [i for i, e in enumerate(examples) if t.name in e.tags]
+            extra = corrections.examples.get((c.slug, t.name), [])
+            members += [index[text] for text, applies in extra if applies]
+            groups.append(sorted(set(members)))
+    groups.append([i for i, e in enumerate(examples) if not e.tags])
+    near = Neighbours.of(sents, groups)
+    tag_rows = np.hstack([base, NEIGHBOUR_WEIGHT * cached_leave_one_out(near)])
+    x = features(story_vec, description[:n_tags])
+    x_tag = np.concatenate([x, NEIGHBOUR_WEIGHT * near.scores(sent_vecs)])
+    out: dict[tuple[str, str, str], tuple[float, float]] = {}
+    n_examples = len(examples)
+    for c in campaigns:
+        for t in c.tags:
+            rows = list(range(n_examples))
             y = [t.name in e.tags for e in examples]
             extra = corrections.examples.get((c.slug, t.name), [])
-            if extra:
-                rows.append(rows_of([text for text, _ in extra]))
-                y += [applies for _, applies in extra]
+            rows += [index[text] for text, _ in extra]
+            y += [applies for _, applies in extra]
             if not rows:
                 continue
-            model = train_label_model(f"tag:{t.name}", np.concatenate(rows), np.array(y))
+            model = train_label_model(f"tag:{t.name}", tag_rows[rows], np.array(y))
             if model.learnt:
-                out[("tag", c.slug, t.name)] = (model.probability(x[0]), c.tag_threshold)
-    if base_rows is not None:
+                out[("tag", c.slug, t.name)] = (model.probability(x_tag), c.tag_threshold)
+    if examples:
         for n in notes:
             y = np.array([n.name in e.notes for e in examples])
-            model = train_label_model(f"note:{n.name}", base_rows, y)
+            model = train_label_model(f"note:{n.name}", base[:n_examples], y)
             if model.learnt:
-                out[("note", "", n.name)] = (model.probability(x[0]), 0.5)
+                out[("note", "", n.name)] = (model.probability(x), note_threshold)
     return out
 
 

@@ -6,7 +6,9 @@ Measured on a labelled corpus (tests/data/corpus, bench/tagging.py), what genera
 small classifier per label: a logistic regression over the story's sentence embedding plus its
 similarity to each tag's description, trained on example stories that carry the label against
 those that do not, off-topic everyday stories included. A label's score is then a probability,
-so one threshold (0.5) means the same for every tag.
+so one threshold (0.6, `Campaign.tag_threshold`) means the same for every tag. Each tag's
+model also sees how near the story's sentences come to each tag's example sentences
+(`narratives.stages.analyse.neighbours`).
 
 The examples live in the workspace (`campaigns/examples.jsonl`: text, tags, notes per line);
 the shipped ones are the tuning half of the corpus. An editor's correction adds the corrected
