@@ -107,14 +107,15 @@ def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
 
 #: Bounds a little below what bench/tagging.py measured on each held-out set, with the tag
 #: neighbours and threshold 0.6: recall and specificity per campaign, top tag, the other
-#: campaign's stories kept out, content notes (recall, precision). Measured (stories):
-#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.70 / 0.66;
-#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.79 / 0.73;
-#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.80 / 0.72.
+#: campaign's stories kept out, content notes (recall, precision; with the wider cues, the
+#: place rules and the note threshold 0.7). Measured (stories):
+#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.69 / 0.71;
+#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.83 / 0.82;
+#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.80 / 0.76.
 HELD_OUT_BOUNDS = {
-    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.64, 0.60),
-    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.72, 0.66),
-    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.74, 0.66),
+    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.64, 0.66),
+    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.78, 0.76),
+    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.75, 0.71),
 }
 _FIGURES = (
     "emotional-equity.recall",
@@ -152,8 +153,8 @@ def test_content_notes_hold_on_the_held_out_half(held_out):
     f = routing_figures(held_out)
     assert f["notes.recall"] >= NOTES_RECALL
     assert f["notes.precision"] >= NOTES_PRECISION
-    assert f["notes.grief.recall"] >= 0.70  # measured 0.75
-    assert f["notes.named-people.precision"] >= 0.7  # measured 0.74
+    assert f["notes.grief.recall"] >= 0.66  # measured 0.71 (0.75 at the note threshold 0.6)
+    assert f["notes.named-people.precision"] >= 0.69  # measured 0.74
 
 
 @pytest.mark.slow
@@ -186,13 +187,24 @@ def test_editor_corrections_do_not_lower_held_out_figures(campaigns, held_out, t
 
 
 @pytest.fixture(scope="session")
-def held_out_excerpts(tmp_path_factory):
-    """Every held-out story (both held-out halves) as written and as an unpunctuated
-    transcript, without tags."""
+def held_out_excerpts(campaigns, shipped_examples, held_out, held_out_outside, tmp_path_factory):
+    """Every held-out story (all held-out halves) as written and as an unpunctuated
+    transcript, analysed as bench/tagging.py does. A story's text as written was analysed
+    for routing already, so only its unpunctuated versions are analysed here."""
+    cache = tmp_path_factory.mktemp("example-vectors-excerpts")
+    done = {s.id: a for s, a in [*held_out, *held_out_outside]}
     out = []
     for s in [s for half in HELD_OUT for s in split(half)]:
         for name, text, origin in versions(s):
-            a = analyse_transcript(transcript_of(text), campaigns=[])
+            if text == s.text:
+                a = done[s.id]
+            else:
+                a = analyse_transcript(
+                    transcript_of(text),
+                    campaigns=campaigns,
+                    examples=shipped_examples,
+                    cache_dir=cache,
+                )
             out.append((s, name, text, origin, a))
     return out
 
@@ -295,6 +307,47 @@ def test_cues_flag_rare_notes():
     assert not cue_hits(specs["violence"], "a fight with the council about the clinic")
     assert not cue_hits(specs["medical"], "it was a stroke of luck, the operation of the clinic")
     assert cue_hits(specs["medical"], "she had a stroke last spring")
+    # The wider lists: ways people say these things without the clinical word...
+    assert cue_hits(specs["self-harm"], "her cousin took his own life the winter before")
+    assert cue_hits(specs["self-harm"], "for a while I did not want to be here any more")
+    assert cue_hits(specs["self-harm"], "I kept the crisis line number in my wallet")
+    assert cue_hits(specs["violence"], "the bouncer threw him against the shutters")
+    assert cue_hits(specs["violence"], "my stepdad used to hit us when he drank")
+    assert cue_hits(specs["violence"], "he pulled a knife on me and pointed the knife at my chest")
+    assert cue_hits(specs["medical"], "after his second stroke he could not hold a cup")
+    assert cue_hits(specs["medical"], "the GP signed me off for a month")
+    # ...and the everyday phrases that look like them.
+    assert not cue_hits(specs["violence"], "then it hit me that she was right")
+    assert not cue_hits(specs["violence"], "my coach pushed me to apply for the course")
+    assert not cue_hits(specs["self-harm"], "my first attempt at sourdough was a brick")
+    assert not cue_hits(specs["self-harm"], "I want to live somewhere with a garden")
+    assert not cue_hits(specs["medical"], "my last stroke of the oar took us over the line")
+    everyday = {
+        "violence": [
+            "the storm hit us on the second night",
+            "my brother always beats me at chess",
+            "she threw me a surprise party",
+            "we got beaten two nil in the final",
+            "the whole film was shot in the old docks",
+            "my show bombed and then the bath bombs sold out",
+        ],
+        "self-harm": [
+            "I didn't want to live in London",
+            "the kids didn't want to go on the rides",
+            "the divorce ended her life as she knew it",
+            "the team did better without me",
+        ],
+        "medical": [
+            "she's a nurse and he studied medicine",
+            "laughter is the best medicine",
+            "the comedian had us in stitches",
+            "the kids on their tablets all evening",
+            "the Great Depression hit our town hard",
+        ],
+    }
+    for note, texts in everyday.items():
+        for text in texts:
+            assert not cue_hits(specs[note], text), (note, text)
 
 
 def test_a_cue_must_be_a_regular_expression():
@@ -362,8 +415,8 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 
 
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
-NOTES_RECALL = 0.74  # measured 0.80 (0.86 / 0.66 at the old threshold 0.5)
-NOTES_PRECISION = 0.66  # measured 0.72
+NOTES_RECALL = 0.75  # measured 0.80 (0.80 before the wider cues and place rules)
+NOTES_PRECISION = 0.71  # measured 0.76 (0.72 before)
 UNPUNCTUATED_WHOLE = 0.62  # measured 0.68 (0.46 and 0.56 with the clause rules before)
 
 

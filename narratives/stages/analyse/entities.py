@@ -31,6 +31,7 @@ from narratives.engines.whisper_models import SHIPPED_MODELS
 from narratives.policy.names import hidden_how, letter_runs
 from narratives.records.analysis import Entity
 from narratives.records.common_words import NATIONALITIES, STOP_WORDS, TITLES
+from narratives.records.places import is_broad_region, is_city
 from narratives.records.redactions import Term
 from narratives.records.transcript import Transcript
 from narratives.stages.analyse.timing import TextWord, align_words, norm
@@ -56,6 +57,12 @@ _INITIALS = re.compile(r"\.?\s*")
 _PLACE_PREP = set(
     """in from at to near into across outside around through towards toward via""".split()
 )
+#: Words after a name that only a person does ("Marcus died", "Bex, who hates horror").
+_PERSON_AFTER = set(
+    """died passed said says told asked who laughed cried smiled whispered texted hugged""".split()
+)
+#: Words before a name that are done only to a person ("loved Chioma", "told Rosa").
+_PERSON_OBJECT_OF = set("""loved married hugged kissed told asked texted phoned thanked""".split())
 _COMMON_CAPS = set(
     """i i'm i've i'd i'll monday tuesday wednesday thursday friday saturday sunday january
     february march april may june july august september october november december god mom dad
@@ -64,6 +71,10 @@ _COMMON_CAPS = set(
     *"""nan nana nanna gran granny grandma grandad grandpa grandmother grandfather mummy
     mommy daddy mam mama papa auntie aunty baby""".split()
 }
+_COMMON_CAPS |= {day + "s" for day in "monday tuesday wednesday thursday friday saturday".split()}
+_COMMON_CAPS |= {"sundays"}  # "we meet Thursdays": a day, not a name
+#: Last words that make a name a street or a place ("Jane Street", "Fulton Avenue").
+_STREET_WORDS = set("""street st road rd avenue ave boulevard crescent terrace""".split())
 
 
 def campaign_public_terms(campaigns: list[Campaign]) -> set[str]:
@@ -371,6 +382,8 @@ def model_entities(text: str, words: list[TextWord], public_terms, nlp: Any) -> 
             kind = "person" if prev in _KIN else None
         if kind is None:
             continue
+        if kind == "place" and _acts_like_a_person(ent):
+            kind = "person"
         while tokens and (
             (tokens[0].lower_ in _LEAD and not tokens[0].lower_.startswith("st"))
             or tokens[0].lower_ in STOP_WORDS
@@ -398,6 +411,22 @@ def model_entities(text: str, words: list[TextWord], public_terms, nlp: Any) -> 
             continue
         out.append(_timed(text, words, start, end, kind, "model"))
     return out
+
+
+#: Verbs whose subject can be a town without being a person ("Leeds is", "Leeds has").
+_PLACE_VERBS = frozenset("be have become get feel look seem remain stay lie sit".split())
+
+
+def _acts_like_a_person(ent: Any) -> bool:
+    """Whether a one-word "place" of the model does what only people do: the subject of a
+    verb ("Siobhan taught me"), or standing beside a kinship word ("my sister, Nadia"). The
+    small model reads many rare first names as places; a town's name stays a place."""
+    if len(ent) != 1 or is_city(ent.text) or is_broad_region(ent.text):
+        return False
+    root = ent.root
+    if root.dep_ in ("nsubj", "nsubjpass") and root.head.pos_ in ("VERB", "AUX"):
+        return root.head.lemma_.lower() not in _PLACE_VERBS
+    return root.dep_ == "appos" and root.head.lower_ in _KIN
 
 
 def _timed(
@@ -440,13 +469,10 @@ def combine(
         start = min(e.char_start for e, _ in group)
         end = max(e.char_end for e, _ in group)
         sources = {by for _, by in group}
-        kinds = [e.kind for e, by in group if by == "model"] + [
-            e.kind for e, by in group if by == "heuristic" and e.kind != "name"
-        ]
         times = [(e.start, e.end) for e, _ in group if e.start is not None]
         entity = Entity(
             text[start:end],
-            kinds[0] if kinds else "name",
+            _kind(group, text, start, end),
             min(a for a, _ in times) if times else None,
             max(b for _, b in times) if times else None,
             start,
@@ -466,7 +492,55 @@ def combine(
                 # hidden, and shown to the editor as unsure.
                 entity.note = f"hidden, though the model reads it as {_LABELS[labels[0]]}"
         out.append(entity)
+    # A name that is a person somewhere is a person everywhere ("my uncle Ramiro" and "we
+    # named the truck Ramiro"), unless it is a town's name.
+    people = {e.text for e in out if e.kind == "person"}
+    for e in out:
+        if e.kind == "place" and e.text in people and not _a_known_place(e.text):
+            e.kind = "person"
     return _as_the_matcher_hides(out)
+
+
+def _kind(group: list[tuple[Entity, str]], text: str, start: int, end: int) -> str:
+    """What one entity (`text[start:end]`) is, from both opinions and the words around it.
+
+    spaCy's small model reads many rare first names as places and towns as people, so: a
+    kinship word or title before a name makes a person ("my sister, Nadia"); a street word at
+    its end a place ("Jane Street"); a place preposition a place where the model agrees or the
+    name is a town ("to Manchester", not "to Dave"). Otherwise the model's kind, else the word
+    rules', else "name"; and a "place" that is no known town or country is a person when only
+    a person does what it does ("After Marcus died", "Bex, who hates horror", "we loved
+    Chioma")."""
+    name = text[start:end]
+    model = [e.kind for e, by in group if by == "model"]
+    cued = [e.kind for e, by in group if by == "heuristic" and e.kind != "name"]
+    if "person" in cued:
+        return "person"
+    words = name.split()
+    if len(words) > 1 and norm(words[-1]) in _STREET_WORDS:
+        return "place"
+    owner = text[end : end + 2] in ("'s", "’s")  # "round to Jackson's": someone's house
+    if "place" in cued and (not model or model[0] == "place" or (is_city(name) and not owner)):
+        return "place"
+    kind = (model or cued or ["name"])[0]
+    if kind == "place" and not _a_known_place(name) and _acts_as_a_person(text, start, end):
+        return "person"
+    return kind
+
+
+def _a_known_place(name: str) -> bool:
+    return is_city(name) or is_broad_region(name)
+
+
+def _acts_as_a_person(text: str, start: int, end: int) -> bool:
+    """Whether the word after the name (in its sentence) is one only a person does, or the
+    word before it one only done to a person."""
+    before = re.findall(r"[\w'’]+|[.!?]", text[max(0, start - 40) : start])
+    after = re.findall(r"[\w'’]+|[.!?]", text[end : end + 40])
+    return bool(
+        (before and before[-1].lower() in _PERSON_OBJECT_OF)
+        or (after and after[0].lower() in _PERSON_AFTER)
+    )
 
 
 #: The model's labels for public things, and how the editor reads them.
