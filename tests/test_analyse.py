@@ -196,6 +196,8 @@ def test_lena_grief_note_and_entities(sample_analyses, sample_transcripts):
     assert notes["grief"].flagged
     assert notes["grief"].score >= max(campaign_thresholds)
     assert notes["grief"].score == max(n.score for n in result.content_notes)
+    # Self-harm is flagged on its cues alone: a grief story that says nothing of it is not.
+    assert not notes["self-harm"].flagged and not notes["self-harm"].evidence
     ents = {e.text: e for e in result.entities}
     assert ents["Rosa"].kind == "person"
     assert ents["Valparaiso"].kind == "place"

@@ -109,13 +109,13 @@ def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
 #: neighbours and threshold 0.6: recall and specificity per campaign, top tag, the other
 #: campaign's stories kept out, content notes (recall, precision; with the wider cues, the
 #: place rules and the note threshold 0.7). Measured (stories):
-#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.69 / 0.71;
-#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.83 / 0.82;
-#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.80 / 0.76.
+#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.69 / 0.74;
+#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.82 / 0.84;
+#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.80 / 0.77.
 HELD_OUT_BOUNDS = {
-    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.64, 0.66),
-    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.78, 0.76),
-    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.75, 0.71),
+    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.64, 0.69),
+    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.77, 0.78),
+    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.75, 0.72),
 }
 _FIGURES = (
     "emotional-equity.recall",
@@ -416,7 +416,7 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
 NOTES_RECALL = 0.75  # measured 0.80 (0.80 before the wider cues and place rules)
-NOTES_PRECISION = 0.71  # measured 0.76 (0.72 before)
+NOTES_PRECISION = 0.72  # measured 0.77 (0.72 before)
 UNPUNCTUATED_WHOLE = 0.62  # measured 0.68 (0.46 and 0.56 with the clause rules before)
 
 

@@ -75,7 +75,8 @@ class AnalyseSettings(_Section):
     content_note_threshold: float = Field(0.45, ge=0, le=1)
     #: A content note learnt from example stories is flagged from this probability. 0.7 was
     #: chosen by cross-validation on the corpus's tuning halves, with the wider cue lists and
-    #: the place rules (recall and precision 0.86 and 0.87; 0.88 and 0.82 at 0.6).
+    #: the place rules and self-harm on cues alone (recall and precision 0.86 and 0.88; 0.88
+    #: and 0.83 at 0.6).
     learnt_note_threshold: float = Field(0.7, ge=0, le=1)
 
 
