@@ -326,6 +326,60 @@ def test_yuv_frames_are_the_drawn_frames_converted(speech, campaign, scale):
     assert len(seen) > len(times) // 2  # the frames do change: captions, bars, progress
 
 
+@pytest.mark.parametrize(
+    ("fmt", "scale"), [("vertical", SCALE), ("vertical", 0.67), ("square", 0.5)]
+)
+def test_the_encoders_composer_gives_every_frame_whole(speech, campaign, fmt, scale):
+    """The composer changes only what differs from the frame before; whatever order the
+    frames are asked in (forwards, a jump back, a repeat), each must equal the frame
+    composed whole."""
+    _, transcript = speech
+    rng = np.random.default_rng(7)
+    design = Design(
+        layout=load_layout(None, fmt), scale=scale, campaign=campaign,
+        title="Zoë in Valparaíso", words=[(w.start, w.end, w.text) for w in transcript.words],
+        duration=transcript.duration + 2, fps=FPS, levels=rng.random(400),
+        font_path=None, logo=DEFAULTS_ROOT / campaign.look.logo, background_image=None,
+        redactions=None,
+    )  # fmt: skip
+    compose = design.composer()
+    n = int(design.duration * FPS)
+    order = [*range(n), n // 2, n // 2, 3, *range(n // 3, n // 3 + 8), 0, n - 1]
+    changed = 0
+    previous = None
+    for i in order:
+        frame = compose(i / FPS)
+        assert np.array_equal(frame, design.frame_i420(i / FPS)), i
+        changed += previous is not None and not np.array_equal(frame, previous)
+        previous = frame.copy()
+    assert changed > len(order) // 2
+
+
+def test_a_highlighted_word_is_the_page_drawn_with_that_word_highlighted():
+    """Word patches are drawn from only the words that reach them; they must equal the
+    whole page drawn with that word in the accent colour, then cropped, also where lines
+    sit close enough for descenders and stacked accents to cross into the next line."""
+    from PIL import Image
+
+    bold = fonts.Fonts.of(None).bold
+    font = fonts.load_font(bold, 40)
+    box = pages.CaptionBox(
+        background=Image.new("RGB", (480, 200), (20, 40, 60)), top=100, height=200, left=20,
+        inner=440, text_rgb=(250, 250, 250), accent_rgb=(255, 200, 0),
+    )  # fmt: skip
+    lines = [["Gyp", "jogged,", "Ỗlga's"], ["quay", "ÉÂÑ", "fly;", "pique"], ["Ýj", "gig", "Qy"]]
+    for spacing in (0.8, 1.0, 1.25):
+        boxes = pages._word_boxes(box, lines, font, spacing)
+        inks = [pages._ink(b, font) for b in boxes]
+        for k in range(len(boxes)):
+            patch = pages._word_patch(box, boxes, inks, font, k)
+            h, w = patch.pixels.shape[:2]
+            y, x = patch.y - box.top, patch.x
+            whole = np.asarray(box.draw(boxes, font, k).crop((x, y, x + w, y + h)))
+            assert np.array_equal(patch.pixels, whole), (spacing, boxes[k][2])
+            assert (patch.pixels == box.accent_rgb).all(axis=-1).any()
+
+
 def _design(campaign, fmt: str = "vertical", scale: float = SCALE, **kw) -> Design:
     kw.setdefault("title", "Zoë in Valparaíso")
     kw.setdefault("words", [])

@@ -6,7 +6,8 @@ transparent background) costs 5-11x real time on a 60 s 1080x1920 video; masks, 
 the cost. So everything static (gradient, image, logo, title card, progress track) is drawn
 once into one opaque RGB frame, every caption page and every highlighted word is rasterised
 once with Pillow onto its own crop of that frame, and a single frame function copies the base
-and pastes opaque patches, bars and the progress fill.
+and pastes opaque patches, bars and the progress fill. For encoding, `composer()` keeps one
+frame and changes only the parts that differ from the frame before.
 
 The frames the encoder takes are YUV 4:2:0 (I420), not RGB (`frame_i420`): each layer is
 converted once, on even rows and columns so it pastes exactly into the half-size chroma
@@ -202,6 +203,24 @@ class Design:
         self.bar_x = [self.left + _down(i * slot + (slot - self.bar_w) / 2) for i in range(wf.bars)]
         self.bar_step = max(1, round(self.fps / 15))
         self.prog_top, self.prog_h = _up(px(pr.top)), max(2, _down(px(pr.height)))
+        # Per bar, how many frames of history it shows: the middle now, outwards older.
+        mid = (wf.bars - 1) / 2
+        self._bar_lag = np.array([round(abs(i - mid)) * self.bar_step for i in range(wf.bars)])
+        # The rows the bars can reach (all even): the tallest bar about the centre line.
+        self._centre = self.wave_top + self.wave_h // 4 * 2
+        tallest = max(self.bar_w, self.wave_h // 2 * 2)
+        self.band_top = self._centre - tallest // 4 * 2
+        self.band_bottom = self.band_top + tallest
+
+    def _bars(self, k: int) -> list[tuple[int, int, int, int]]:
+        """The level bars of frame `k` as (top, bottom, left, right), all even: the current
+        level in the middle, recent history spreading outwards."""
+        lv = self.levels[np.maximum(0, k - self._bar_lag)]
+        h = np.maximum(self.bar_w, (lv * self.wave_h).astype(np.int64) // 2 * 2)
+        top = self._centre - h // 4 * 2
+        w = self.bar_w
+        bars = zip(top.tolist(), h.tolist(), self.bar_x, strict=True)
+        return [(t, t + hh, x, x + w) for t, hh, x in bars]
 
     def _make_captions(
         self, layout: Layout, campaign: Campaign, words: Sequence[tuple[float, float, str]]
@@ -249,64 +268,127 @@ class Design:
             return self.pages[i]
         return None
 
-    def _paint(
-        self,
-        t: float,
-        paste: Callable[[Patch], None],
-        fill: Callable[[int, int, int, int], None],
-    ) -> None:
-        """Lay out the frame at `t` over the base: patches to paste, accent boxes to fill
-        (top, bottom, left, right; all even)."""
-        k = min(max(0, int(t * self.fps + 1e-6)), self.levels.size - 1)
+    def _caption(self, t: float) -> tuple[Patch | None, Patch | None]:
+        """What the caption box shows at `t`: a page and its highlighted word, the end card,
+        or nothing (the background)."""
         page = self.page_at(t)
         if page is not None:
-            paste(page.image)
-            word = page.word_at(t)
-            if word is not None:
-                paste(word)
-        elif t >= self.end_start:
-            paste(self.end_card)
-        # Level bars: the current level in the middle, recent history spreading outwards.
-        n = len(self.bar_x)
-        mid = (n - 1) / 2
-        centre = self.wave_top + self.wave_h // 4 * 2
-        for i, x in enumerate(self.bar_x):
-            lv = self.levels[max(0, k - round(abs(i - mid)) * self.bar_step)]
-            h = max(self.bar_w, int(lv * self.wave_h) // 2 * 2)
-            top = centre - h // 4 * 2
-            fill(top, top + h, x, x + self.bar_w)
-        done = round(self.inner * min(1.0, t / self.duration) / 2) * 2 if self.duration else 0
-        if done:
-            fill(self.prog_top, self.prog_top + self.prog_h, self.left, self.left + done)
+            return page.image, page.word_at(t)
+        if t >= self.end_start:
+            return self.end_card, None
+        return None, None
+
+    def _frame_index(self, t: float) -> int:
+        return min(max(0, int(t * self.fps + 1e-6)), self.levels.size - 1)
+
+    def _done(self, t: float) -> int:
+        """Width of the progress fill at `t` (even)."""
+        return round(self.inner * min(1.0, t / self.duration) / 2) * 2 if self.duration else 0
 
     def frame(self, t: float) -> np.ndarray:
         """The frame at `t` as an RGB array (thumbnails, tests)."""
         img = self.base.copy()
         colour = np.array(self.accent_rgb, np.uint8)
-
-        def fill(top: int, bottom: int, left: int, right: int) -> None:
+        for patch in self._caption(t):
+            if patch is not None:
+                patch.paste(img)
+        for top, bottom, left, right in self._bars(self._frame_index(t)):
             img[top:bottom, left:right] = colour
-
-        self._paint(t, lambda p: p.paste(img), fill)
+        done = self._done(t)
+        img[self.prog_top : self.prog_top + self.prog_h, self.left : self.left + done] = colour
         return img
 
     def frame_i420(self, t: float) -> np.ndarray:
         """The frame at `t` as one I420 buffer (Y, then U and V at half size): what the
         encoder takes without converting."""
+        buf = self._i420_base().copy()
+        planes = i420_planes(buf, self.width, self.height)
+        for patch in self._caption(t):
+            if patch is not None:
+                patch.paste_i420(planes)
+        self._draw_bars(planes, t)
+        self._fill_progress(planes, 0, self._done(t))
+        return buf
+
+    def composer(self) -> Callable[[float], np.ndarray]:
+        """A frame function for encoding: `frame_i420(t)`, drawn into one buffer that it
+        reuses by changing only what differs from the frame before (the caption box when its
+        page or word changes, the bars, the progress bar's new part). Write each frame out
+        before asking for the next."""
+        regions = [
+            (self.cap_top, self.cap_top + self.cap_h),
+            (self.band_top, self.band_bottom),
+            (self.prog_top, self.prog_top + self.prog_h),
+        ]
+        if any(
+            a[1] > b[0] and b[1] > a[0] for i, a in enumerate(regions) for b in regions[i + 1 :]
+        ):
+            return self.frame_i420  # a layout whose parts overlap: compose every frame whole
+        return _Composer(self)
+
+    def _i420_base(self) -> np.ndarray:
         if self._base_i420 is None:
             self._base_i420 = np.concatenate([p.ravel() for p in rgb_to_i420(self.base)])
             self._accent_yuv = yuv_of(self.accent_rgb)
-        buf = self._base_i420.copy()
-        planes = i420_planes(buf, self.width, self.height)
-        yuv = self._accent_yuv
+        return self._base_i420
 
-        def fill(top: int, bottom: int, left: int, right: int) -> None:
-            planes[0][top:bottom, left:right] = yuv[0]
-            planes[1][top // 2 : bottom // 2, left // 2 : right // 2] = yuv[1]
-            planes[2][top // 2 : bottom // 2, left // 2 : right // 2] = yuv[2]
+    def _draw_bars(self, planes: Sequence[np.ndarray], t: float) -> None:
+        y, u, v = planes
+        cy, cu, cv = self._accent_yuv
+        for top, bottom, left, right in self._bars(self._frame_index(t)):
+            y[top:bottom, left:right] = cy
+            u[top // 2 : bottom // 2, left // 2 : right // 2] = cu
+            v[top // 2 : bottom // 2, left // 2 : right // 2] = cv
 
-        self._paint(t, lambda p: p.paste_i420(planes), fill)
-        return buf
+    def _fill_progress(self, planes: Sequence[np.ndarray], start: int, end: int) -> None:
+        """The progress fill from `start` to `end` px along the track (even)."""
+        if end <= start:
+            return
+        top, bottom = self.prog_top, self.prog_top + self.prog_h
+        left, right = self.left + start, self.left + end
+        for k, plane in enumerate(planes):
+            d = 1 if k == 0 else 2
+            plane[top // d : bottom // d, left // d : right // d] = self._accent_yuv[k]
+
+
+class _Composer:
+    """`Design.composer()`: one I420 buffer, changed frame to frame only where it differs."""
+
+    def __init__(self, design: Design) -> None:
+        self.design = design
+        self.base = i420_planes(design._i420_base(), design.width, design.height)
+        self.buf = design._i420_base().copy()
+        self.planes = i420_planes(self.buf, design.width, design.height)
+        self.caption: tuple[Patch | None, Patch | None] = (None, None)
+        self.done = 0
+
+    def __call__(self, t: float) -> np.ndarray:
+        d, planes = self.design, self.planes
+        caption = d._caption(t)
+        if any(a is not b for a, b in zip(caption, self.caption, strict=True)):
+            _restore(planes, self.base, d.cap_top, d.cap_top + d.cap_h)
+            for patch in caption:
+                if patch is not None:
+                    patch.paste_i420(planes)
+            self.caption = caption
+        _restore(planes, self.base, d.band_top, d.band_bottom)
+        d._draw_bars(planes, t)
+        done = d._done(t)
+        if done < self.done:
+            _restore(planes, self.base, d.prog_top, d.prog_top + d.prog_h)
+            self.done = 0
+        d._fill_progress(planes, self.done, done)
+        self.done = done
+        return self.buf
+
+
+def _restore(
+    planes: Sequence[np.ndarray], base: Sequence[np.ndarray], top: int, bottom: int
+) -> None:
+    """Rows `top`..`bottom` (even) of every plane back to the base frame's."""
+    for k, (plane, src) in enumerate(zip(planes, base, strict=True)):
+        d = 1 if k == 0 else 2
+        plane[top // d : bottom // d] = src[top // d : bottom // d]
 
 
 def _cover(img: Image.Image, width: int, height: int) -> Image.Image:

@@ -232,9 +232,9 @@ def _encode(
     vtt_path, png_path = stem.with_suffix(".vtt"), stem.with_suffix(".png")
     try:
         write_wav(tmp_audio, samples)
-        # MoviePy's clip model supplies the frames by time; half a frame past the end so its
-        # int(duration * fps) counts all `nframes` despite float rounding.
-        clip = VideoClip(design.frame_i420, duration=(nframes + 0.5) / fps)
+        # MoviePy's clip model supplies the frames by time (`get_frame`). The composer
+        # reuses one buffer: each frame is written before the next is asked for.
+        clip = VideoClip(design.composer(), duration=(nframes + 0.5) / fps)
         with I420Writer(
             tmp_video,
             width=design.width,
@@ -244,8 +244,12 @@ def _encode(
             preset=preset,
             threads=threads,
         ) as writer:
-            for frame in clip.iter_frames(fps=fps, logger=_moviepy_progress(progress)):
-                writer.write(frame)
+            # Progress about once a second of video: a callback per frame costs more than
+            # composing the frame.
+            for i in range(nframes):
+                writer.write(clip.get_frame(i / fps))
+                if progress is not None and ((i + 1) % fps == 0 or i + 1 == nframes):
+                    progress(i + 1, nframes)
         clip.close()
         if tmp_video.stat().st_size > MAX_BYTES:
             raise StageFailed(
@@ -260,21 +264,6 @@ def _encode(
         for p in (tmp_video, tmp_audio, tmp_vtt, tmp_png):
             p.unlink(missing_ok=True)
     return vtt_path, png_path
-
-
-def _moviepy_progress(progress: Progress | None):
-    """Adapts proglog's callbacks (MoviePy's progress) to `progress(done, total)`."""
-    if progress is None:
-        return None
-    # proglog comes with MoviePy, imported with it.
-    import proglog
-
-    class Logger(proglog.ProgressBarLogger):
-        def bars_callback(self, bar, attr, value, old_value=None):
-            if bar == "frame_index" and attr == "index":
-                progress(int(value), int(self.bars[bar]["total"] or 0))
-
-    return Logger()
 
 
 def _thumbnail_time(
