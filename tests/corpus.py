@@ -104,6 +104,11 @@ def make_split(stories: list[Story]) -> dict[str, list[str]]:
 #: mix, with at least 4 self-harm and 5 violence stories each) is "outside2_tune" and
 #: "outside2_heldout".
 OUTSIDE_HALVES = ("outside_tune", "outside_heldout")
+#: A third batch (parts l, m, n: three more writers, same brief and mix) is split into
+#: "outside3_calibrate", which is never an example story and is used for one thing only, each
+#: campaign's tag threshold (the models are trained on the tuning halves, so the threshold is
+#: chosen on stories that shaped neither the models nor the cues), and "outside3_heldout".
+OUTSIDE3_HALVES = ("outside3_calibrate", "outside3_heldout")
 
 
 def extend_split(stories: list[Story], halves: tuple[str, str] = OUTSIDE_HALVES) -> dict:
