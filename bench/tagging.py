@@ -116,6 +116,7 @@ SETS = {
     "outside": OUTSIDE_HELD_OUT,
     "outside1": ("outside_heldout",),
     "outside2": ("outside2_heldout",),
+    "outside3": ("outside3_heldout",),
     "both": HELD_OUT,
 }
 
@@ -129,7 +130,8 @@ def main() -> int:
         choices=sorted(SETS),
         action="append",
         help="held-out set(s) to score: ours (written by the team), outside (written outside "
-        "the team; outside1 and outside2 are its two batches), both (default: outside and both)",
+        "the team; outside1, outside2 and outside3 are its three batches), both (default: "
+        "outside and both)",
     )
     args = parser.parse_args()
     t0 = time.perf_counter()

@@ -133,9 +133,13 @@ def extend_split(stories: list[Story], halves: tuple[str, str] = OUTSIDE_HALVES)
 
 #: The tuning halves (the shipped example stories) and the held-out halves (figures only).
 TUNING = ("tune", "outside_tune", "outside2_tune")
-HELD_OUT = ("heldout", "outside_heldout", "outside2_heldout")
-#: The held-out halves of the stories written outside the team (both batches).
-OUTSIDE_HELD_OUT = ("outside_heldout", "outside2_heldout")
+HELD_OUT = ("heldout", "outside_heldout", "outside2_heldout", "outside3_heldout")
+#: Stories that choose each campaign's tag threshold and nothing else (never examples).
+CALIBRATION = ("outside3_calibrate",)
+#: The held-out halves of the stories written outside the team (all three batches).
+OUTSIDE_HELD_OUT = ("outside_heldout", "outside2_heldout", "outside3_heldout")
+#: The first letter of the ids of stories written outside the team.
+OUTSIDE_WRITERS = "fghijklmn"
 
 
 def tuning_stories() -> list[Story]:
@@ -145,7 +149,8 @@ def tuning_stories() -> list[Story]:
 
 def split(half: str) -> list[Story]:
     """The stories of one half: "tune" or "heldout" (ours), "outside_tune" or
-    "outside_heldout", "outside2_tune" or "outside2_heldout" (written outside the team)."""
+    "outside_heldout", "outside2_tune" or "outside2_heldout", "outside3_calibrate" or
+    "outside3_heldout" (written outside the team)."""
     ids = set(json.loads(SPLIT.read_text(encoding="utf-8"))[half])
     return [s for s in load_stories() if s.id in ids]
 
@@ -300,6 +305,29 @@ def routing_figures(results) -> dict[str, float]:
     out["notes.recall"] = tp / (tp + fn) if tp + fn else float("nan")
     out["notes.precision"] = tp / (tp + fp) if tp + fp else float("nan")
     return out
+
+
+#: The tag thresholds the calibration considers.
+THRESHOLD_GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(11))
+
+
+def calibrate_threshold(
+    on: list[float], off: list[float], grid: tuple[float, ...] = THRESHOLD_GRID
+) -> tuple[float, list[tuple[float, float, float]]]:
+    """The threshold whose smaller figure, recall on the on-topic stories' scores `on` or
+    specificity on the off-topic stories' `off`, is highest (ties: the higher threshold);
+    and (threshold, recall, specificity) at every point of the grid."""
+    table = [(th, rate([x >= th for x in on]), rate([x < th for x in off])) for th in grid]
+    best = max(table, key=lambda row: (min(row[1], row[2]), row[0]))
+    return best[0], table
+
+
+def campaign_scores(results, slug: str) -> tuple[list[float], list[float]]:
+    """A campaign's best tag score for its on-topic stories and for the off-topic ones."""
+    best = {s.id: max(t.score for t in a.campaigns[slug].tags) for s, a in results}
+    on = [best[s.id] for s, _ in results if slug in s.campaigns]
+    off = [best[s.id] for s, _ in results if not s.tags]
+    return on, off
 
 
 def analyse_stories(stories, campaigns, examples, corrections=None, cache=None):
