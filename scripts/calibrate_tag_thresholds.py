@@ -14,8 +14,11 @@ The rule was fixed before that batch was written: for each campaign, the thresho
 campaign's on-topic stories and specificity on the off-topic ones. Ties go to the higher
 threshold.
 
-Prints each campaign's table and pick. `--check` exits 1 when a shipped campaign file's
-`tag_threshold` is not the pick (after the examples change, run this and update the files).
+Prints each campaign's table and pick. `--write` records them, with the SHA-256 of the
+examples they were calibrated with, in tests/data/corpus/calibration.json (a test checks that
+the shipped examples and thresholds still match it). `--check` exits 1 when a shipped campaign
+file's `tag_threshold` is not the pick. After the examples change, run this with `--write`
+and update the campaign files.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from narratives.core.campaigns import load_campaign_file  # noqa: E402
 from narratives.core.workspace import DEFAULTS_ROOT  # noqa: E402
-from narratives.stages.analyse.tagging import load_examples  # noqa: E402
+from narratives.stages.analyse.tagging import EXAMPLES_FILE, load_examples  # noqa: E402
 from tests.corpus import (  # noqa: E402
     CALIBRATION,
+    CALIBRATION_FILE,
     analyse_stories,
     calibrate_threshold,
     campaign_scores,
+    examples_digest,
     split,
 )
 
@@ -49,13 +54,20 @@ def main() -> int:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if a shipped threshold is not the pick"
     )
+    parser.add_argument(
+        "--write", action="store_true", help=f"record the picks in {CALIBRATION_FILE.name}"
+    )
     args = parser.parse_args()
     shipped = DEFAULTS_ROOT / "campaigns"
     campaigns = [load_campaign_file(p) for p in sorted(shipped.glob("*.toml"))]
     stories = [s for half in CALIBRATION for s in split(half)]
     with tempfile.TemporaryDirectory() as tmp:
         results = analyse_stories(stories, campaigns, load_examples(shipped), cache=Path(tmp))
-    report: dict = {"stories": len(stories), "campaigns": {}}
+    report: dict = {
+        "examples_sha256": examples_digest(shipped / EXAMPLES_FILE),
+        "stories": len(stories),
+        "campaigns": {},
+    }
     for c in campaigns:
         on, off = campaign_scores(results, c.slug)
         pick, table = calibrate_threshold(on, off)
@@ -69,6 +81,8 @@ def main() -> int:
                 for th, r, sp in table
             ],
         }
+    if args.write:
+        CALIBRATION_FILE.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -307,6 +307,15 @@ def routing_figures(results) -> dict[str, float]:
     return out
 
 
+#: What scripts/calibrate_tag_thresholds.py --write recorded: the picks, their tables, and
+#: the SHA-256 of the examples file they were calibrated with.
+CALIBRATION_FILE = CORPUS / "calibration.json"
+
+
+def examples_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 #: The tag thresholds the calibration considers.
 THRESHOLD_GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(11))
 
