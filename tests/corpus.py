@@ -105,9 +105,10 @@ def make_split(stories: list[Story]) -> dict[str, list[str]]:
 #: "outside2_heldout".
 OUTSIDE_HALVES = ("outside_tune", "outside_heldout")
 #: A third batch (parts l, m, n: three more writers, same brief and mix) is split into
-#: "outside3_calibrate", which is never an example story and is used for one thing only, each
-#: campaign's tag threshold (the models are trained on the tuning halves, so the threshold is
-#: chosen on stories that shaped neither the models nor the cues), and "outside3_heldout".
+#: "outside3_calibrate", which is never an example story and only chooses settings on stories
+#: that shaped neither the models nor the cues: each campaign's tag threshold, then the cost of
+#: a guessed sentence end for summaries and quotes (the boundary model never trained on it
+#: either); and "outside3_heldout".
 OUTSIDE3_HALVES = ("outside3_calibrate", "outside3_heldout")
 
 
