@@ -259,6 +259,7 @@ def test_each_dask_worker_encodes_with_its_own_threads_not_the_machines_cores(
 ):
     """Two one-thread workers on one host must not each take every core for x264 (that made
     `--cluster` slower than `--workers 2` on the same machine)."""
+    import cloudpickle
     from distributed import Client
 
     from narratives.stages.cluster import Cluster
@@ -278,6 +279,56 @@ def test_each_dask_worker_encodes_with_its_own_threads_not_the_machines_cores(
         running = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
         assert len(running) == 2
         assert all("profile" not in names for names in running.values()), running
+        # Dask's nanny pins malloc's thresholds; the plugin widens them again, so a large
+        # buffer freed and allocated again is reused, not mapped and faulted in anew.
+        trims = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert set(trims.values()) == {"65536"}, trims
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+        try:
+            faults = client.run(_page_faults_of_large_buffers)
+        finally:
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        assert all(n < 5_000 for n in faults.values()), faults
+
+
+def _page_faults_of_large_buffers(rounds: int = 100) -> int:
+    """Minor page faults of allocating, filling and freeing a 2 MiB array `rounds` times: about
+    512 each when every allocation is a fresh mapping, next to none when the heap reuses it."""
+    import resource
+
+    import numpy as np
+
+    np.ones(1 << 18)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(rounds):
+        np.ones(1 << 18)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_malloc_thresholds_pinned_by_the_environment_are_widened_again():
+    """In a process started as Dask's nanny starts workers (MALLOC_TRIM_THRESHOLD_=65536),
+    every 2 MiB buffer is a new mapping until the plugin's call widens the thresholds; without
+    the variable the call changes nothing."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "from tests.test_cluster import _page_faults_of_large_buffers as probe; "
+        "from narratives.stages.cluster import _widen_malloc_thresholds as widen; "
+        "before = probe(); done = widen(); print(json.dumps([before, done, probe()]))"
+    )
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    pinned = subprocess.run(
+        [sys.executable, "-c", code, repo], env={**env, "MALLOC_TRIM_THRESHOLD_": "65536"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    before, done, after = json.loads(pinned.stdout)
+    assert done is True
+    assert before > 20_000 and after < 5_000, (before, after)
+    free = subprocess.run(
+        [sys.executable, "-c", code, repo], env=env, capture_output=True, text=True, check=True
+    )
+    before, done, after = json.loads(free.stdout)
+    assert done is False and before < 5_000 and after < 5_000, (before, after)
 
 
 def test_the_worker_plugin_gives_renders_the_workers_threads_on_any_machine(workspace, monkeypatch):
