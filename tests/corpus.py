@@ -332,6 +332,38 @@ def calibrate_threshold(
     return best[0], table
 
 
+def note_flags(analysis, threshold: float, evidence_only: set[str]) -> set[str]:
+    """The content notes an analysis would flag with learnt notes flagged from `threshold`:
+    on evidence, or on the score unless the note needs evidence (as the analysis does)."""
+    return {
+        n.name
+        for n in analysis.content_notes
+        if n.evidence or (n.score >= threshold and n.name not in evidence_only)
+    }
+
+
+def calibrate_note_threshold(
+    results, shipped: float, evidence_only: set[str], grid: tuple[float, ...] = THRESHOLD_GRID
+) -> tuple[float, list[tuple[float, float, float]]]:
+    """The learnt-note threshold whose smaller figure, notes recall or precision over all
+    notes, is highest (ties: the higher), replayed from analyses made at `shipped`; and
+    (threshold, recall, precision) at every point of the grid."""
+    for _, a in results:
+        if note_flags(a, shipped, evidence_only) != set(a.flagged_notes):
+            raise AssertionError("the replay does not give the analysis's own flags")
+    table = []
+    for th in grid:
+        tp = fp = fn = 0
+        for s, a in results:
+            flagged = note_flags(a, th, evidence_only)
+            tp += len(flagged & set(s.notes))
+            fp += len(flagged - set(s.notes))
+            fn += len(set(s.notes) - flagged)
+        table.append((th, tp / max(tp + fn, 1), tp / max(tp + fp, 1)))
+    best = max(table, key=lambda row: (min(row[1], row[2]), row[0]))
+    return best[0], table
+
+
 def campaign_scores(results, slug: str) -> tuple[list[float], list[float]]:
     """A campaign's best tag score for its on-topic stories and for the off-topic ones."""
     best = {s.id: max(t.score for t in a.campaigns[slug].tags) for s, a in results}

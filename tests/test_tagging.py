@@ -35,6 +35,7 @@ from tests.corpus import (
     SPLIT,
     TUNING,
     analyse_stories,
+    calibrate_note_threshold,
     calibrate_threshold,
     correction_experiment,
     examples_digest,
@@ -125,17 +126,17 @@ def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
 #: Bounds a little below what bench/tagging.py measured on each held-out set, with the tag
 #: neighbours and threshold 0.6: recall and specificity per campaign, top tag, the other
 #: campaign's stories kept out, content notes (recall, precision; with the wider cues, the
-#: place rules and the note threshold 0.7). Measured (stories):
-#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.69 / 0.74;
-#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.82 / 0.84;
-#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.80 / 0.77;
+#: place rules and the calibrated note threshold 0.65). Measured (stories):
+#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.73 / 0.74;
+#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.83 / 0.83;
+#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.82 / 0.76;
 #: outside3 (82, written after the method and the calibration rule were fixed): 0.95 / 0.86,
-#: 0.89 / 1.00, 0.93, 0.91 / 0.97, notes 0.73 / 0.85.
+#: 0.89 / 1.00, 0.93, 0.91 / 0.97, notes 0.76 / 0.83.
 HELD_OUT_BOUNDS = {
-    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.64, 0.69),
-    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.77, 0.78),
-    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.75, 0.72),
-    "outside3_heldout": (0.89, 0.81, 0.85, 0.95, 0.88, 0.86, 0.93, 0.69, 0.80),
+    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.68, 0.69),
+    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.78, 0.78),
+    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.77, 0.72),
+    "outside3_heldout": (0.89, 0.81, 0.85, 0.95, 0.88, 0.86, 0.93, 0.71, 0.79),
 }
 _FIGURES = (
     "emotional-equity.recall",
@@ -187,6 +188,33 @@ def test_shipped_tag_thresholds_are_the_calibrated_ones(campaigns):
         assert c.tag_threshold == r["pick"], (c.slug, r["pick"])
         row = next(row for row in r["table"] if row["threshold"] == r["pick"])
         assert min(row["recall"], row["specificity"]) >= 0.88, (c.slug, row)
+    # The learnt content notes' threshold likewise (measured at 0.65: 0.78 / 0.79).
+    notes = recorded["notes"]
+    assert AnalyseSettings().learnt_note_threshold == notes["pick"], notes["pick"]
+    row = next(row for row in notes["table"] if row["threshold"] == notes["pick"])
+    assert min(row["recall"], row["precision"]) >= 0.75, row
+
+
+def test_the_note_calibration_replays_the_flags_and_takes_the_best_smaller_figure():
+    from types import SimpleNamespace as NS
+
+    def analysed(flagged, *scores):
+        notes = [NS(name=n, score=sc, evidence=[]) for n, sc in scores]
+        return NS(content_notes=notes, flagged_notes=flagged)
+
+    results = [
+        (NS(notes=["grief"]), analysed(["grief"], ("grief", 0.8), ("medical", 0.3))),
+        (NS(notes=["medical"]), analysed([], ("grief", 0.2), ("medical", 0.55))),
+        (NS(notes=[]), analysed([], ("grief", 0.45), ("medical", 0.5))),
+        (NS(notes=["self-harm"]), analysed([], ("self-harm", 0.9))),  # needs evidence
+    ]
+    pick, table = calibrate_note_threshold(results, 0.6, {"self-harm"}, (0.4, 0.5, 0.6))
+    assert [(th, round(r, 2), round(p, 2)) for th, r, p in table] == [
+        (0.4, 0.67, 0.5), (0.5, 0.67, 0.67), (0.6, 0.33, 1.0)
+    ]  # fmt: skip
+    assert pick == 0.5
+    with pytest.raises(AssertionError, match="replay"):
+        calibrate_note_threshold(results, 0.5, {"self-harm"})  # flags were made at 0.6
 
 
 @pytest.mark.slow
