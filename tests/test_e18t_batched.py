@@ -391,6 +391,25 @@ def test_transcribe_file_takes_the_batched_path_from_the_settings(fw, caplog):
 
 
 @pytest.mark.slow
+def test_batched_decoding_says_how_far_it_has_got_before_its_segments_arrive(fw, decoded):
+    """Batched segments come only when the whole recording is done (the guard needs every
+    window); meanwhile `decoded` hears, window by window, how far into the recording it is."""
+    import numpy as np
+
+    samples = np.concatenate(list(decoded.values()))  # about 2 minutes: several windows
+    heard: list[float] = []
+    info, segments = fw.transcribe(samples, beam_size=5, batch_size=1, decoded=heard.append)
+    segments = list(segments)
+    assert info.decoding == "batched" and info.windows >= 3
+    assert len(heard) >= info.windows and heard == sorted(heard)
+    assert heard[0] < info.duration / 2 and heard[-1] >= segments[-1].end - 1.0
+    # The plain path streams its segments and says nothing of the kind.
+    plain: list[float] = []
+    list(fw.transcribe(decoded["yusuf-assembly"], batch_size=0, decoded=plain.append)[1])
+    assert plain == []
+
+
+@pytest.mark.slow
 def test_a_negative_batch_size_at_the_engine_is_a_usage_error(fw, decoded):
     with pytest.raises(UsageError, match="batch_size"):
         fw.transcribe(decoded["yusuf-assembly"], batch_size=-2)

@@ -116,11 +116,15 @@ class Engine(Protocol):
         vad: bool = True,
         word_timestamps: bool = True,
         batch_size: int = 0,
+        decoded: Callable[[float], None] | None = None,
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         """Info at once; segments lazily, in order, times in seconds of the recording.
 
         `batch_size` > 0 asks for batched decoding where the engine has it (guarded: see
-        the module's doc); engines without it take the plain path."""
+        the module's doc); engines without it take the plain path. Batched segments arrive
+        only when the whole recording is done, so `decoded(seconds)` is told how far into
+        the recording decoding has reached meanwhile (not called on the plain path, whose
+        segments stream)."""
         ...
 
 
@@ -241,6 +245,7 @@ class FasterWhisperEngine:
         vad: bool = True,
         word_timestamps: bool = True,
         batch_size: int = 0,
+        decoded: Callable[[float], None] | None = None,
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         samples = _as_audio(audio)
         language = _language(language, self._ref.name)
@@ -258,7 +263,7 @@ class FasterWhisperEngine:
         # a lost region: without either, the plain path.
         if batch_size and vad and word_timestamps:
             return self._transcribe_batched(
-                samples, language, beam_size, word_timestamps, batch_size
+                samples, language, beam_size, word_timestamps, batch_size, decoded
             )
         raw, info = self._model.transcribe(
             samples,
@@ -286,10 +291,11 @@ class FasterWhisperEngine:
         beam_size: int,
         word_timestamps: bool,
         batch_size: int,
+        decoded: Callable[[float], None] | None = None,
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         """The batched pipeline, its windows checked by `guard_windows`, and each failing window
         decoded again on the plain path. Done in full before returning (the guard needs every
-        window), so segments arrive at once."""
+        window), so segments arrive at once; `decoded` hears how far it has got meanwhile."""
         from faster_whisper import BatchedInferencePipeline
         from faster_whisper.vad import VadOptions
 
@@ -313,6 +319,8 @@ class FasterWhisperEngine:
         by_seek: dict[int, list[Segment]] = {}
         for s in raw:
             by_seek.setdefault(int(s.seek), []).append(_segment(s))
+            if decoded is not None:
+                decoded(float(s.end))
         for w in windows:
             w.segments = by_seek.pop(w.seek, [])
         if by_seek:  # output for a window we did not predict: trust nothing batched
@@ -558,6 +566,7 @@ class OpenAIWhisperEngine:
         vad: bool = True,
         word_timestamps: bool = True,
         batch_size: int = 0,  # no batched path here: always the plain one
+        decoded: Callable[[float], None] | None = None,  # segments stream: not needed
     ) -> tuple[TranscriptInfo, Iterator[Segment]]:
         samples = _as_audio(audio)
         duration = round(samples.size / SAMPLE_RATE, 3)
@@ -718,6 +727,16 @@ def transcribe_file(
     t0 = time.perf_counter()
     samples = decode(path, SAMPLE_RATE, min_duration=settings.min_duration)
     engine = get_engine(settings, cache_dir=cache_dir)
+    total = samples.size / SAMPLE_RATE
+    reached = 0.0
+
+    def report(seconds: float) -> None:
+        """Progress that never goes back (batched decoding reports, then its segments come)."""
+        nonlocal reached
+        if progress is not None and seconds > reached:
+            reached = min(seconds, total)
+            progress(reached, total)
+
     info, stream = engine.transcribe(
         samples,
         language=language or settings.language or None,
@@ -725,15 +744,15 @@ def transcribe_file(
         vad=settings.vad,
         word_timestamps=settings.word_timestamps,
         batch_size=settings.batch_size,
+        decoded=report,
     )
     del samples
     segments = []
     for seg in stream:
         segments.append(seg)
-        if progress is not None:
-            progress(min(seg.end, info.duration), info.duration)
+        report(seg.end)
     if progress is not None:
-        progress(info.duration, info.duration)
+        progress(total, total)
     return Transcript(
         narrative_id=narrative_id,
         language=info.language,
