@@ -9,13 +9,20 @@ the plain path, then each faster-whisper run's speed-up over openai-whisper. Bea
 threads are the same for every run.
 
     python bench/transcribe.py [AUDIO] [--script TXT] [--model tiny.en] [--beam 5]
-        [--threads 1] [--repeat 3] [--batch 8 [--batch 4 ...]] [--order fw-first]
+        [--threads 1] [--repeat 3] [--batch 8 [--batch 4 ...]] [--order fw-first] [--stages]
 
 Without AUDIO it joins every recording in media/samples/ into one ~2 minute clip, and their
 scripts (media/samples/*.txt) into the reference text; with AUDIO, `--script` gives the
 reference (else no WER is printed). `--heldout N` instead speaks the first N stories of the
 labelled corpus's held-out half (tests/data/corpus/, never used to tune the guard) with
 espeak-ng, one second of silence between stories, and scores against their text.
+
+`--stages` also times the parts of each batched run, in the same (fastest) run that counts:
+Silero VAD, feature extraction and the CTranslate2 encode, generate and align calls (guard
+fallbacks included), and the windows encoded. After the table it prints where that run's wall
+time went and the compute floor: encode+generate, and encode+generate+align (word times, which
+the guard needs), against openai-whisper's wall / 8, the budget for 8x. If the floor is over
+the budget, no saving in the rest of the pipeline reaches 8x.
 """
 
 from __future__ import annotations
@@ -33,6 +40,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ENGINES = ("faster-whisper", "openai-whisper")
+#: The batched run's parts `--stages` times: (JSON key, label).
+STAGES = (
+    ("vad_s", "VAD"),
+    ("features_s", "features"),
+    ("encode_s", "encode"),
+    ("generate_s", "generate"),
+    ("align_s", "align"),
+)
 SAMPLES = REPO / "media" / "samples"
 _STORY = (
     "Last night I dreamed that the Neural Mandate Protocols were read aloud in the Dreamscape "
@@ -127,6 +142,55 @@ def _wer(reference: str, hypothesis: str) -> float | None:
     return round(jiwer.wer(_normalise(reference), _normalise(hypothesis)), 3)
 
 
+def _timed(fn, spent: dict, key: str):
+    """`fn`, adding the seconds of each call to `spent[key]`."""
+
+    def timed(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            spent[key] += time.perf_counter() - t0
+
+    return timed
+
+
+class _TimedModel:
+    """Stands in for the CTranslate2 Whisper model, whose methods live on a C++ object and
+    cannot be patched: its encode, generate and align calls are timed into `spent`, encode also
+    counts the windows (the batch dimension of its input); everything else passes through."""
+
+    def __init__(self, model, spent: dict) -> None:
+        self._model, self._spent = model, spent
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._model, name)
+        if not callable(attr) or f"{name}_s" not in self._spent:
+            return attr
+        timed = _timed(attr, self._spent, f"{name}_s")
+        if name != "encode":
+            return timed
+
+        def encode(features, *a, **kw):
+            self._spent["windows"] += features.shape[0]
+            return timed(features, *a, **kw)
+
+        return encode
+
+
+def _time_stages(engine) -> dict:
+    """Time the batched pipeline's parts from here on; returns the totals, which the caller
+    zeroes before each run. VAD is patched where faster-whisper's transcribe module looks it
+    up, features on the extractor's class (calls look `__call__` up on the type)."""
+    import faster_whisper.transcribe as fwt
+
+    spent: dict = {key: 0.0 for key, _ in STAGES} | {"windows": 0}
+    fwt.get_speech_timestamps = _timed(fwt.get_speech_timestamps, spent, "vad_s")
+    fwt.FeatureExtractor.__call__ = _timed(fwt.FeatureExtractor.__call__, spent, "features_s")
+    engine._model.model = _TimedModel(engine._model.model, spent)
+    return spent
+
+
 def _worker(args: argparse.Namespace) -> None:
     """Runs in the child: load, warm up, time one transcription, print JSON."""
     from narratives.core.config import TranscribeSettings
@@ -150,13 +214,17 @@ def _worker(args: argparse.Namespace) -> None:
         text = " ".join(s.text.strip() for s in segments)
         return text, len(info.fallbacks)
 
+    timing = args.stages and args.engine == "faster-whisper" and args.batch_size > 0
+    spent = _time_stages(engine) if timing else {}
     run()  # warm-up: first-call allocations and caches
-    walls, cpus = [], []
+    walls, cpus, stages = [], [], []
     for _ in range(args.repeat):
+        spent.update(dict.fromkeys(spent, 0))
         t0, c0 = time.perf_counter(), time.process_time()
         text, fallbacks = run()
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
+        stages.append({k: round(v, 3) for k, v in spent.items()})
     wall = min(walls)  # the least disturbed run on a shared machine
     reference = args.reference.read_text(encoding="utf-8") if args.reference else ""
     print(
@@ -176,6 +244,8 @@ def _worker(args: argparse.Namespace) -> None:
                 "wer": _wer(reference, text),
                 "fallbacks": fallbacks,
                 "walls": [round(w, 2) for w in walls],
+                # the parts of the run that counts (the fastest), with --stages
+                **({"stages": stages[walls.index(wall)]} if timing else {}),
             }
         )
     )
@@ -185,6 +255,36 @@ def _label(r: dict) -> str:
     if r["engine"] == "openai-whisper":
         return "openai-whisper"
     return f"fw batched {r['batch']}" if r["batch"] else "fw plain"
+
+
+def _print_stages(r: dict, ow: dict) -> None:
+    """Where a batched run's wall time went, and whether the model's compute alone fits in the
+    8x budget: encode and generate are CTranslate2's work, which no change around them saves."""
+    st, n = r["stages"], r["stages"]["windows"]
+    print(f"{_label(r)}: its fastest run's {r['wall_s']:.2f} s, {n} window(s) encoded")
+    for key, label in STAGES:
+        per = f"  ({st[key] / n:.3f} s/window)" if key in ("encode_s", "generate_s") and n else ""
+        print(f"  {label:22} {st[key]:6.2f} s{per}")
+    rest = r["wall_s"] - sum(st[key] for key, _ in STAGES)
+    print(f"  {'rest (wall - parts)':22} {rest:6.2f} s")
+    budget = ow["wall_s"] / 8
+    print(f"  {'8x budget':22} {budget:6.2f} s  (openai-whisper {ow['wall_s']:.2f} s / 8)")
+    for label, keys in (
+        ("encode+generate", ("encode_s", "generate_s")),
+        ("encode+generate+align", ("encode_s", "generate_s", "align_s")),
+    ):
+        floor = sum(st[k] for k in keys)
+        if floor <= budget:
+            verdict = (
+                f"under the budget by {budget - floor:.2f} s: 8x reachable only if "
+                f"all else took <= {budget - floor:.2f} s"
+            )
+        else:
+            verdict = (
+                f"over the budget by {floor - budget:.2f} s: 8x not reachable "
+                "even if all else took no time"
+            )
+        print(f"  {label:22} {floor:6.2f} s  {verdict}")
 
 
 def main() -> None:
@@ -209,6 +309,12 @@ def main() -> None:
         choices=("ow-first", "fw-first"),
         default="ow-first",
         help="which engine runs first (load on a shared machine drifts)",
+    )
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="batched runs: time VAD, features, encode, generate and align in the run that "
+        "counts (the fastest), and compare the model's compute with the 8x budget",
     )
     p.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     p.add_argument("--batch-size", type=int, default=0, help=argparse.SUPPRESS)
@@ -235,6 +341,7 @@ def main() -> None:
         cmd += ["--beam", str(args.beam), "--threads", str(args.threads)]
         cmd += ["--repeat", str(args.repeat), "--batch-size", str(batch)]
         cmd += ["--reference", str(reference)]
+        cmd += ["--stages"] if args.stages and batch else []
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
     print(
@@ -264,6 +371,9 @@ def main() -> None:
             f"{'met' if speedup >= 8 else 'NOT met'}); uses "
             f"{ow['peak_mb'] / r['peak_mb']:.1f}x less peak memory"
         )
+    for r in results:
+        if "stages" in r:
+            _print_stages(r, ow)
 
 
 if __name__ == "__main__":
