@@ -32,6 +32,7 @@ COMMANDS: list[tuple[tuple[str, ...], list[str]]] = [
     (("campaigns", "list"), []),
     (("campaigns", "show"), ["emotional-equity"]),
     (("campaigns", "check"), []),
+    (("campaigns", "update"), []),
     (("drafts", "list"), []),
     (("drafts", "show"), ["1"]),
     (("drafts", "edit"), ["1"]),

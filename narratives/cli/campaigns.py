@@ -1,4 +1,4 @@
-"""`narrative campaigns list|show|check`: the campaign definitions in `campaigns/*.toml`."""
+"""`narrative campaigns list|show|check|update`: the campaign definitions in `campaigns/*.toml`."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ def check() -> None:
     # The analysis modules load NumPy and scikit-learn: only for `check`, not for `--help`.
     from narratives.stages.analyse.content_notes import note_specs
     from narratives.stages.analyse.tagging import EXAMPLES_FILE, check_examples, read_examples
+    from narratives.workflow.upgrade import stale_defaults
 
     ctx = get_context()
     found, errors = _load_all(ctx)
@@ -117,6 +118,7 @@ def check() -> None:
     notes = [n.name for n in note_specs(ctx.settings.analyse)]
     label_errors, remarks = check_examples(examples, found, notes)
     errors += label_errors
+    remarks += stale_defaults(ctx.workspace, found)
     for remark in remarks:
         click.echo(f"Note: {remark}", err=True)
     for message in errors:
@@ -128,6 +130,54 @@ def check() -> None:
     click.echo(f"{len(found)} campaign(s) OK: {', '.join(slugs)}")
     if examples:
         click.echo(f"{len(examples)} example stories in campaigns/{EXAMPLES_FILE}")
+
+
+@campaigns.command()
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="What changed, as one JSON object.")
+def update(dry_run: bool, as_json: bool) -> None:
+    """Take this version's example stories and tag thresholds where the workspace still has
+    an earlier version's.
+
+    The examples (campaigns/examples.jsonl) and each campaign's tag_threshold are calibrated
+    together; a workspace made by an earlier version keeps its copies when the package is
+    upgraded. Example lines an earlier version shipped are replaced by this version's, and a
+    tag_threshold still at an earlier version's default is set to this one's. Lines you added
+    or relabelled, and thresholds you chose, are kept. Each changed file is copied aside first
+    (NAME.before-update-TIME). Stories processed before keep their tags until processed
+    again.
+    Exit code 0, also when nothing needed changing; 2 when a campaign file does not load.
+    """
+    from narratives.workflow.upgrade import update_defaults
+
+    ctx = get_context()
+    found, errors = _load_all(ctx)
+    if errors:
+        for message in errors:
+            click.secho(f"Error: {message}", fg="red", err=True)
+        raise SystemExit(EXIT_USAGE)
+    result = update_defaults(ctx.workspace, found, dry_run=dry_run)
+    if as_json:
+        echo_json(result.to_json())
+        return
+    would = "would be " if dry_run else ""
+    if not result.changed:
+        click.echo("Nothing to update: no earlier version's example stories or thresholds.")
+        return
+    if result.added or result.removed:
+        click.echo(
+            f"campaigns/examples.jsonl: {result.added} example stories {would}added, "
+            f"{result.removed} {would}removed, {result.kept_own} of your own kept"
+        )
+    for t in result.thresholds:
+        click.echo(f"{t.path}: tag_threshold {t.before:g} {would}set to {t.after:g}")
+    for b in result.backups:
+        click.echo(f"the file as it was: {b}")
+    if not dry_run:
+        click.echo(
+            "Stories processed before keep their tags and campaigns until processed again "
+            "(`narrative process --force PATHS`)."
+        )
 
 
 def _voice_errors(found: list[Campaign]) -> list[str]:

@@ -1,0 +1,212 @@
+"""A workspace made by an earlier version: its examples and tag thresholds brought up to date
+without losing what someone chose (narratives/workflow/upgrade.py, `campaigns update`)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from narratives.cli import cli
+from narratives.core.campaigns import load_campaigns
+from narratives.core.workspace import DEFAULTS_ROOT
+from narratives.workflow.upgrade import (
+    example_key,
+    read_history,
+    stale_defaults,
+    update_defaults,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = DEFAULTS_ROOT / "campaigns" / "examples.jsonl"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "record_shipped_defaults", REPO / "scripts" / "record_shipped_defaults.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _shipped() -> list[str]:
+    return [line for line in SHIPPED.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _first(line: str) -> int:
+    return read_history()["examples"]["first_shipped_in"][example_key(json.loads(line))]
+
+
+def _earlier_file(workspace, *, drop: int | None = None, extra: list[str] = ()) -> list[str]:
+    """The examples file as the version before this one left it (this version's lines that
+    shipped earlier), less line `drop`, plus `extra`."""
+    lines = [line for line in _shipped() if _first(line) < len(_versions()) - 1]
+    if drop is not None:
+        del lines[drop]
+    lines += list(extra)
+    path = workspace.campaigns_dir / "examples.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def _versions() -> list[dict]:
+    return read_history()["examples"]["versions"]
+
+
+def _set_threshold(workspace, slug: str, line: str) -> Path:
+    path = workspace.campaigns_dir / f"{slug}.toml"
+    text = path.read_text(encoding="utf-8")
+    assert "\ntag_threshold = 0.6\n" in text
+    path.write_text(text.replace("\ntag_threshold = 0.6\n", f"\n{line}\n"), encoding="utf-8")
+    return path
+
+
+def test_the_recorded_history_describes_the_shipped_files():
+    """Changing the shipped examples or thresholds without running the script fails here."""
+    assert _script().check() == []
+    history = read_history()
+    current = len(history["examples"]["versions"]) - 1
+    keys = {example_key(json.loads(line)) for line in _shipped()}
+    assert keys <= set(history["examples"]["first_shipped_in"])
+    # Lines no longer shipped are the only ones whose first version is not in the file.
+    assert current >= 1 and any(_first(line) == current for line in _shipped())
+    assert history["examples"]["versions"][-1]["stories"] == len(_shipped())
+
+
+def test_a_fresh_workspace_has_nothing_to_update(workspace):
+    campaigns = load_campaigns(workspace)
+    assert stale_defaults(workspace, campaigns) == []
+    before = {p.name: p.read_bytes() for p in workspace.campaigns_dir.iterdir()}
+    result = update_defaults(workspace, campaigns)
+    assert not result.changed and result.backups == []
+    assert {p.name: p.read_bytes() for p in workspace.campaigns_dir.iterdir()} == before
+
+
+def test_earlier_examples_are_brought_up_to_date_and_choices_kept(workspace):
+    own = json.dumps({"text": "A story of my own about nights.", "tags": ["sleep-inequality"]})
+    shipped = _shipped()
+    # An editor relabelled a line this version ships for the first time: theirs wins.
+    newest = next(line for line in shipped if _first(line) == len(_versions()) - 1)
+    relabelled = json.loads(newest) | {"tags": []}
+    lines = _earlier_file(workspace, drop=4, extra=[own, json.dumps(relabelled)])
+    dropped = [line for line in shipped if _first(line) < len(_versions()) - 1][4]
+    path = workspace.campaigns_dir / "examples.jsonl"
+    before = path.read_bytes()
+    campaigns = load_campaigns(workspace)
+
+    notes = stale_defaults(workspace, campaigns)
+    assert len(notes) == 1 and "lacks" in notes[0] and "campaigns update" in notes[0]
+
+    dry = update_defaults(workspace, campaigns, dry_run=True)
+    assert dry.changed and path.read_bytes() == before and dry.backups == []
+
+    result = update_defaults(workspace, campaigns)
+    after = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    new = [line for line in shipped if _first(line) == len(_versions()) - 1]
+    assert result.added == len(new) - 1 == dry.added
+    assert result.removed == 0 and result.kept_own == 2
+    assert after[: len(lines)] == lines  # every line that was there, in its place
+    assert own in after and json.dumps(relabelled) in after
+    assert newest not in after  # the relabelled story is not added a second time
+    assert dropped not in after  # a shipped line someone deleted stays deleted
+    assert set(after) >= set(new) - {newest}
+    backup = workspace.root / result.backups[0]
+    assert backup.read_bytes() == before
+    # Done once: nothing left to say or do.
+    assert stale_defaults(workspace, campaigns) == []
+    assert not update_defaults(workspace, campaigns).changed
+
+
+def test_lines_this_version_changed_are_replaced(workspace):
+    """A line an earlier version shipped and this one changed or dropped is removed; with a
+    history that says so (the real one has no such line yet)."""
+    history = read_history()
+    old = {"text": "An example an earlier version shipped, since dropped.", "tags": []}
+    history["examples"]["first_shipped_in"][example_key(old)] = 0
+    path = workspace.campaigns_dir / "examples.jsonl"
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(old) + "\n")
+    campaigns = load_campaigns(workspace)
+    notes = stale_defaults(workspace, campaigns, history)
+    assert len(notes) == 1 and "1 it changed or dropped" in notes[0]
+    result = update_defaults(workspace, campaigns, history=history)
+    assert (result.added, result.removed) == (0, 1)
+    assert path.read_text(encoding="utf-8").splitlines() == _shipped()
+
+
+def test_an_earlier_versions_exact_file_is_named_as_such(workspace):
+    history = read_history()
+    lines = _earlier_file(workspace)
+    digest = hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+    history["examples"]["versions"][-2] = {"sha256": digest, "stories": len(lines)}
+    notes = stale_defaults(workspace, load_campaigns(workspace), history)
+    assert notes and f"is the example set of an earlier version ({len(lines)} stories)" in notes[0]
+
+
+def test_only_an_earlier_default_threshold_is_changed(workspace):
+    earlier = read_history()["tag_threshold"]["emotional-equity"]["earlier"]
+    assert 0.5 in earlier and 0.55 not in earlier
+    ee = _set_threshold(workspace, "emotional-equity", "tag_threshold = 0.5  # as shipped")
+    nm = _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.55")
+    nm_before = nm.read_bytes()
+    campaigns = load_campaigns(workspace)
+    notes = stale_defaults(workspace, campaigns)
+    assert len(notes) == 1 and notes[0].startswith("emotional-equity: tag_threshold 0.5 ")
+
+    result = update_defaults(workspace, campaigns)
+    assert [(t.slug, t.before, t.after) for t in result.thresholds] == [
+        ("emotional-equity", 0.5, 0.6)
+    ]
+    assert "\ntag_threshold = 0.6  # as shipped\n" in ee.read_text(encoding="utf-8")
+    assert nm.read_bytes() == nm_before  # someone's own choice
+    by_slug = {c.slug: c for c in load_campaigns(workspace)}
+    assert by_slug["emotional-equity"].tag_threshold == 0.6
+    assert by_slug["neural-mandate"].tag_threshold == 0.55
+    assert stale_defaults(workspace, load_campaigns(workspace)) == []
+
+
+def test_campaigns_update_command(workspace):
+    _earlier_file(workspace)
+    _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.45")
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["campaigns", "update", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    planned = json.loads(dry.stdout)
+    assert planned["dry_run"] and planned["changed"] and planned["backups"] == []
+    assert planned["examples"]["added"] > 0
+    assert planned["thresholds"][0]["slug"] == "neural-mandate"
+
+    done = runner.invoke(cli, ["campaigns", "update"])
+    assert done.exit_code == 0, done.output
+    assert f"{planned['examples']['added']} example stories added" in done.stdout
+    assert "campaigns/neural-mandate.toml: tag_threshold 0.45 set to 0.6" in done.stdout
+    assert done.stdout.count("the file as it was: campaigns/") == 2
+
+    again = runner.invoke(cli, ["campaigns", "update"])
+    assert again.exit_code == 0 and again.stdout.startswith("Nothing to update")
+
+
+def test_a_broken_campaign_file_stops_the_update(workspace):
+    (workspace.campaigns_dir / "broken.toml").write_text("slug = [", encoding="utf-8")
+    _earlier_file(workspace)
+    before = (workspace.campaigns_dir / "examples.jsonl").read_bytes()
+    result = CliRunner().invoke(cli, ["campaigns", "update"])
+    assert result.exit_code == 2 and "broken.toml" in result.stderr
+    assert (workspace.campaigns_dir / "examples.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("until", ["analyse", "transcribe"])
+def test_process_says_when_it_routes_with_earlier_defaults(workspace, tmp_path, until):
+    _set_threshold(workspace, "emotional-equity", "tag_threshold = 0.5")
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["process", "--until", until, str(empty)])
+    assert result.exit_code == 1  # no recordings found
+    said = "Note: emotional-equity: tag_threshold 0.5 is an earlier version's default"
+    # Only when stories would be routed with it.
+    assert (said in result.stderr) == (until == "analyse")
