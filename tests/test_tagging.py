@@ -315,6 +315,18 @@ def test_summaries_and_quotes_are_whole_sentences(held_out_excerpts):
     assert n > 100 and written >= 0.97
     flat, n = _whole(held_out_excerpts, "unpunctuated", outside=True)
     assert n > 100 and flat >= 0.58
+    # Where a cut is a guess, the excerpt says so (the review page asks an editor to check
+    # it): every unpunctuated excerpt that is not whole is marked.
+    unmarked, marked = [], 0
+    for s, name, text, origin, a in held_out_excerpts:
+        if name != "unpunctuated" or not has_reference(s):
+            continue
+        for e in [*a.summary, a.quote]:
+            marked += e.guessed
+            if not e.guessed and not e.text.endswith("…"):
+                if not whole_sentence(s, text, origin, e.char_start, e.char_end):
+                    unmarked.append((s.id, e.text))
+    assert unmarked == [] and marked > 0
 
 
 @pytest.mark.slow

@@ -326,3 +326,50 @@ def test_a_narrower_consent_from_the_form_says_what_it_took_down(ctx):
     assert "It covers less: 1 published post(s) taken down." in flash(
         client, f"/drafts/{ids['rss']}"
     )
+
+
+@pytest.mark.parametrize("which", ["none", "summary", "quote", "both", "abstract"])
+def test_guessed_sentence_ends_are_pointed_out(ctx, which):
+    """An excerpt cut from unpunctuated words may stop mid-sentence: the page says which."""
+    data = analysis_for()
+    if which in ("summary", "both", "abstract"):
+        data["summary"][1]["guessed"] = True
+    if which in ("quote", "both"):
+        data["quote"]["guessed"] = True
+    if which == "abstract":  # the summary shown is then the model's, not the guessed excerpt
+        data["abstract"] = "A narrator remembers two lines at a clinic."
+    nid = add_narrative(ctx, analysis=data)
+    page = client_for(ctx).get(f"/drafts/{_drafts(ctx, nid)['rss']}").text
+    said = re.search(
+        r'<p class="warning small" id="guessed-ends">Check where the ([^<]*?) start', page
+    )
+    expected = {
+        "none": None,
+        "abstract": None,
+        "summary": "summary",
+        "quote": "quote",
+        "both": "summary and the quote",
+    }[which]
+    assert (said[1] if said else None) == expected
+
+
+def test_show_marks_an_excerpt_with_guessed_ends(ctx):
+    from click.testing import CliRunner
+
+    from narratives.cli import cli
+
+    plain = add_narrative(ctx)
+    data = analysis_for()
+    data["quote"]["guessed"] = True
+    guessed = add_narrative(ctx, "story-2", analysis=data)
+
+    def shown(nid: str) -> str:
+        r = CliRunner().invoke(cli, ["show", nid], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return " ".join(r.output.split())
+
+    assert "guessed" not in shown(plain)
+    text = shown(guessed)
+    # Beside the quote only (the summary's ends are sure).
+    assert text.count("guessed") == 1
+    assert "something you buy.” (8.0–11.2s) (sentence ends guessed: check them)" in text

@@ -340,10 +340,18 @@ def _print_routes(data: dict, nid: str) -> None:
 def _print_analysis(analysis: dict) -> None:
     say = lambda text: console.print(text, highlight=False)  # noqa: E731
     say(f"\n[bold]Title:[/] {escape(analysis.get('title') or '')}")
-    say(f"[bold]Summary:[/] {escape(analysis.get('summary_text') or '')}")
+    # An end guessed from unpunctuated words may fall mid-sentence: say so beside it.
+    check = " [yellow](sentence ends guessed: check them)[/]"
+    guessed = not analysis.get("abstract") and any(
+        s.get("guessed") for s in analysis.get("summary") or []
+    )
+    say(f"[bold]Summary:[/] {escape(analysis.get('summary_text') or '')}{check if guessed else ''}")
     quote = analysis.get("quote") or {}
     if quote.get("text"):
-        say(f"[bold]Quote:[/] “{escape(quote['text'])}” ({quote['start']:.1f}–{quote['end']:.1f}s)")
+        say(
+            f"[bold]Quote:[/] “{escape(quote['text'])}” ({quote['start']:.1f}–{quote['end']:.1f}s)"
+            + (check if quote.get("guessed") else "")
+        )
     for slug, fit in sorted((analysis.get("campaigns") or {}).items()):
         tags = escape(", ".join(f"{t['name']} {t['score']:.2f}" for t in fit.get("tags", [])[:3]))
         verdict = "on-topic" if fit.get("on_topic") else "off-topic"

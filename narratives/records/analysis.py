@@ -46,6 +46,9 @@ class Excerpt:
     #: Character offsets of `raw` in `Transcript.text`.
     char_start: int = 0
     char_end: int = 0
+    #: An end was guessed from the words alone (no punctuation and no pause there), so it may
+    #: start or end mid-sentence: the review page asks an editor to check it.
+    guessed: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Excerpt:

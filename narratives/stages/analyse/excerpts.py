@@ -137,7 +137,8 @@ def _cut(s: Sentence, words: list[TextWord]) -> Excerpt:
     kept = [w for w in ws if w.char_end - s.char_start <= QUOTE_HARD_MAX_CHARS - 1] or ws[:1]
     raw = s.raw[: kept[-1].char_end - s.char_start].rstrip(",;: ")
     text = trim_fillers(raw)[: QUOTE_HARD_MAX_CHARS - 1].rstrip() + "…"
-    return Excerpt(text, raw, kept[0].start, kept[-1].end, s.char_start, s.char_start + len(raw))
+    start, end = s.char_start, s.char_start + len(raw)
+    return Excerpt(text, raw, kept[0].start, kept[-1].end, start, end, s.start_chance < 1.0)
 
 
 #: Phrases embedded to choose a title from (each costs a little model time).

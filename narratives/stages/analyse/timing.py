@@ -148,7 +148,10 @@ def _trimmed_times(trimmed: str, words: list[TextWord]) -> tuple[float, float]:
 
 def excerpt(s: Sentence) -> Excerpt:
     """The record of a sentence: its text, raw words, times and place in the transcript."""
-    return Excerpt(s.text, s.raw, round(s.start, 3), round(s.end, 3), s.char_start, s.char_end)
+    guessed = s.start_chance < 1.0 or s.end_chance < 1.0
+    return Excerpt(
+        s.text, s.raw, round(s.start, 3), round(s.end, 3), s.char_start, s.char_end, guessed
+    )
 
 
 def text_sentences(text: str) -> list[str]:

@@ -135,6 +135,8 @@ class DraftPage:
     tag_rows: list[TagRow]
     notes: list[NoteRow]
     quote_edited: bool
+    #: Which of the summary and the quote have an end guessed from unpunctuated words.
+    guessed: list[str]
     consent: ConsentPanel
     routing: CampaignsPanel
     schedule: SchedulePanel
@@ -240,6 +242,7 @@ def draft_page(site: Site, draft: Draft, *, viewer: str | None = None) -> DraftP
         tag_rows=_tag_rows(ctx, draft, campaign, analysis),
         notes=_note_rows(campaign, analysis),
         quote_edited=quote_edited(draft, quote_forms(ctx, draft.narrative_id, analysis)),
+        guessed=_guessed(analysis),
         consent=consent,
         routing=campaigns_panel(ctx, site.jobs, draft.narrative_id, analysis),
         schedule=schedule_panel(ctx, draft, campaign),
@@ -278,6 +281,19 @@ def _tag_rows(
         above = score is not None and campaign is not None and score >= campaign.tag_threshold
         rows.append(TagRow(name, score, above, corrections.get(name), model.get(name)))
     return rows
+
+
+def _guessed(analysis: Analysis | None) -> list[str]:
+    """ "summary" and/or "quote" when an end of it was guessed (the transcript has neither
+    punctuation nor a pause there): an editor should check it does not stop mid-sentence."""
+    if analysis is None:
+        return []
+    out = []
+    if not analysis.abstract and any(e.guessed for e in analysis.summary):
+        out.append("summary")
+    if analysis.quote is not None and analysis.quote.guessed:
+        out.append("quote")
+    return out
 
 
 def _note_rows(campaign: Campaign | None, analysis: Analysis | None) -> list[NoteRow]:
