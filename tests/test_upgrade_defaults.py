@@ -42,12 +42,11 @@ def _first(line: str) -> int:
     return read_history()["examples"]["first_shipped_in"][example_key(json.loads(line))]
 
 
-def _earlier_file(workspace, *, drop: int | None = None, extra: list[str] = ()) -> list[str]:
+def _earlier_file(workspace, *, drop: tuple[int, ...] = (), extra: list[str] = ()) -> list[str]:
     """The examples file as the version before this one left it (this version's lines that
-    shipped earlier), less line `drop`, plus `extra`."""
+    shipped earlier), less the lines at `drop`, plus `extra`."""
     lines = [line for line in _shipped() if _first(line) < len(_versions()) - 1]
-    if drop is not None:
-        del lines[drop]
+    lines = [line for k, line in enumerate(lines) if k not in drop]
     lines += list(extra)
     path = workspace.campaigns_dir / "examples.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -93,8 +92,11 @@ def test_earlier_examples_are_brought_up_to_date_and_choices_kept(workspace):
     # An editor relabelled a line this version ships for the first time: theirs wins.
     newest = next(line for line in shipped if _first(line) == len(_versions()) - 1)
     relabelled = json.loads(newest) | {"tags": []}
-    lines = _earlier_file(workspace, drop=4, extra=[own, json.dumps(relabelled)])
-    dropped = [line for line in shipped if _first(line) < len(_versions()) - 1][4]
+    earlier = [line for line in shipped if _first(line) < len(_versions()) - 1]
+    # Deleted by someone: one from the oldest version, one from the newest the file has.
+    last = next(k for k, line in enumerate(earlier) if _first(line) == len(_versions()) - 2)
+    lines = _earlier_file(workspace, drop=(4, last), extra=[own, json.dumps(relabelled)])
+    dropped = [earlier[4], earlier[last]]
     path = workspace.campaigns_dir / "examples.jsonl"
     before = path.read_bytes()
     campaigns = load_campaigns(workspace)
@@ -113,7 +115,7 @@ def test_earlier_examples_are_brought_up_to_date_and_choices_kept(workspace):
     assert after[: len(lines)] == lines  # every line that was there, in its place
     assert own in after and json.dumps(relabelled) in after
     assert newest not in after  # the relabelled story is not added a second time
-    assert dropped not in after  # a shipped line someone deleted stays deleted
+    assert not set(dropped) & set(after)  # shipped lines someone deleted stay deleted
     assert set(after) >= set(new) - {newest}
     backup = workspace.root / result.backups[0]
     assert backup.read_bytes() == before
@@ -133,7 +135,7 @@ def test_lines_this_version_changed_are_replaced(workspace):
         f.write(json.dumps(old) + "\n")
     campaigns = load_campaigns(workspace)
     notes = stale_defaults(workspace, campaigns, history)
-    assert len(notes) == 1 and "1 it changed or dropped" in notes[0]
+    assert len(notes) == 1 and "has 1 that this version changed or dropped" in notes[0]
     result = update_defaults(workspace, campaigns, history=history)
     assert (result.added, result.removed) == (0, 1)
     assert path.read_text(encoding="utf-8").splitlines() == _shipped()
@@ -210,3 +212,168 @@ def test_process_says_when_it_routes_with_earlier_defaults(workspace, tmp_path, 
     said = "Note: emotional-equity: tag_threshold 0.5 is an earlier version's default"
     # Only when stories would be routed with it.
     assert (said in result.stderr) == (until == "analyse")
+
+
+def test_a_workspace_from_before_any_examples_gets_them(workspace):
+    (workspace.campaigns_dir / "examples.jsonl").unlink()
+    campaigns = load_campaigns(workspace)
+    [note] = stale_defaults(workspace, campaigns)
+    assert "is missing, so tags are scored by their descriptions alone" in note
+    result = update_defaults(workspace, campaigns)
+    assert result.added == len(_shipped()) and result.backups == []
+    path = workspace.campaigns_dir / "examples.jsonl"
+    assert path.read_text(encoding="utf-8").splitlines() == _shipped()
+    # An empty file is someone's choice: left alone, and nothing said.
+    path.write_text("", encoding="utf-8")
+    assert stale_defaults(workspace, campaigns) == []
+    assert not update_defaults(workspace, campaigns).changed
+
+
+def test_a_threshold_written_another_way_is_left_for_a_person(workspace):
+    """Only a plain top-level line is edited, and only when the edit is proven to change
+    nothing else; otherwise the note and the command say to set it by hand."""
+    quoted = _set_threshold(workspace, "emotional-equity", 'tag_threshold = "0.5"')
+    # The threshold line also appears inside a string before the real one: editing the
+    # first match would change the description, and the check refuses that.
+    nm = _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.45")
+    text = nm.read_text(encoding="utf-8")
+    assert text.index('description = "') < text.index("\ntag_threshold = 0.45\n")
+    text = text.replace('description = "', 'description = """\ntag_threshold = 0.45\n', 1)
+    text = text.replace('."\n', '."""\n', 1)
+    nm.write_text(text, encoding="utf-8")
+    campaigns = {c.slug: c for c in load_campaigns(workspace)}
+    assert campaigns["emotional-equity"].tag_threshold == 0.5
+    assert campaigns["neural-mandate"].tag_threshold == 0.45
+    before = {p: p.read_bytes() for p in (quoted, nm)}
+    notes = stale_defaults(workspace, list(campaigns.values()))
+    assert len(notes) == 2 and all("set it in campaigns/" in n for n in notes)
+
+    result = CliRunner().invoke(cli, ["campaigns", "update", "--json"])
+    assert result.exit_code == 1  # a person has to act
+    out = json.loads(result.stdout)
+    assert {t["slug"] for t in out["set_by_hand"]} == {"emotional-equity", "neural-mandate"}
+    assert out["thresholds"] == [] and not out["changed"]
+    assert {p: p.read_bytes() for p in (quoted, nm)} == before
+
+
+def test_a_replaced_file_keeps_its_mode(workspace):
+    _earlier_file(workspace)
+    path = workspace.campaigns_dir / "examples.jsonl"
+    path.chmod(0o600)
+    ee = _set_threshold(workspace, "emotional-equity", "tag_threshold = 0.45")
+    ee.chmod(0o640)
+    result = update_defaults(workspace, load_campaigns(workspace))
+    assert result.changed
+    assert (path.stat().st_mode & 0o777, ee.stat().st_mode & 0o777) == (0o600, 0o640)
+    modes = {
+        b.split(".before-update-")[0]: (workspace.root / b).stat().st_mode & 0o777
+        for b in result.backups
+    }
+    assert modes == {"campaigns/examples.jsonl": 0o600, "campaigns/emotional-equity.toml": 0o640}
+
+
+def test_a_write_that_fails_part_way_says_what_was_done(workspace, monkeypatch):
+    from narratives.core.errors import EnvironmentProblem
+    from narratives.workflow import upgrade
+
+    _earlier_file(workspace)
+    _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.5")
+    originals = {p.name: p.read_bytes() for p in workspace.campaigns_dir.iterdir()}
+    real = upgrade._replace
+
+    def replace(path, text):
+        if path.suffix == ".toml":
+            raise EnvironmentProblem(f"cannot write {path}: disk full")
+        real(path, text)
+
+    monkeypatch.setattr(upgrade, "_replace", replace)
+    with pytest.raises(EnvironmentProblem) as caught:
+        update_defaults(workspace, load_campaigns(workspace))
+    message = str(caught.value)
+    assert "disk full" in message and "already updated: campaigns/examples.jsonl" in message
+    # Every file as it was is kept aside, including the one already replaced.
+    copies = sorted(p for p in workspace.campaigns_dir.iterdir() if ".before-update-" in p.name)
+    assert len(copies) == 2 and all(p.name.split(".before-update-")[0] in originals for p in copies)
+    for p in copies:
+        assert p.read_bytes() == originals[p.name.split(".before-update-")[0]]
+    assert p.name in message
+
+
+def test_process_notes_survive_an_unreadable_examples_file(workspace, tmp_path):
+    with (workspace.campaigns_dir / "examples.jsonl").open("ab") as f:
+        f.write(b'{"text": "caf\xe9", "tags": []}\n')
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["process", "--until", "analyse", str(empty)])
+    # Exit 1 for "no recordings found", not for a crash in the note.
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "no recordings" in result.stderr.lower()
+
+
+ROUNDS = 200
+
+
+def _updater(root: str, barrier, results) -> None:
+    """A second `campaigns update` at the same moment, round after round."""
+    from narratives.core.workspace import Workspace
+
+    ws = Workspace(Path(root))
+    for _ in range(ROUNDS):
+        barrier.wait()
+        try:
+            results.put(update_defaults(ws, load_campaigns(ws)).to_json())
+        except Exception as exc:  # reported to the parent, which fails the test
+            results.put({"error": repr(exc)})
+        barrier.wait()
+
+
+def test_two_updates_at_once_neither_lose_nor_double_anything(workspace):
+    """Two processes update the same workspace at the same moment, 200 times: one does the
+    work, the other finds nothing left; the copies aside always hold the files as they were."""
+    import multiprocessing
+
+    own = json.dumps({"text": "A story of my own.", "tags": []})
+    path = workspace.campaigns_dir / "examples.jsonl"
+    ee = workspace.campaigns_dir / "emotional-equity.toml"
+    shipped_ee = ee.read_text(encoding="utf-8")
+
+    def reset() -> dict[str, bytes]:
+        for p in workspace.campaigns_dir.glob("*.before-update-*"):
+            p.unlink()
+        _earlier_file(workspace, extra=[own])
+        old = shipped_ee.replace("\ntag_threshold = 0.6\n", "\ntag_threshold = 0.5\n")
+        ee.write_text(old, encoding="utf-8")
+        return {p.name: p.read_bytes() for p in (path, ee)}
+
+    old = reset()
+    update_defaults(workspace, load_campaigns(workspace))
+    expected = {p.name: p.read_bytes() for p in (path, ee)}
+    assert expected != old
+
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(3), spawn.Queue()
+    workers = [
+        spawn.Process(target=_updater, args=(str(workspace.root), barrier, results))
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(ROUNDS):
+            old = reset()
+            barrier.wait(timeout=60)
+            got = [results.get(timeout=60), results.get(timeout=60)]
+            assert not any("error" in g for g in got), got
+            assert sorted(g["changed"] for g in got) == [False, True]
+            assert {p.name: p.read_bytes() for p in (path, ee)} == expected
+            copies = {
+                p.name.split(".before-update-")[0]: p.read_bytes()
+                for p in workspace.campaigns_dir.glob("*.before-update-*")
+            }
+            assert copies == old
+            barrier.wait(timeout=60)
+    finally:
+        for w in workers:
+            w.join(timeout=30)
+            if w.is_alive():
+                w.kill()

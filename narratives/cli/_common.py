@@ -22,6 +22,7 @@ from narratives.store.stage_runs import done_narratives
 
 __all__ = [
     "get_context",
+    "note_stale_defaults",
     "read_only",
     "echo_json",
     "console",
@@ -157,3 +158,18 @@ def confirm_or_yes(question: str) -> None:
         ) from None
     if not agreed:
         raise click.Abort()
+
+
+def note_stale_defaults(ctx) -> None:
+    """Say so when stories are about to be routed with an earlier version's examples or
+    thresholds (a workspace `init` made before an upgrade keeps them)."""
+    from narratives.core.campaigns import load_campaigns
+    from narratives.core.errors import NarrativesError
+    from narratives.workflow.upgrade import stale_defaults
+
+    try:
+        remarks = stale_defaults(ctx.workspace, load_campaigns(ctx.workspace))
+    except (NarrativesError, OSError, ValueError):
+        return  # a note only: the stages report a campaign or examples file that does not load
+    for remark in remarks:
+        err_console.print(f"Note: {remark}", highlight=False, soft_wrap=True)

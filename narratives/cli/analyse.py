@@ -11,6 +11,7 @@ from narratives.cli._common import (
     err_console,
     get_context,
     narrative_ids,
+    note_stale_defaults,
     require_actor,
     resolve_narrative_id,
 )
@@ -38,6 +39,7 @@ def analyse(ids, all_, force, as_json):
     from narratives.stages.analyse import stage
 
     ctx = get_context()
+    note_stale_defaults(ctx)
     failed = 0
     for nid in narrative_ids(ids, all_, done="transcribe"):
         try:

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from narratives.cli._common import console, echo_json, get_context, read_only
 from narratives.core.campaigns import Campaign, get_campaign, load_campaign_file
-from narratives.core.errors import EXIT_USAGE, ConfigError, ModelNotAvailable
+from narratives.core.errors import EXIT_FAILED_ITEMS, EXIT_USAGE, ConfigError, ModelNotAvailable
 from narratives.records.video import campaign_formats
 from narratives.stages.draft.templates import check_template, post_environment
 
@@ -144,9 +144,11 @@ def update(dry_run: bool, as_json: bool) -> None:
     upgraded. Example lines an earlier version shipped are replaced by this version's, and a
     tag_threshold still at an earlier version's default is set to this one's. Lines you added
     or relabelled, and thresholds you chose, are kept. Each changed file is copied aside first
-    (NAME.before-update-TIME). Stories processed before keep their tags until processed
-    again.
-    Exit code 0, also when nothing needed changing; 2 when a campaign file does not load.
+    (NAME.before-update-TIME); a replaced file keeps its mode. Stories processed before keep
+    their tags until processed again.
+    Exit code 0, also when nothing needed changing; 1 when a threshold must be set by hand; 2
+    when a campaign file does not load; 9 when a file cannot be written (the message says
+    which were already updated and where the copies are).
     """
     from narratives.workflow.upgrade import update_defaults
 
@@ -159,10 +161,24 @@ def update(dry_run: bool, as_json: bool) -> None:
     result = update_defaults(ctx.workspace, found, dry_run=dry_run)
     if as_json:
         echo_json(result.to_json())
-        return
-    would = "would be " if dry_run else ""
+    else:
+        _say_update(result)
+    if result.by_hand:
+        raise SystemExit(EXIT_FAILED_ITEMS)
+
+
+def _say_update(result) -> None:
+    would = "would be " if result.dry_run else ""
+    for t in result.by_hand:
+        click.secho(
+            f"{t.path}: tag_threshold {t.before:g} is an earlier version's default, written in "
+            f"a way this does not edit: set it to {t.after:g} by hand",
+            fg="yellow",
+            err=True,
+        )
     if not result.changed:
-        click.echo("Nothing to update: no earlier version's example stories or thresholds.")
+        if not result.by_hand:
+            click.echo("Nothing to update: no earlier version's example stories or thresholds.")
         return
     if result.added or result.removed:
         click.echo(
@@ -173,7 +189,7 @@ def update(dry_run: bool, as_json: bool) -> None:
         click.echo(f"{t.path}: tag_threshold {t.before:g} {would}set to {t.after:g}")
     for b in result.backups:
         click.echo(f"the file as it was: {b}")
-    if not dry_run:
+    if not result.dry_run:
         click.echo(
             "Stories processed before keep their tags and campaigns until processed again "
             "(`narrative process --force PATHS`)."

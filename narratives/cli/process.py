@@ -25,6 +25,7 @@ from narratives.cli._common import (
     echo_json,
     err_console,
     get_context,
+    note_stale_defaults,
     shown_name,
 )
 from narratives.core.config import Settings
@@ -244,21 +245,6 @@ def _discard_corrections(paths: Sequence[Path], actor: str) -> None:
                 err_console.print(f"{nid[:12]}: transcript correction dropped", highlight=False)
 
 
-def _note_stale_defaults(ctx: Context) -> None:
-    """Say so when stories are about to be routed with an earlier version's examples or
-    thresholds (a workspace `init` made before an upgrade keeps them)."""
-    from narratives.core.campaigns import load_campaigns
-    from narratives.core.errors import ConfigError
-    from narratives.workflow.upgrade import stale_defaults
-
-    try:
-        found = load_campaigns(ctx.workspace)
-    except ConfigError:
-        return  # the pipeline reports a campaign file that does not load
-    for remark in stale_defaults(ctx.workspace, found):
-        err_console.print(f"Note: {remark}", highlight=False, soft_wrap=True)
-
-
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Redo stages that are already done.")
@@ -328,7 +314,7 @@ def process(
     """
     stages = STAGES[: STAGES.index(until) + 1]
     if "analyse" in stages:
-        _note_stale_defaults(get_context())
+        note_stale_defaults(get_context())
     if discard_corrections:
         _discard_corrections(paths, actor or "intake")
     results = _run_batch(
