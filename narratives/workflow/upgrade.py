@@ -30,6 +30,7 @@ import re
 import shutil
 import stat
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -252,12 +253,9 @@ def update_defaults(
     once: the second finds nothing left to do), every file is copied aside before any is
     replaced, and a replaced file keeps its mode. A write that fails part-way says which files
     were already replaced and where their copies are."""
-    from filelock import FileLock
-
     history = history or read_history()
     result = DefaultsUpdate(dry_run=dry_run)
-    workspace.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with named_os_errors(workspace.state_dir, "lock"), FileLock(workspace.state_dir / _LOCK):
+    with _locked(workspace):
         writes: list[tuple[Path, str]] = []
         path = workspace.campaigns_dir / EXAMPLES
         plan = _plan_examples(path, history)
@@ -298,6 +296,21 @@ def update_defaults(
                 ) from exc
             done.append(_relative(workspace, target))
     return result
+
+
+@contextlib.contextmanager
+def _locked(workspace: Workspace) -> Iterator[None]:
+    """Held while one process updates the workspace's defaults (others wait their turn)."""
+    from filelock import FileLock
+
+    lock = FileLock(workspace.state_dir / _LOCK)
+    with named_os_errors(workspace.state_dir, "lock the campaign defaults in"):
+        workspace.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _threshold_edit(path: Path, new: float) -> str | None:
