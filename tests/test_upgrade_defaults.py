@@ -377,3 +377,76 @@ def test_two_updates_at_once_neither_lose_nor_double_anything(workspace):
             w.join(timeout=30)
             if w.is_alive():
                 w.kill()
+
+
+def test_a_dry_run_takes_no_lock_and_a_held_lock_is_waited_for_then_named(workspace, monkeypatch):
+    from filelock import FileLock
+
+    from narratives.core.errors import EnvironmentProblem
+    from narratives.workflow import upgrade
+
+    _earlier_file(workspace)
+    lock = workspace.state_dir / "campaigns-update.lock"
+    lock.unlink(missing_ok=True)
+    assert update_defaults(workspace, load_campaigns(workspace), dry_run=True).changed
+    assert not lock.exists()  # a dry run writes nothing, not even a lock
+
+    monkeypatch.setattr(upgrade, "LOCK_WAIT_SECONDS", 0.2)
+    before = (workspace.campaigns_dir / "examples.jsonl").read_bytes()
+    with FileLock(lock), pytest.raises(EnvironmentProblem) as caught:
+        update_defaults(workspace, load_campaigns(workspace))
+    assert "another `narrative campaigns update`" in str(caught.value)
+    assert "nothing was updated" in str(caught.value)
+    assert (workspace.campaigns_dir / "examples.jsonl").read_bytes() == before
+
+
+def test_a_copy_aside_that_fails_leaves_no_partial_copy(workspace, monkeypatch):
+    import shutil
+
+    from narratives.core.errors import EnvironmentProblem
+    from narratives.workflow import upgrade
+
+    _earlier_file(workspace)
+    _set_threshold(workspace, "emotional-equity", "tag_threshold = 0.5")
+    originals = {p.name: p.read_bytes() for p in workspace.campaigns_dir.iterdir()}
+    real = shutil.copy2
+
+    def copy2(src, dst):
+        if str(src).endswith(".toml"):
+            Path(dst).write_bytes(b"partial")
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(upgrade.shutil, "copy2", copy2)
+    with pytest.raises(EnvironmentProblem) as caught:
+        update_defaults(workspace, load_campaigns(workspace))
+    assert "nothing was updated" in str(caught.value)
+    assert {p.name: p.read_bytes() for p in workspace.campaigns_dir.iterdir()} == originals
+
+
+def test_line_endings_are_kept(workspace):
+    lines = _earlier_file(workspace)
+    path = workspace.campaigns_dir / "examples.jsonl"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    ee = _set_threshold(workspace, "emotional-equity", "tag_threshold = 0.5")
+    ee.write_bytes(ee.read_bytes().replace(b"\n", b"\r\n"))
+    update_defaults(workspace, load_campaigns(workspace))
+    for p in (path, ee):
+        data = p.read_bytes()
+        assert data.count(b"\n") == data.count(b"\r\n") > 10
+    assert b"\r\ntag_threshold = 0.6\r\n" in ee.read_bytes()
+    assert {c.slug: c.tag_threshold for c in load_campaigns(workspace)}["emotional-equity"] == 0.6
+
+
+def test_an_examples_file_that_is_not_utf8_is_named_not_a_traceback(workspace):
+    from narratives.stages.analyse.tagging import read_examples
+
+    path = workspace.campaigns_dir / "examples.jsonl"
+    with path.open("ab") as f:
+        f.write(b'{"text": "caf\xe9", "tags": []}\n')
+    n = path.read_bytes().count(b"\n")
+    examples, errors = read_examples(workspace.campaigns_dir)
+    assert examples == [] and errors == [
+        f"{path}:{n}: not UTF-8 text (invalid continuation byte); save the file as UTF-8"
+    ]
+    assert stale_defaults(workspace, load_campaigns(workspace)) == []

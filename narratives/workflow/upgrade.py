@@ -56,7 +56,11 @@ EXAMPLES = "examples.jsonl"
 #: Held while a workspace's defaults are updated (in its private `.narratives/` folder).
 _LOCK = "campaigns-update.lock"
 #: A top-level `tag_threshold = 0.5` line, as the shipped files write it (before any table).
-_THRESHOLD_LINE = re.compile(r"^(tag_threshold\s*=\s*)([0-9.]+)([ \t]*(?:#.*)?)$", re.M)
+_THRESHOLD_LINE = re.compile(
+    r"^(tag_threshold[ \t]*=[ \t]*)([0-9.]+)([ \t]*(?:#[^\r\n]*)?\r?)$", re.M
+)
+#: How long an update waits for another one to finish before giving up.
+LOCK_WAIT_SECONDS = 30
 
 
 def example_key(story: dict[str, Any]) -> str:
@@ -152,9 +156,11 @@ class _ExamplesPlan:
     #: The file is that version's file, byte for byte.
     exact: bool
     missing: bool = False
+    #: The file's own line ending, kept.
+    newline: str = "\n"
 
     def text(self) -> str:
-        return "\n".join([*self.kept, *self.added]) + "\n"
+        return self.newline.join([*self.kept, *self.added]) + self.newline
 
 
 def _plan_examples(path: Path, history: dict[str, Any]) -> _ExamplesPlan | None:
@@ -177,7 +183,7 @@ def _plan_examples(path: Path, history: dict[str, Any]) -> _ExamplesPlan | None:
         raw = path.read_bytes()
         lines = raw.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
-        return None  # `campaigns check` says what is wrong with it
+        return None  # `campaigns check` says what is wrong with it (not UTF-8)
     keys = [example_key(d) if (d := _parse(line)) else None for line in lines]
     seen = [first[k] for k in keys if k is not None and k in first]
     if not seen:
@@ -198,7 +204,8 @@ def _plan_examples(path: Path, history: dict[str, Any]) -> _ExamplesPlan | None:
         if first[key] > base and key not in keys and str(_parse(line)["text"]).strip() not in texts
     ]
     exact = hashlib.sha256(raw).hexdigest() == versions[base]["sha256"]
-    return _ExamplesPlan(kept, added, removed, own, base, exact)
+    newline = "\r\n" if b"\r\n" in raw else "\n"
+    return _ExamplesPlan(kept, added, removed, own, base, exact, newline=newline)
 
 
 @dataclass(frozen=True)
@@ -255,7 +262,7 @@ def update_defaults(
     were already replaced and where their copies are."""
     history = history or read_history()
     result = DefaultsUpdate(dry_run=dry_run)
-    with _locked(workspace):
+    with contextlib.nullcontext() if dry_run else _locked(workspace):
         writes: list[tuple[Path, str]] = []
         path = workspace.campaigns_dir / EXAMPLES
         plan = _plan_examples(path, history)
@@ -280,9 +287,14 @@ def update_defaults(
         if dry_run or not writes:
             return result
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        for target, _ in writes:
-            if target.exists():
-                result.backups.append(_back_up(workspace, target, stamp))
+        try:
+            for target, _ in writes:
+                if target.exists():
+                    result.backups.append(_back_up(workspace, target, stamp))
+        except NarrativesError as exc:
+            for copy in result.backups:  # a copy aside is whole or not there
+                (workspace.root / copy).unlink(missing_ok=True)
+            raise EnvironmentProblem(f"{exc}; nothing was updated", hint=exc.hint) from exc
         done: list[str] = []
         for target, text in writes:
             try:
@@ -301,12 +313,19 @@ def update_defaults(
 @contextlib.contextmanager
 def _locked(workspace: Workspace) -> Iterator[None]:
     """Held while one process updates the workspace's defaults (others wait their turn)."""
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
-    lock = FileLock(workspace.state_dir / _LOCK)
+    lock = FileLock(workspace.state_dir / _LOCK, timeout=LOCK_WAIT_SECONDS)
     with named_os_errors(workspace.state_dir, "lock the campaign defaults in"):
         workspace.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock.acquire()
+        try:
+            lock.acquire()
+        except Timeout:
+            raise EnvironmentProblem(
+                f"another `narrative campaigns update` has held {lock.lock_file} for "
+                f"{LOCK_WAIT_SECONDS} s; nothing was updated",
+                hint="wait for it to finish, then run this again",
+            ) from None
     try:
         yield
     finally:
@@ -318,7 +337,7 @@ def _threshold_edit(path: Path, new: float) -> str | None:
     it is written in a way this cannot edit safely (quoted, in a table, inside a string...).
     The edit is checked: the new text parses to the same values but the threshold."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # line endings as they are
         before = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
@@ -359,7 +378,11 @@ def _back_up(workspace: Workspace, path: Path, stamp: str) -> str:
             except FileExistsError:
                 continue
             os.close(fd)
-            shutil.copy2(path, copy)
+            try:
+                shutil.copy2(path, copy)
+            except BaseException:
+                copy.unlink(missing_ok=True)  # never a partial copy that looks whole
+                raise
             return _relative(workspace, copy)
     raise EnvironmentProblem(f"cannot name a copy of {path} to keep aside")
 

@@ -86,7 +86,12 @@ def read_examples(campaigns_dir: Path) -> tuple[list[ExampleStory], list[str]]:
         return [], []
     out: list[ExampleStory] = []
     errors: list[str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        return [], [f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8"]
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
