@@ -63,6 +63,8 @@ def excerpt_figures(held, campaigns, examples, cache, done):
     of the stories as written, by id (made for routing already)."""
     whole = {"written": [], "unpunctuated": []}
     quotes = {"written": [], "unpunctuated": []}
+    # (marked as having a guessed end, whole) per summary sentence and quote
+    marks: dict[str, list[tuple[bool, bool]]] = {"written": [], "unpunctuated": []}
     titles, shown = [], []
     for s in held:
         for name, text, origin in versions(s):
@@ -72,13 +74,14 @@ def excerpt_figures(held, campaigns, examples, cache, done):
             )
             if has_reference(s):
                 for e in a.summary:
-                    whole[name].append(whole_sentence(s, text, origin, e.char_start, e.char_end))
+                    ok = whole_sentence(s, text, origin, e.char_start, e.char_end)
+                    whole[name].append(ok)
+                    marks[name].append((e.guessed, ok))
                 if a.quote:
                     q = a.quote
-                    quotes[name].append(
-                        whole_sentence(s, text, origin, q.char_start, q.char_end)
-                        and not q.text.endswith("…")
-                    )
+                    ok = whole_sentence(s, text, origin, q.char_start, q.char_end)
+                    quotes[name].append(ok and not q.text.endswith("…"))
+                    marks[name].append((q.guessed, ok and not q.text.endswith("…")))
             ok = is_title_phrase(a.title)
             titles.append(ok)
             shown.append((s.id, name, a.title, ok))
@@ -87,6 +90,11 @@ def excerpt_figures(held, campaigns, examples, cache, done):
         "quote_whole_sentences.written": rate(quotes["written"]),
         "summary_whole_sentences.unpunctuated": rate(whole["unpunctuated"]),
         "quote_whole_sentences.unpunctuated": rate(quotes["unpunctuated"]),
+        # How useful the "check where it starts and ends" mark is to an editor: how often it
+        # shows, how often a marked excerpt is whole anyway, and an unmarked one (should be 1).
+        "marked_guessed.unpunctuated": rate([m for m, _ in marks["unpunctuated"]]),
+        "whole_when_marked.unpunctuated": rate([ok for m, ok in marks["unpunctuated"] if m]),
+        "whole_when_unmarked.unpunctuated": rate([ok for m, ok in marks["unpunctuated"] if not m]),
         "title_grammatical": rate(titles),
         "titles": len(titles),
     }, shown
