@@ -342,3 +342,20 @@ def test_a_video_that_cannot_be_made_is_reported_and_the_drafts_still_come(works
         assert f'href="/drafts/{draft_id}"' in jobs
     draft = client.get(f"/drafts/{job.draft_ids[0]}").text
     assert "Not everything was made for Emotional Equity" in html.unescape(draft)
+
+
+def test_the_unassigned_list_says_when_tags_use_an_earlier_versions_settings(ctx):
+    add_unassigned(ctx)
+    client = client_for(ctx)
+    assert 'id="stale-defaults"' not in client.get("/unassigned").text
+    path = ctx.workspace.campaigns_dir / "emotional-equity.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("\ntag_threshold = 0.6\n", "\ntag_threshold = 0.5\n"), "utf-8")
+    page = client.get("/unassigned").text
+    assert 'id="stale-defaults"' in page
+    assert "emotional-equity: tag_threshold 0.5 is an earlier version&#39;s default" in page
+    # A campaign file that does not load is reported where it is used, not by this card.
+    from narratives.web.views.assign import _stale
+
+    (ctx.workspace.campaigns_dir / "broken.toml").write_text("slug = [", encoding="utf-8")
+    assert _stale(ctx) == []

@@ -97,6 +97,9 @@ class UnassignedPage:
     jobs: list[OutputJob]
     #: The page reloads itself while a job is active.
     working: bool
+    #: Tagging defaults still an earlier version's (`narrative campaigns update` takes the
+    #: current ones): stories may sit here that this version's defaults would route.
+    stale: list[str]
 
 
 @dataclass
@@ -233,7 +236,21 @@ def unassigned_page(ctx: Context, jobs: OutputJobs) -> UnassignedPage:
     # What is being made, and what was made in the last hour (older news is in the queue).
     since = utcnow() - _SHOW_FINISHED
     shown = [j for j in jobs.recent() if j.active or (j.finished_at or since) > since]
-    return UnassignedPage(stories=stories, jobs=shown, working=any(j.active for j in shown))
+    return UnassignedPage(
+        stories=stories, jobs=shown, working=any(j.active for j in shown), stale=_stale(ctx)
+    )
+
+
+def _stale(ctx: Context) -> list[str]:
+    """What `campaigns check` would note about earlier versions' defaults (a note: a campaign
+    or examples file that does not load is reported where it is used, not here)."""
+    from narratives.core.campaigns import load_campaigns
+    from narratives.workflow.upgrade import stale_defaults
+
+    try:
+        return stale_defaults(ctx.workspace, load_campaigns(ctx.workspace))
+    except (NarrativesError, OSError, ValueError):
+        return []
 
 
 def campaigns_panel(
