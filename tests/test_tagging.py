@@ -24,6 +24,7 @@ from narratives.stages.analyse.tagging import (
     ExampleStory,
     check_examples,
     load_examples,
+    train_words_model,
 )
 from narratives.stages.analyse.titles import is_title_phrase
 from tests.corpus import (
@@ -124,19 +125,20 @@ def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
 
 
 #: Bounds a little below what bench/tagging.py measured on each held-out set, with the tag
-#: neighbours and threshold 0.6: recall and specificity per campaign, top tag, the other
-#: campaign's stories kept out, content notes (recall, precision; with the wider cues, the
-#: place rules and the calibrated note threshold 0.65). Measured (stories):
-#: outside1 (84): 0.84 / 0.88, 0.92 / 1.00, 0.92, 0.95 / 0.97, notes 0.73 / 0.74;
-#: outside2 (81): 0.82 / 1.00, 0.88 / 0.90, 0.87, 0.95 / 0.94, notes 0.83 / 0.83;
-#: ours (92): 0.82 / 1.00, 0.76 / 0.96, 0.83, 0.76 / 0.97, notes 0.82 / 0.76;
-#: outside3 (82, written after the method and the calibration rule were fixed): 0.95 / 0.86,
-#: 0.89 / 1.00, 0.93, 0.91 / 0.97, notes 0.76 / 0.83.
+#: neighbours, the word models and the calibrated thresholds (0.55 and 0.5): recall and
+#: specificity per campaign, top tag, the other campaign's stories kept out, content notes
+#: (recall, precision; with the wider cues, the place rules and the calibrated note threshold
+#: 0.65). Measured (stories):
+#: outside1 (84): 0.84 / 0.96, 0.96 / 1.00, 0.95, 0.95 / 1.00, notes 0.73 / 0.74;
+#: outside2 (81): 0.82 / 1.00, 0.92 / 1.00, 0.88, 1.00 / 1.00, notes 0.83 / 0.83;
+#: ours (92): 0.78 / 1.00, 0.90 / 0.96, 0.86, 0.84 / 0.97, notes 0.82 / 0.75;
+#: outside3 (82, written after the method and the calibration rule were fixed): 0.89 / 0.95,
+#: 0.93 / 1.00, 0.92, 0.95 / 0.97, notes 0.76 / 0.83.
 HELD_OUT_BOUNDS = {
-    "outside_heldout": (0.78, 0.82, 0.87, 0.93, 0.87, 0.90, 0.92, 0.68, 0.69),
-    "outside2_heldout": (0.76, 0.93, 0.83, 0.85, 0.82, 0.90, 0.88, 0.78, 0.78),
-    "heldout": (0.78, 0.93, 0.70, 0.90, 0.78, 0.70, 0.92, 0.77, 0.72),
-    "outside3_heldout": (0.89, 0.81, 0.85, 0.95, 0.88, 0.86, 0.93, 0.71, 0.79),
+    "outside_heldout": (0.79, 0.91, 0.91, 0.95, 0.90, 0.90, 0.95, 0.68, 0.69),
+    "outside2_heldout": (0.77, 0.95, 0.87, 0.95, 0.83, 0.95, 0.95, 0.78, 0.78),
+    "heldout": (0.73, 0.95, 0.85, 0.91, 0.81, 0.79, 0.92, 0.77, 0.70),
+    "outside3_heldout": (0.84, 0.90, 0.88, 0.95, 0.87, 0.90, 0.92, 0.71, 0.78),
 }
 _FIGURES = (
     "emotional-equity.recall",
@@ -176,8 +178,8 @@ def test_the_calibration_rule_takes_the_best_smaller_figure_and_the_higher_tie()
 def test_shipped_tag_thresholds_are_the_calibrated_ones(campaigns):
     """Each campaign's threshold is what scripts/calibrate_tag_thresholds.py picked on the
     calibration half, with the examples as shipped: changing either without calibrating again
-    (`--write`) fails here. Measured at the pick 0.6: emotional-equity 0.92 / 0.92,
-    neural-mandate 0.92 / 1.00."""
+    (`--write`) fails here. Measured at the picks: emotional-equity (0.55) 0.92 / 0.96,
+    neural-mandate (0.5) 0.96 / 1.00."""
     recorded = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))
     assert recorded["examples_sha256"] == examples_digest(
         DEFAULTS_ROOT / "campaigns" / EXAMPLES_FILE
@@ -249,8 +251,8 @@ def test_editor_corrections_do_not_lower_held_out_figures(campaigns, held_out, t
         assert after[key] >= before[key] - 1e-9, key
     # Top-1 of one draw of 10 stories moves by a story either way even when the stories come
     # back as full examples (measured on the tuning halves: 16 draws, it fell in 4 with
-    # corrections and in 7 with full examples; mean +0.005 and -0.003). Measured here: 0.82
-    # before, 0.83 after (0.86 and 0.85 before the tag neighbours). More than one story lower
+    # corrections and in 7 with full examples; mean +0.005 and -0.003). Measured here: 0.83
+    # before, 0.85 after (0.82 and 0.83 before the word models). More than one story lower
     # fails.
     one_story = 1 / sum(1 for s in stories if s.tags)
     assert after["top1_tag_accuracy"] >= before["top1_tag_accuracy"] - one_story - 1e-9
@@ -463,6 +465,55 @@ def test_check_examples_reports_unknown_labels_and_thin_tags(campaigns):
     assert any("no-such-tag" in e for e in errors)
     assert any("no-such-note" in e for e in errors)
     assert len(remarks) == sum(len(c.tags) for c in campaigns)
+
+
+def test_a_word_model_learns_a_label_from_the_words_stories_share():
+    import numpy as np
+
+    marked = [f"story {i} where the kettle whistled at dawn and we sat" for i in range(6)]
+    plain = [f"story {i} about a long walk by the river with friends" for i in range(6)]
+    y = np.array([True] * 6 + [False] * 6)
+    model = train_words_model("tag:kettle", marked + plain, y)
+    assert model.learnt and (model.positives, model.negatives) == (6, 6)
+    assert model.probability("the kettle whistled again") > 0.6
+    assert model.probability("a walk by the river") < 0.4
+    assert train_words_model("tag:kettle", marked + plain, y) is model  # trained once
+    # Too few either way, or no word shared by two stories: nothing is learnt from words.
+    assert not train_words_model("tag:thin", marked[:4] + plain, y[2:]).learnt
+    unique = [f"w{i}a w{i}b" for i in range(12)]
+    assert not train_words_model("tag:unique", unique, y).learnt
+
+
+@pytest.mark.slow
+def test_a_tag_score_is_the_mean_of_its_embedding_and_word_models(
+    campaigns, shipped_examples, monkeypatch
+):
+    import numpy as np
+
+    from narratives.stages.analyse import scoring
+    from narratives.stages.analyse.tagging import LabelModel
+
+    class Sure:
+        """A classifier that gives every story the probability p."""
+
+        def __init__(self, p):
+            self.p = p
+
+        def predict_proba(self, rows):
+            return np.array([[1 - self.p, self.p]] * len(rows))
+
+    text = split("heldout")[0].text
+
+    def scores_with(p):
+        monkeypatch.setattr(
+            scoring, "train_words_model", lambda name, texts, y: LabelModel(name, 9, 9, Sure(p))
+        )
+        a = analyse_transcript(transcript_of(text), campaigns=campaigns, examples=shipped_examples)
+        return {(c, t.name): t.score for c, tags in a.campaigns.items() for t in tags.tags}
+
+    low, high = scores_with(0.0), scores_with(1.0)
+    assert low.keys() == high.keys() and len(low) == sum(len(c.tags) for c in campaigns)
+    assert all(abs(high[k] - low[k] - 0.5) < 2e-3 for k in low), (low, high)
 
 
 @pytest.mark.slow

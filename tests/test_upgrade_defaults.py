@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ from narratives.workflow.upgrade import (
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = DEFAULTS_ROOT / "campaigns" / "examples.jsonl"
+#: This version's default tag thresholds, and the line that writes each.
+NOW = {slug: t["current"] for slug, t in read_history()["tag_threshold"].items()}
+THRESHOLD_LINE = re.compile(r"\ntag_threshold = [0-9.]+\n")
 
 
 def _script():
@@ -60,8 +64,8 @@ def _versions() -> list[dict]:
 def _set_threshold(workspace, slug: str, line: str) -> Path:
     path = workspace.campaigns_dir / f"{slug}.toml"
     text = path.read_text(encoding="utf-8")
-    assert "\ntag_threshold = 0.6\n" in text
-    path.write_text(text.replace("\ntag_threshold = 0.6\n", f"\n{line}\n"), encoding="utf-8")
+    assert f"\ntag_threshold = {NOW[slug]}\n" in text
+    path.write_text(THRESHOLD_LINE.sub(f"\n{line}\n", text, count=1), encoding="utf-8")
     return path
 
 
@@ -152,9 +156,10 @@ def test_an_earlier_versions_exact_file_is_named_as_such(workspace):
 
 def test_only_an_earlier_default_threshold_is_changed(workspace):
     earlier = read_history()["tag_threshold"]["emotional-equity"]["earlier"]
-    assert 0.5 in earlier and 0.55 not in earlier
+    nm_earlier = read_history()["tag_threshold"]["neural-mandate"]["earlier"]
+    assert 0.5 in earlier and 0.57 not in nm_earlier + [NOW["neural-mandate"]]
     ee = _set_threshold(workspace, "emotional-equity", "tag_threshold = 0.5  # as shipped")
-    nm = _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.55")
+    nm = _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.57")
     nm_before = nm.read_bytes()
     campaigns = load_campaigns(workspace)
     notes = stale_defaults(workspace, campaigns)
@@ -162,13 +167,14 @@ def test_only_an_earlier_default_threshold_is_changed(workspace):
 
     result = update_defaults(workspace, campaigns)
     assert [(t.slug, t.before, t.after) for t in result.thresholds] == [
-        ("emotional-equity", 0.5, 0.6)
+        ("emotional-equity", 0.5, NOW["emotional-equity"])
     ]
-    assert "\ntag_threshold = 0.6  # as shipped\n" in ee.read_text(encoding="utf-8")
+    shipped = f"\ntag_threshold = {NOW['emotional-equity']}  # as shipped\n"
+    assert shipped in ee.read_text(encoding="utf-8")
     assert nm.read_bytes() == nm_before  # someone's own choice
     by_slug = {c.slug: c for c in load_campaigns(workspace)}
-    assert by_slug["emotional-equity"].tag_threshold == 0.6
-    assert by_slug["neural-mandate"].tag_threshold == 0.55
+    assert by_slug["emotional-equity"].tag_threshold == NOW["emotional-equity"]
+    assert by_slug["neural-mandate"].tag_threshold == 0.57
     assert stale_defaults(workspace, load_campaigns(workspace)) == []
 
 
@@ -186,7 +192,8 @@ def test_campaigns_update_command(workspace):
     done = runner.invoke(cli, ["campaigns", "update"])
     assert done.exit_code == 0, done.output
     assert f"{planned['examples']['added']} example stories added" in done.stdout
-    assert "campaigns/neural-mandate.toml: tag_threshold 0.45 set to 0.6" in done.stdout
+    said = f"campaigns/neural-mandate.toml: tag_threshold 0.45 set to {NOW['neural-mandate']}"
+    assert said in done.stdout
     assert done.stdout.count("the file as it was: campaigns/") == 2
 
     again = runner.invoke(cli, ["campaigns", "update"])
@@ -277,7 +284,7 @@ def test_a_write_that_fails_part_way_says_what_was_done(workspace, monkeypatch):
     from narratives.workflow import upgrade
 
     _earlier_file(workspace)
-    _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.5")
+    _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.45")
     originals = {p.name: p.read_bytes() for p in workspace.campaigns_dir.iterdir()}
     real = upgrade._replace
 
@@ -341,7 +348,7 @@ def test_two_updates_at_once_neither_lose_nor_double_anything(workspace):
         for p in workspace.campaigns_dir.glob("*.before-update-*"):
             p.unlink()
         _earlier_file(workspace, extra=[own])
-        old = shipped_ee.replace("\ntag_threshold = 0.6\n", "\ntag_threshold = 0.5\n")
+        old = THRESHOLD_LINE.sub("\ntag_threshold = 0.5\n", shipped_ee, count=1)
         ee.write_text(old, encoding="utf-8")
         return {p.name: p.read_bytes() for p in (path, ee)}
 
@@ -434,8 +441,9 @@ def test_line_endings_are_kept(workspace):
     for p in (path, ee):
         data = p.read_bytes()
         assert data.count(b"\n") == data.count(b"\r\n") > 10
-    assert b"\r\ntag_threshold = 0.6\r\n" in ee.read_bytes()
-    assert {c.slug: c.tag_threshold for c in load_campaigns(workspace)}["emotional-equity"] == 0.6
+    now = NOW["emotional-equity"]
+    assert f"\r\ntag_threshold = {now}\r\n".encode() in ee.read_bytes()
+    assert {c.slug: c.tag_threshold for c in load_campaigns(workspace)}["emotional-equity"] == now
 
 
 def test_an_examples_file_that_is_not_utf8_is_named_not_a_traceback(workspace):

@@ -350,7 +350,9 @@ def test_the_unassigned_list_says_when_tags_use_an_earlier_versions_settings(ctx
     assert 'id="stale-defaults"' not in client.get("/unassigned").text
     path = ctx.workspace.campaigns_dir / "emotional-equity.toml"
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("\ntag_threshold = 0.6\n", "\ntag_threshold = 0.5\n"), "utf-8")
+    assert "\ntag_threshold = 0.5\n" not in text  # 0.5 is an earlier default, not this one
+    text = re.sub(r"\ntag_threshold = [0-9.]+\n", "\ntag_threshold = 0.5\n", text)
+    path.write_text(text, "utf-8")
     page = client.get("/unassigned").text
     assert 'id="stale-defaults"' in page
     assert "emotional-equity: tag_threshold 0.5 is an earlier version&#39;s default" in page

@@ -117,7 +117,7 @@ def analyse_transcript(
     sent_vecs, description = _embed(sentences, campaigns, notes, embedder)
     story_vec = embedder.encode([trim_fillers(text)])[0]
     learnt = learnt_scores(
-        story_vec, sent_vecs, description, campaigns, notes, examples or [], corrections,
+        text, story_vec, sent_vecs, description, campaigns, notes, examples or [], corrections,
         embedder, cache_dir, note_threshold=settings.learnt_note_threshold,
     )  # fmt: skip
     _choose_words(base, transcript, sentences, sent_vecs, words, embedder, settings)

@@ -31,6 +31,7 @@ from narratives.stages.analyse.tagging import (
     cached_arrays,
     features,
     train_label_model,
+    train_words_model,
 )
 from narratives.stages.analyse.timing import text_sentences
 
@@ -76,6 +77,7 @@ def label_texts(campaigns: list[Campaign], notes: list[NoteSpec]) -> list[list[s
 
 
 def learnt_scores(
+    story_text: str,
     story_vec: np.ndarray,
     sent_vecs: np.ndarray,
     description: np.ndarray,
@@ -91,7 +93,9 @@ def learnt_scores(
     ("note", "", note); labels with too few examples are left out.
 
     A tag's features are the story's embedding, its description scores and how near its
-    sentences come to each tag's example sentences (`neighbours`); a note's, the first two."""
+    sentences come to each tag's example sentences (`neighbours`); its probability is the mean
+    of that model's and a model of the story's words (`train_words_model`). A note's features
+    are the embedding and the description scores."""
     n_tags = sum(len(c.tags) for c in campaigns)
     if not examples and not corrections.examples:
         return {}
@@ -156,7 +160,11 @@ def learnt_scores(
                 continue
             model = train_label_model(f"tag:{t.name}", tag_rows[rows], np.array(y))
             if model.learnt:
-                out[("tag", c.slug, t.name)] = (model.probability(x_tag), c.tag_threshold)
+                p = model.probability(x_tag)
+                words = train_words_model(f"tag:{t.name}", [texts[i] for i in rows], np.array(y))
+                if words.learnt:
+                    p = (p + words.probability(story_text)) / 2
+                out[("tag", c.slug, t.name)] = (p, c.tag_threshold)
     if examples:
         for n in notes:
             y = np.array([n.name in e.notes for e in examples])

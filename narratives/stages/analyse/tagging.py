@@ -6,9 +6,18 @@ Measured on a labelled corpus (tests/data/corpus, bench/tagging.py), what genera
 small classifier per label: a logistic regression over the story's sentence embedding plus its
 similarity to each tag's description, trained on example stories that carry the label against
 those that do not, off-topic everyday stories included. A label's score is then a probability,
-so one threshold (0.6, `Campaign.tag_threshold`) means the same for every tag. Each tag's
+so one threshold (`Campaign.tag_threshold`) means the same for every tag. Each tag's
 model also sees how near the story's sentences come to each tag's example sentences
 (`narratives.stages.analyse.neighbours`).
+
+A tag's probability is the mean of that model's and a second one's over the story's words
+(TF-IDF of words and word pairs, `train_words_model`): the embedding blurs the few words that
+place a story ("the paid room", "without asking me"), and the words alone miss paraphrase.
+Chosen by a rule written before measuring, on stories that trained nothing (the calibration
+half) and by 5-fold cross-validation on the examples, both of which it had to win: the best
+recall-and-specificity point rose 1.85 -> 1.89 and 1.80 -> 1.85 (summed over both campaigns),
+and top tag 0.95 -> 0.97 on the calibration half. A campaign-level model beside the tags' won
+neither.
 
 The examples live in the workspace (`campaigns/examples.jsonl`: text, tags, notes per line);
 the shipped ones are the tuning half of the corpus. An editor's correction adds the corrected
@@ -41,6 +50,7 @@ __all__ = [
     "cached_arrays",
     "features",
     "train_label_model",
+    "train_words_model",
     "MIN_EXAMPLES",
 ]
 
@@ -52,6 +62,8 @@ MIN_EXAMPLES = 5
 _C = 3.0
 #: Description similarities enter the features at this weight.
 _DESCRIPTION_WEIGHT = 3.0
+#: Regularisation of the word models (fixed before they were measured, not tuned).
+_WORDS_C = 10.0
 
 
 @dataclass(frozen=True)
@@ -120,9 +132,11 @@ class LabelModel:
     def learnt(self) -> bool:
         return self.classifier is not None
 
-    def probability(self, features: np.ndarray) -> float:
+    def probability(self, features: np.ndarray | str) -> float:
+        """The label's probability for a story's features, or for its text (a word model)."""
         assert self.classifier is not None
-        return float(self.classifier.predict_proba(features[None, :])[0, 1])
+        rows = [features] if isinstance(features, str) else features[None, :]
+        return float(self.classifier.predict_proba(rows)[0, 1])
 
 
 @dataclass
@@ -284,28 +298,60 @@ def features(story_vec: np.ndarray, description_scores: np.ndarray) -> np.ndarra
     return np.concatenate([story_vec, _DESCRIPTION_WEIGHT * description_scores])
 
 
-def train_label_model(name: str, matrix: np.ndarray, y: np.ndarray) -> LabelModel:
-    """A logistic regression for one label, or an unlearnt model with too few examples.
-    Cached by its data, so a batch of stories trains each label once."""
-    key = hashlib.sha256(
-        name.encode() + matrix.tobytes() + np.asarray(y, dtype=bool).tobytes()
-    ).hexdigest()
+def _trained(key: str, name: str, y: np.ndarray, fit: Callable[[np.ndarray], object]):
+    """The model cached under `key`, else one fitted by `fit(y)` when the label has enough
+    examples for it and against it (unlearnt otherwise), so a batch of stories trains each
+    label once."""
     with _CACHE.lock:
         if key in _CACHE.models:
             return _CACHE.models[key]
+    y = np.asarray(y, dtype=bool)
     pos = int(np.sum(y))
-    neg = int(len(y) - pos)
-    model = LabelModel(name, pos, neg)
-    if pos >= MIN_EXAMPLES and neg >= MIN_EXAMPLES:
-        # scikit-learn is slow to import: only when a label has enough examples to learn.
-        from sklearn.linear_model import LogisticRegression
-
-        model.classifier = LogisticRegression(C=_C, max_iter=5000, class_weight="balanced").fit(
-            matrix, np.asarray(y, dtype=bool)
-        )
+    model = LabelModel(name, pos, len(y) - pos)
+    if pos >= MIN_EXAMPLES and len(y) - pos >= MIN_EXAMPLES:
+        model.classifier = fit(y)
     with _CACHE.lock:
         _CACHE.models[key] = model
     return model
+
+
+def train_label_model(name: str, matrix: np.ndarray, y: np.ndarray) -> LabelModel:
+    """A logistic regression for one label, or an unlearnt model with too few examples."""
+    key = hashlib.sha256(
+        name.encode() + matrix.tobytes() + np.asarray(y, dtype=bool).tobytes()
+    ).hexdigest()
+
+    def fit(labels):
+        # scikit-learn is slow to import: only when a label has enough examples to learn.
+        from sklearn.linear_model import LogisticRegression
+
+        regression = LogisticRegression(C=_C, max_iter=5000, class_weight="balanced")
+        return regression.fit(matrix, labels)
+
+    return _trained(key, name, y, fit)
+
+
+def train_words_model(name: str, texts: list[str], y: np.ndarray) -> LabelModel:
+    """A logistic regression for one label over the words of the stories (TF-IDF of words and
+    word pairs), or an unlearnt model with too few examples."""
+    h = hashlib.sha256(name.encode() + np.asarray(y, dtype=bool).tobytes())
+    for text in texts:
+        h.update(text.encode() + b"\0")
+
+    def fit(labels):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        # min_df 2: a word only one story uses says nothing about a label.
+        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+        regression = LogisticRegression(C=_WORDS_C, max_iter=5000, class_weight="balanced")
+        try:
+            return make_pipeline(words, regression).fit(texts, labels)
+        except ValueError:  # no word is shared by two stories: nothing to learn from words
+            return None
+
+    return _trained("words:" + h.hexdigest(), name, y, fit)
 
 
 def check_examples(examples: list[ExampleStory], campaigns, note_names: list[str]):
