@@ -277,6 +277,12 @@ def partner(tmp_path):
 
 def test_pull_downloads_new_enclosures_once(ctx, workspace, partner):
     base, wav = partner
+    # What a download killed over an hour ago left behind: removed by the next one.
+    inbox = workspace.media_dir / "inbox"
+    inbox.mkdir(parents=True)
+    killed = inbox / ".0123-old.wav.abc.part"
+    killed.write_bytes(b"half")
+    os.utime(killed, (0, 0))
     report = feeds.pull(ctx, f"{base}/feed.xml", timeout=10, allow_private=True)
     assert report.title == "Partner stories"
     names = sorted(p.name.split("-", 1)[1] for p in report.downloaded)

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from narratives.cli import cli
 from narratives.core.errors import BadRecording
+from narratives.core.files import STALE_PART_SECONDS
 from narratives.stages.ingest import RECORDINGS_DIR, recording_file, register, source_path
 from narratives.stages.pipeline import process_paths
 from narratives.store.context import Context
@@ -195,9 +196,19 @@ def test_a_kill_during_the_copy_leaves_no_final_file_and_no_row(ctx, tmp_path, p
     with ctx.db.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(narratives)).scalar() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(narrative_paths)).scalar() == 0
-    # The next run copies it in whole.
+    # The next run copies it in whole. The killed copy's file may still be some process's
+    # copy in progress, so it is kept until nothing has written to it for an hour.
     assert register(ctx, original) == (nid, True)
     assert (folder / f"{nid}.wav").read_bytes() == original.read_bytes()
+    assert partial[0].exists()
+    hour_ago = time.time() - STALE_PART_SECONDS - 60
+    os.utime(partial[0], (hour_ago, hour_ago))
+    busy = folder / f".{nid}.wav.busy.part"  # a copy that wrote a moment ago
+    busy.write_bytes(b"x")
+    other, _ = a_recording(tmp_path, "next.wav", seed=7)
+    register(ctx, other)
+    assert not partial[0].exists() and busy.exists()
+    assert (folder / f"{nid}.wav").exists()  # finished copies are never touched
 
 
 def test_two_processes_copying_the_same_recording_agree(ctx, tmp_path):

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,12 @@ __all__ = [
     "write_files_atomically",
     "file_sha256",
     "named_os_errors",
+    "remove_stale_parts",
+    "STALE_PART_SECONDS",
 ]
+
+#: A temporary `.part` file nothing has written to for this long was left by a killed copy.
+STALE_PART_SECONDS = 3600
 
 
 @contextmanager
@@ -130,3 +136,25 @@ def file_sha256(path: Path, cache: Path | None = None) -> str:
     except (OSError, EnvironmentProblem):
         pass  # a read-only cache only costs a re-hash next time
     return digest
+
+
+def remove_stale_parts(folder: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
+    """Remove the temporary `.*.part` files in `folder` that no copy has written to for
+    `older_than` seconds, and return them: what a killed copy left behind (a copy in progress
+    writes as it goes, so its file is never that old). Files that cannot be removed are left."""
+    cutoff = time.time() - older_than
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".part")):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue  # gone already (another process swept it), or not ours to remove
+    return removed

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from narratives.core.clock import utcnow
 from narratives.core.errors import BadRecording, InvalidState, NotFound, UsageError
-from narratives.core.files import named_os_errors
+from narratives.core.files import named_os_errors, remove_stale_parts
 from narratives.core.workspace import Workspace
 from narratives.store.context import Context
 from narratives.store.narrative_rows import Recording, add_recording, recording, take_in_again
@@ -184,7 +184,8 @@ def copy_in(workspace: Workspace, path: Path, narrative_id: str, size: int) -> s
     and is kept. Otherwise the bytes go to a temporary file in the same folder (mode 0600),
     are fsynced and hashed again from the disk, and the file is renamed only when the hash is
     the narrative's id: a kill leaves at most a `.<name>.*.part` file, never a half copy under
-    the final name. A source that changed while it was read is a BadRecording.
+    the final name; such files are removed by a later copy once an hour old
+    (`remove_stale_parts`). A source that changed while it was read is a BadRecording.
     """
     folder = workspace.root / RECORDINGS_DIR
     name = _stored_name(narrative_id, path)
@@ -195,6 +196,7 @@ def copy_in(workspace: Workspace, path: Path, narrative_id: str, size: int) -> s
             return relative
         # 0700: these are people's voices (mkdir's mode is only narrowed by the umask).
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        remove_stale_parts(folder)  # what earlier killed copies left
         fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
         tmp = Path(tmp_name)
         try:

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from narratives.core.errors import PermanentChannelError, TransientChannelError
+from narratives.core.files import remove_stale_parts
 
 __all__ = [
     "absolute_url",
@@ -175,6 +176,7 @@ def download(client: Any, url: str, inbox: Path, name: str, max_bytes: int, time
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise PermanentChannelError(f"{declared} bytes is over the {max_bytes}-byte limit")
             inbox.mkdir(parents=True, exist_ok=True)
+            remove_stale_parts(inbox)  # what earlier killed downloads left
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=inbox)
             try:
                 size = 0
