@@ -3,10 +3,10 @@
     .venv/bin/python bench/tagging.py [--set ours|outside|both ...] [--titles] [--json]
 
 Reads the labelled corpus in tests/data/corpus/ and reports every figure on its held-out halves
-(split.json): "ours" (parts a-d, written by the team) and "outside" (parts f-h and, a second
-batch, i-k, written independently by six writers, AI assistants given only
+(split.json): "ours" (parts a-d, written by the team) and "outside" (four batches, f-h, i-k,
+l-n and o-q, written independently by twelve writers, AI assistants given only
 tests/data/corpus/outside-brief.md: never the code, the tag descriptions or our stories).
-The shipped example stories (campaigns/examples.jsonl) are the two tuning halves. For
+The shipped example stories (campaigns/examples.jsonl) are the tuning halves. For
 comparison it also scores the held-out half the old way (tag descriptions only, no examples),
 and measures what 10 editor corrections of tuning stories do: the model trained without those
 10 stories, then with them added as corrections.
@@ -41,6 +41,7 @@ from narratives.stages.analyse.analyser import analyse_transcript  # noqa: E402
 from narratives.stages.analyse.tagging import load_examples  # noqa: E402
 from narratives.stages.analyse.titles import is_title_phrase  # noqa: E402
 from tests.corpus import (  # noqa: E402
+    BENCH_ONLY,
     HELD_OUT,
     OUTSIDE_HELD_OUT,
     analyse_stories,
@@ -121,10 +122,11 @@ def held_out_figures(held, campaigns, examples, cache) -> tuple[dict, list]:
 
 SETS = {
     "ours": ("heldout",),
-    "outside": OUTSIDE_HELD_OUT,
+    "outside": (*OUTSIDE_HELD_OUT, *BENCH_ONLY),
     "outside1": ("outside_heldout",),
     "outside2": ("outside2_heldout",),
     "outside3": ("outside3_heldout",),
+    "outside4": ("outside4_heldout",),
     "both": HELD_OUT,
 }
 
@@ -138,7 +140,7 @@ def main() -> int:
         choices=sorted(SETS),
         action="append",
         help="held-out set(s) to score: ours (written by the team), outside (written outside "
-        "the team; outside1, outside2 and outside3 are its three batches), both (default: "
+        "the team; outside1 to outside4 are its four batches), both (default: "
         "outside and both)",
     )
     args = parser.parse_args()
