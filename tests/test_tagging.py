@@ -9,6 +9,7 @@ fails. Only held-out halves are scored here; the shipped example stories
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -461,6 +462,10 @@ def test_examples_file_errors_name_the_line(tmp_path):
     (tmp_path / "examples.jsonl").write_text('{"text": "fine", "tags": []}\nnot json\n')
     with pytest.raises(ConfigError, match=r"examples.jsonl:2"):
         load_examples(tmp_path)
+    # A lone surrogate is valid JSON but no text: named, not a crash later.
+    (tmp_path / "examples.jsonl").write_text('{"text": "fine"}\n{"text": "a \\ud800 b"}\n')
+    with pytest.raises(ConfigError, match=r"examples.jsonl:2"):
+        load_examples(tmp_path)
     assert load_examples(tmp_path / "nowhere") == []
 
 
@@ -487,6 +492,36 @@ def test_a_word_model_learns_a_label_from_the_words_stories_share():
     assert not train_words_model("tag:thin", marked[:4] + plain, y[2:]).learnt
     unique = [f"w{i}a w{i}b" for i in range(12)]
     assert not train_words_model("tag:unique", unique, y).learnt
+    # Two different lists of texts are two different models, however their texts are cut.
+    first = ["the paid room quiet\0dogs bark", "whistled kettle", *marked[2:], *plain]
+    second = ["the paid room quiet", "dogs bark\0whistled kettle", *marked[2:], *plain]
+    assert train_words_model("tag:cut", first, y) is not train_words_model("tag:cut", second, y)
+
+
+@pytest.mark.slow
+def test_the_word_models_never_see_fillers(campaigns, shipped_examples, monkeypatch):
+    """Corrections are raw transcripts: "um" must not become evidence for a tag."""
+    from narratives.stages.analyse import scoring
+    from narratives.stages.analyse.scoring import Corrections
+
+    seen: list[str] = []
+    real = scoring.train_words_model
+
+    def spy(name, texts, y):
+        seen.extend(texts)
+        return real(name, texts, y)
+
+    monkeypatch.setattr(scoring, "train_words_model", spy)
+    spoken = "So, um, we went to the session and, uh, it was, um, fine. Um, that's all really."
+    corrections = Corrections(examples={("neural-mandate", "shared-dreamscapes"): [(spoken, True)]})
+    analyse_transcript(
+        transcript_of(spoken),
+        campaigns=campaigns,
+        examples=shipped_examples,
+        corrections=corrections,
+    )
+    assert any("went to the session" in t for t in seen)
+    assert not [t for t in seen if re.search(r"\b(?:um|uh)\b", t, re.I)]
 
 
 @pytest.mark.slow

@@ -178,6 +178,15 @@ def test_only_an_earlier_default_threshold_is_changed(workspace):
     assert stale_defaults(workspace, load_campaigns(workspace)) == []
 
 
+def test_a_campaign_that_writes_no_threshold_takes_this_versions_default(workspace):
+    path = workspace.campaigns_dir / "neural-mandate.toml"
+    path.write_text(THRESHOLD_LINE.sub("\n", path.read_text(encoding="utf-8"), count=1), "utf-8")
+    [nm] = [c for c in load_campaigns(workspace) if c.slug == "neural-mandate"]
+    assert "tag_threshold" not in nm.model_fields_set
+    assert stale_defaults(workspace, load_campaigns(workspace)) == []
+    assert not update_defaults(workspace, load_campaigns(workspace)).changed
+
+
 def test_campaigns_update_command(workspace):
     _earlier_file(workspace)
     _set_threshold(workspace, "neural-mandate", "tag_threshold = 0.45")

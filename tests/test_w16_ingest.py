@@ -211,6 +211,28 @@ def test_a_kill_during_the_copy_leaves_no_final_file_and_no_row(ctx, tmp_path, p
     assert (folder / f"{nid}.wav").exists()  # finished copies are never touched
 
 
+def test_a_temporary_copy_removed_mid_copy_is_named(ctx, tmp_path, monkeypatch):
+    """Another process's clean-up removed the temporary file of a copy that stalled: a clear
+    error naming the recording, no row and no final file."""
+    from narratives.core.errors import EnvironmentProblem
+    from narratives.stages import ingest
+
+    original, nid = a_recording(tmp_path, "stalled.wav")
+    real = ingest._digest_of
+
+    def removed_first(path):
+        path.unlink()
+        return real(path)
+
+    monkeypatch.setattr(ingest, "_digest_of", removed_first)
+    with pytest.raises(EnvironmentProblem, match="stalled.wav: its temporary copy") as caught:
+        register(ctx, original)
+    assert "narrative process" in caught.value.hint
+    assert not (ctx.workspace.root / RECORDINGS_DIR / f"{nid}.wav").exists()
+    with ctx.db.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(narratives)).scalar() == 0
+
+
 def test_two_processes_copying_the_same_recording_agree(ctx, tmp_path):
     """Real processes, many rounds: each ingests the same files at once; every copy ends
     whole under its name, one row per recording, no temporary file left."""

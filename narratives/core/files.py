@@ -34,8 +34,10 @@ __all__ = [
     "STALE_PART_SECONDS",
 ]
 
-#: A temporary `.part` file nothing has written to for this long was left by a killed copy.
-STALE_PART_SECONDS = 3600
+#: A temporary `.part` file nothing has written to for this long was left by a killed copy
+#: (a day: a copy whose source stalls for minutes, a network share or a suspended laptop,
+#: must not lose its file).
+STALE_PART_SECONDS = 24 * 3600
 
 
 @contextmanager

@@ -27,7 +27,13 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from narratives.core.clock import utcnow
-from narratives.core.errors import BadRecording, InvalidState, NotFound, UsageError
+from narratives.core.errors import (
+    BadRecording,
+    EnvironmentProblem,
+    InvalidState,
+    NotFound,
+    UsageError,
+)
 from narratives.core.files import named_os_errors, remove_stale_parts
 from narratives.core.workspace import Workspace
 from narratives.store.context import Context
@@ -184,7 +190,7 @@ def copy_in(workspace: Workspace, path: Path, narrative_id: str, size: int) -> s
     and is kept. Otherwise the bytes go to a temporary file in the same folder (mode 0600),
     are fsynced and hashed again from the disk, and the file is renamed only when the hash is
     the narrative's id: a kill leaves at most a `.<name>.*.part` file, never a half copy under
-    the final name; such files are removed by a later copy once an hour old
+    the final name; such files are removed by a later copy once a day old
     (`remove_stale_parts`). A source that changed while it was read is a BadRecording.
     """
     folder = workspace.root / RECORDINGS_DIR
@@ -221,6 +227,14 @@ def copy_in(workspace: Workspace, path: Path, narrative_id: str, size: int) -> s
                 )
             os.replace(tmp, final)
             _fsync_folder(folder)
+        except FileNotFoundError as exc:
+            if exc.filename != str(tmp):
+                raise
+            raise EnvironmentProblem(
+                f"{path.name}: its temporary copy in {folder} was removed while it was being "
+                "written (its source stalled for a day, or something else cleans that folder)",
+                hint="run `narrative process` on it again",
+            ) from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -3,8 +3,8 @@
 `narrative init` copies the shipped `campaigns/` into the workspace, and the workspace keeps
 its copy when the package is upgraded. Tagging is the part that suffers: the example stories
 (`campaigns/examples.jsonl`) and each campaign's `tag_threshold` are calibrated together on
-stories no one here wrote, so a workspace still on an earlier version's 178 examples and a 0.5
-threshold routes with figures nobody measured, and says nothing about it.
+stories no one here wrote, so a workspace still on an earlier version's examples (178 of them,
+say) or threshold routes with figures nobody measured, and says nothing about it.
 
 `narratives/defaults/shipped-history.json` (written by `scripts/record_shipped_defaults.py`
 from the project's history) lists every example line ever shipped with the version it first
@@ -92,7 +92,10 @@ def _parse(line: str) -> dict[str, Any] | None:
 
 
 def _earlier_threshold(c: Campaign, history: dict[str, Any]) -> float | None:
-    """This version's default threshold when `c`'s is still an earlier version's."""
+    """This version's default threshold when `c`'s is still an earlier version's. A file that
+    writes no threshold takes this version's default already."""
+    if "tag_threshold" not in c.model_fields_set:
+        return None
     known = history["tag_threshold"].get(c.slug)
     if known and c.tag_threshold in known["earlier"] and c.tag_threshold != known["current"]:
         return float(known["current"])

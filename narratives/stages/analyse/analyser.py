@@ -2,9 +2,10 @@
 
 Everything quoted is the narrator's own words (`timing`, `excerpts`). Tags and content notes
 are scored by `scoring` from all-MiniLM-L6-v2 sentence embeddings
-(`narratives.engines.embeddings`), learnt from example stories and editors' corrections where
-there are enough. An editor's tag correction adds the corrected narrative's story as an
-example of the tag (`applies=True`), or forces the tag off for that narrative (`applies=False`).
+(`narratives.engines.embeddings`) and, for tags, the story's words, learnt from example stories
+and editors' corrections where there are enough. An editor's tag correction adds the corrected
+narrative's story as an example of the tag (`applies=True`), or forces the tag off for that
+narrative (`applies=False`).
 
 If `analyse.summary_model` names a seq2seq model, an abstractive summary is generated as well
 (`abstract`); the extractive sentences stay, because the video and posts quote them with times.

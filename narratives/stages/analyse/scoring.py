@@ -5,7 +5,8 @@ sentences, and its description score is the mean of the top three transcript sen
 similarities to those texts. Sentence-level scoring separates topics far better than one
 whole-document vector (MODELS.md). Where enough example stories (`campaigns/examples.jsonl`)
 and editors' corrections exist, a small model per label learnt from them gives the score
-instead (`narratives.stages.analyse.tagging`).
+instead (`narratives.stages.analyse.tagging`); for a tag, the mean of one over the embeddings
+and one over the story's words.
 """
 
 from __future__ import annotations
@@ -161,9 +162,11 @@ def learnt_scores(
             model = train_label_model(f"tag:{t.name}", tag_rows[rows], np.array(y))
             if model.learnt:
                 p = model.probability(x_tag)
-                words = train_words_model(f"tag:{t.name}", [texts[i] for i in rows], np.array(y))
+                # Without fillers, as the embeddings: "um" must not become evidence for a tag.
+                said = [trim_fillers(texts[i]) for i in rows]
+                words = train_words_model(f"tag:{t.name}", said, np.array(y))
                 if words.learnt:
-                    p = (p + words.probability(story_text)) / 2
+                    p = (p + words.probability(trim_fillers(story_text))) / 2
                 out[("tag", c.slug, t.name)] = (p, c.tag_threshold)
     if examples:
         for n in notes:

@@ -111,6 +111,7 @@ def read_examples(campaigns_dir: Path) -> tuple[list[ExampleStory], list[str]]:
             text = str(data["text"]).strip()
             tags = tuple(str(t) for t in data.get("tags") or ())
             notes = tuple(str(t) for t in data.get("notes") or ())
+            text.encode("utf-8")  # a lone surrogate ("\\ud800") is JSON but no text
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             errors.append(f"{path}:{n}: not an example story ({type(exc).__name__}: {exc})")
             continue
@@ -335,8 +336,8 @@ def train_words_model(name: str, texts: list[str], y: np.ndarray) -> LabelModel:
     """A logistic regression for one label over the words of the stories (TF-IDF of words and
     word pairs), or an unlearnt model with too few examples."""
     h = hashlib.sha256(name.encode() + np.asarray(y, dtype=bool).tobytes())
-    for text in texts:
-        h.update(text.encode() + b"\0")
+    for text in texts:  # a digest per text: no two lists of texts give the same bytes
+        h.update(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
 
     def fit(labels):
         from sklearn.feature_extraction.text import TfidfVectorizer
