@@ -3,6 +3,7 @@ hide names, and the "edited quote" marker."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -373,3 +374,29 @@ def test_show_marks_an_excerpt_with_guessed_ends(ctx):
     # Beside the quote only (the summary's ends are sure).
     assert text.count("guessed") == 1
     assert "something you buy.” (8.0–11.2s) (sentence ends guessed: check them)" in text
+
+
+@pytest.mark.parametrize("method", ["learnt", "description"])
+def test_the_tags_card_shows_which_tags_apply_as_the_analysis_decided(ctx, method):
+    """A tag scored by its description has its own threshold: the card shows the analysis's
+    decision and the threshold it used, not the learnt one for every tag."""
+    data = analysis_for()
+    fit = data["campaigns"]["emotional-equity"]
+    fit["method"] = method
+    fit["threshold"] = 0.45 if method == "description" else 0.55
+    scores = {"equal-access": 0.81, "sleep-inequality": 0.5, "grief-and-healing": 0.12}
+    fit["tags"] = [
+        {"name": n, "score": v, "applies": v >= fit["threshold"]} for n, v in scores.items()
+    ]
+    nid = add_narrative(ctx, analysis=data)
+    page = client_for(ctx).get(f"/drafts/{_drafts(ctx, nid)['rss']}").text
+    rows = re.findall(r'<tr class="(on|off)">\s*<td><span class="tag">([^<]+)</span>', page)
+    assert sorted(name for _, name in rows) == sorted(scores)
+    applying = {name for kind, name in rows if kind == "on"}
+    if method == "description":
+        assert applying == {"equal-access", "sleep-inequality"}
+        said = "a tag applies from a score of 0.45 (scored by the tags’ descriptions"
+    else:
+        assert applying == {"equal-access"}
+        said = "a tag applies from a score of 0.55."
+    assert said in html.unescape(page)

@@ -66,7 +66,7 @@ class Excerpt:
 class TagRow:
     name: str
     score: float | None
-    #: At or over the campaign's threshold: the tag applies.
+    #: The tag applies (its score reached its threshold, or an editor said so).
     above: bool
     #: An editor's correction: True applies, False does not, None none.
     correction: bool | None
@@ -133,6 +133,9 @@ class DraftPage:
     limit: int
     problems: list[str]
     tag_rows: list[TagRow]
+    #: What a tag's score must reach, in words ("0.55"; both thresholds when some tags are
+    #: scored by their descriptions).
+    tag_threshold: str
     notes: list[NoteRow]
     quote_edited: bool
     #: Which of the summary and the quote have an end guessed from unpunctuated words.
@@ -240,6 +243,7 @@ def draft_page(site: Site, draft: Draft, *, viewer: str | None = None) -> DraftP
         limit=BLUESKY_LIMIT,
         problems=problems,
         tag_rows=_tag_rows(ctx, draft, campaign, analysis),
+        tag_threshold=_tag_threshold(draft, campaign, analysis),
         notes=_note_rows(campaign, analysis),
         quote_edited=quote_edited(draft, quote_forms(ctx, draft.narrative_id, analysis)),
         guessed=_guessed(analysis),
@@ -274,13 +278,31 @@ def _tag_rows(
         if c["campaign"] == draft.campaign:
             corrections[c["tag"]] = c["applies"]
     model = tag_model_scores(ctx, draft.narrative_id, draft.campaign) if corrections else {}
+    # Whether each tag applies as the analysis decided it: a tag scored by its description
+    # (too few examples) has its own threshold, and an editor's correction decides.
+    applies = {t.name: t.applies for t in fit.tags} if fit else {}
     names = [t.name for t in campaign.tags] if campaign else list(scores)
     rows = []
     for name in sorted(names, key=lambda n: -(scores.get(n) or 0)):
         score = scores.get(name)
-        above = score is not None and campaign is not None and score >= campaign.tag_threshold
+        above = applies.get(name)
+        if above is None:  # an older analysis that did not record it
+            above = score is not None and campaign is not None and score >= campaign.tag_threshold
         rows.append(TagRow(name, score, above, corrections.get(name), model.get(name)))
     return rows
+
+
+def _tag_threshold(draft: Draft, campaign: Campaign | None, analysis: Analysis | None) -> str:
+    """The score a tag must reach, as the analysis scored the campaign's tags."""
+    if campaign is None:
+        return ""
+    fit = analysis.fit(draft.campaign) if analysis else None
+    learnt, described = campaign.tag_threshold, campaign.description_threshold
+    if fit is not None and fit.method == "description":
+        return f"{described:.2f} (scored by the tags’ descriptions: too few example stories)"
+    if fit is not None and fit.method == "mixed":
+        return f"{learnt:.2f}, or {described:.2f} for tags scored by their descriptions"
+    return f"{learnt:.2f}"
 
 
 def _guessed(analysis: Analysis | None) -> list[str]:
