@@ -496,6 +496,13 @@ def test_a_word_model_learns_a_label_from_the_words_stories_share():
     first = ["the paid room quiet\0dogs bark", "whistled kettle", *marked[2:], *plain]
     second = ["the paid room quiet", "dogs bark\0whistled kettle", *marked[2:], *plain]
     assert train_words_model("tag:cut", first, y) is not train_words_model("tag:cut", second, y)
+    # Only the most recent models are kept (a review server sees a new set per correction).
+    from narratives.stages.analyse import tagging
+
+    for i in range(tagging._MODELS_KEPT + 5):
+        train_words_model(f"tag:many-{i}", marked + plain, y)
+    assert len(tagging._CACHE.models) == tagging._MODELS_KEPT
+    assert train_words_model("tag:kettle", marked + plain, y) is not model  # trained again
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,13 @@ class LabelModel:
 class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    models: dict[str, LabelModel] = field(default_factory=dict)
+    #: The most recently used models, at most `_MODELS_KEPT`: every editor's correction makes a
+    #: new training set, and a long-running review server must not keep them all.
+    models: OrderedDict[str, LabelModel] = field(default_factory=OrderedDict)
+
+
+#: Enough for a batch's labels with several example sets (corrections) at once.
+_MODELS_KEPT = 64
 
 
 _CACHE = _Cache()
@@ -305,6 +312,7 @@ def _trained(key: str, name: str, y: np.ndarray, fit: Callable[[np.ndarray], obj
     label once."""
     with _CACHE.lock:
         if key in _CACHE.models:
+            _CACHE.models.move_to_end(key)
             return _CACHE.models[key]
     y = np.asarray(y, dtype=bool)
     pos = int(np.sum(y))
@@ -313,6 +321,8 @@ def _trained(key: str, name: str, y: np.ndarray, fit: Callable[[np.ndarray], obj
         model.classifier = fit(y)
     with _CACHE.lock:
         _CACHE.models[key] = model
+        while len(_CACHE.models) > _MODELS_KEPT:
+            _CACHE.models.popitem(last=False)
     return model
 
 
