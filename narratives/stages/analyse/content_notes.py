@@ -12,7 +12,10 @@ bench/tagging.py):
   the analysis, and spaCy's named-entity recogniser for people). Named people and identifying
   places are flagged on evidence alone: a story-level score for them was mostly wrong
   (cross-validated on the corpus's tuning half, F1 0.39 and 0.22 against 0.89 and 0.76). A
-  country, continent or US state is too broad to identify anyone and is no evidence.
+  country, continent or US state is too broad to identify anyone and is no evidence, nor is
+  one word said without a preposition and no known town (a product or a pet the small model
+  reads as a place). Kin words in any
+  language ("my abuela") name no one.
   Self-harm is flagged on its cues alone, for the same reason.
 
 The cue lists name the ways people say these things ("took his own life", "did not want to be
@@ -25,6 +28,7 @@ Without examples, a note falls back to its description's similarity (`content_no
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Any
 
@@ -33,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from narratives.core.config import AnalyseSettings
 from narratives.core.errors import ConfigError
 from narratives.engines.nlp import get_pipeline
-from narratives.records.places import is_broad_region
+from narratives.records.places import is_broad_region, is_city
 
 __all__ = ["DEFAULT_CONTENT_NOTES", "NoteSpec", "note_specs", "cue_hits", "note_evidence"]
 
@@ -213,7 +217,10 @@ _NOTE_EVIDENCE = {"named-people": ("person",), "identifying-places": ("place",)}
 _NOT_NAMES = set(
     """mum mom dad mam mama papa mother father nan nana nanna gran granny grandma grandad
     grandpa grandmother grandfather auntie aunty uncle sister brother baby god""".split()
-)
+) | {  # the same words in the languages narrators bring with them ("my abuela")
+    *"""abuela abuelo abuelita abuelito mamá papá nonna nonno oma opa babcia dziadek
+    nani dadi""".split()
+}
 
 
 class NoteSpec(BaseModel):
@@ -277,15 +284,70 @@ def note_evidence(
     if spec.name == "identifying-places":
         # "I came from Portugal" identifies no one; "a flat in Lisbon" might.
         found = {t for t in found if not is_broad_region(t)}
+        found &= {e.text for e in entities if e.kind == "place" and _said_as_a_place(e, text)}
     if spec.name == "named-people":
         places = {e.text for e in entities if e.kind == "place"}
         found |= _recognised_people(text, frozenset(public_terms)) - places
+        found = {t for t in found if not _kin_word(t)}
     return sorted(found)
+
+
+#: Words before a name that make it somewhere: where one lives, works, goes or comes from.
+_PLACE_WORDS = frozenset(
+    """in at from to near into outside on onto round around across through towards toward via
+    by opposite behind past off for up down""".split()
+)
+#: Words before "of" that make the name after it a place ("the town of Dunmarra").
+_PLACE_NOUNS = frozenset(
+    """town city village county borough parish island suburb district estate""".split()
+)
+
+
+def _said_as_a_place(entity: Any, text: str) -> bool:
+    """Whether a found place is said as one: a known town, a name of two words or more ("the
+    Royal Infirmary", "Ridley Road"), a place word before it ("in Alfama", "at Makola"), also
+    past one lower-case word ("in central Alfama") or another name ("to Alfama and Belém"), or
+    a place noun and "of" ("the town of Alfama"). One rare word the model calls a place with
+    none of these is most often a product or a pet's name ("a box of Maltesers", "we fed
+    Biscotti"): the note is about where someone lives, works or studies, and people say where
+    with a preposition."""
+    if is_city(entity.text) or len(entity.text.split()) > 1:
+        return True
+    start, end = entity.char_start, entity.char_end
+    if end <= start or text[start:end] != entity.text:
+        return True  # no position in this text to read the words before it by
+    before = re.findall(r"[\w'’]+", text[max(0, start - 60) : start])
+    low = [w.lower() for w in before]
+    if low[-1:] and low[-1] in _PLACE_WORDS:
+        return True
+    if low[-2:-1] and low[-2] in _PLACE_WORDS and before[-1].islower():
+        return True  # "in central Alfama", "to north Kellbrook"
+    if low[-1:] == ["of"] and low[-2:-1] and low[-2] in _PLACE_NOUNS:
+        return True
+    # The second of two places: "to Alfama and Belém".
+    return (
+        len(low) >= 3
+        and low[-1] in ("and", "or")
+        and before[-2][:1].isupper()
+        and low[-3] in _PLACE_WORDS
+    )
+
+
+@lru_cache(maxsize=4)
+def _parsed(text: str) -> Any:
+    """spaCy's reading of a story, once for both notes that ask for it."""
+    return get_pipeline()(text)
+
+
+def _kin_word(name: str) -> bool:
+    """Whether a found "person" is only what a family calls its own ("Mum", "my abuela's")."""
+    words = unicodedata.normalize("NFC", name).lower().split()
+    return all(re.sub(r"['’]s$", "", w).strip("'’") in _NOT_NAMES for w in words)
 
 
 def _recognised_people(text: str, public_terms: frozenset[str]) -> set[str]:
     people = set()
-    for ent in get_pipeline()(text).ents:
+    for ent in _parsed(text).ents:
         if ent.label_ != "PERSON" or not ent.text[:1].isupper():
             continue
         words = [w.lower().strip("'’") for w in ent.text.split()]

@@ -7,8 +7,10 @@ Two opinions, combined (`entities_in`):
   and ORG only as a one-word name after a kinship word: both are public descriptions unless an
   editor marks one;
 - **the heuristic**: capitalisation and the words before a name (kinship words, titles, place
-  prepositions), a lower-case word after a kinship word or title that is not an ordinary word,
-  and a name spelled out letter by letter ("D. M. I. T. R. I.", "d m i t r i").
+  prepositions), a lower-case word that is not an ordinary word after a kinship word or title
+  or where only a person stands ("me and tomasz", "tomasz said"), a name the word rules
+  alone found that is the subject of a person's verb, and a name spelled out letter by letter
+  ("D. M. I. T. R. I.", "d m i t r i").
 
 The campaigns' own capitalised words are public and never count. Anonymity takes both
 opinions' finds (their union: a name either one finds is hidden), and each entity records
@@ -50,7 +52,11 @@ _KIN = set(
     sister brother aunt auntie uncle cousin friend neighbour neighbor wife husband son daughter
     boss teacher doctor nurse partner niece nephew girlfriend boyfriend colleague coworker
     named called""".split()
-)
+) | {  # the friends, housemates and workmates people name ("my flatmate Priya", "my mate Kez")
+    *"""mate flatmate roommate housemate classmate bestie buddy pal fiance fiancé fiancee
+    fiancée supervisor manager coach landlord landlady stepdad stepmum stepmom stepson
+    stepdaughter grandson granddaughter""".split()
+}
 _TITLES = {"mr", "mrs", "ms", "miss", "dr", "doctor", "sir", "madam", "aunt", "uncle"}
 #: Between initials and the name they go with ("J. R. Whitfield").
 _INITIALS = re.compile(r"\.?\s*")
@@ -63,6 +69,14 @@ _PERSON_AFTER = set(
 )
 #: Words before a name that are done only to a person ("loved Chioma", "told Rosa").
 _PERSON_OBJECT_OF = set("""loved married hugged kissed told asked texted phoned thanked""".split())
+#: Words before a common noun, never before a first name ("the receptionist said").
+_DETERMINERS = set(
+    """the a an my our his her their your this that these those some any no
+    every each""".split()
+)
+#: Lower-case particles of surnames ("Mrs de Vries", "Mr van Dijk"): the title before them
+#: still says the name is a person's.
+_PARTICLES = set("""de da di del della der den van von le la du dos das bin ibn al""".split())
 _COMMON_CAPS = set(
     """i i'm i've i'd i'll monday tuesday wednesday thursday friday saturday sunday january
     february march april may june july august september october november december god mom dad
@@ -149,11 +163,39 @@ def entities_in(text: str, words: list[TextWord], public_terms, *, nlp: Any = No
     model = [
         e for e in model_entities(text, words, public_terms, doc) if _plausible(text, e, heuristic)
     ]
-    return combine(
+    found = combine(
         model,
         heuristic,
         text,
         overruled=[(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in _PUBLIC],
+    )
+    for e in found:
+        if e.kind == "name" and e.hide and _a_subject_named(doc, e):
+            e.kind = "person"
+    return found
+
+
+def _a_subject_named(doc: Any, e: Entity) -> bool:
+    """Whether a name only the word rules found, with no word before it to say what it is,
+    does what people do: one proper noun, not an ordinary word, the subject of a verb other
+    than being or having ("Radek fixed the boiler"), as `_acts_like_a_person` judges the
+    model's own finds. The small model misses many first names outright; one it labels as
+    anything else (an organisation, a product: "Tesco sacked me") is left a name."""
+    if not e.text[:1].isupper():
+        return False  # without capitals, any rare word may be a subject ("netflix kept me going")
+    span = doc.char_span(e.char_start, e.char_end, alignment_mode="expand")
+    if span is None or len(span) != 1 or _a_known_place(e.text):
+        return False
+    if any(ent.start <= span.start < ent.end and ent.label_ != "PERSON" for ent in doc.ents):
+        return False
+    tok = span.root
+    key = re.sub(r"['’]s$", "", tok.lower_)
+    return (
+        tok.tag_ == "NNP"
+        and tok.dep_ in ("nsubj", "nsubjpass")
+        and tok.head.pos_ in ("VERB", "AUX")
+        and tok.head.lemma_.lower() not in _PLACE_VERBS
+        and _rare_in_lowercase(key)
     )
 
 
@@ -172,6 +214,7 @@ def heuristic_entities(text: str, words: list[TextWord], public_terms) -> list[E
     """The heuristic's entities of `text` (aligned `words`): runs of name words, each typed by
     the word before it, and names spelled out letter by letter."""
     flags = _name_flags(text, words, public_terms)
+    lower = [bare_word(w.text).lower() for w in words]
     entities: list[Entity] = []
     i = 0
     while i < len(words):
@@ -183,7 +226,7 @@ def heuristic_entities(text: str, words: list[TextWord], public_terms) -> list[E
         # the full stop of a title ("St. Ives").
         while j + 1 < len(words) and flags[j + 1] and _joins(text, words[j], words[j + 1]):
             j += 1
-        entities.append(_entity(text, words, i, j))
+        entities.append(_entity(text, words, lower, i, j))
         i = j + 1
     # A name seen once as a person is a person everywhere.
     kinds = {part: e.kind for e in entities if e.kind != "name" for part in e.text.split()}
@@ -289,7 +332,7 @@ def _name_flags(text: str, words: list[TextWord], public_terms) -> list[bool]:
         ):
             flags[i] = True  # "Zoë-Marie", "Jean-Luc": every part capitalised
     if _lower_case(text):
-        _lower_case_names(words, flags)
+        _lower_case_names(words, flags, public_terms)
     return flags
 
 
@@ -303,21 +346,63 @@ def _lower_case(text: str) -> bool:
     return not [c for c in caps if not re.fullmatch(r"I(?:['’]\w+)?", c)]
 
 
-def _lower_case_names(words: list[TextWord], flags: list[bool]) -> None:
+def _lower_case_names(words: list[TextWord], flags: list[bool], public_terms=()) -> None:
     """In a transcript without capitals: a word after a kinship word or title ("my friend
     tariq", "doctor patel") or after a place preposition ("from valparaiso", "in st ives")
-    that is not an ordinary word (rare in lower case) is a name."""
+    that is not an ordinary word (rare in lower case) is a name; so is one that stands where
+    only a person does (`_with_a_person`). The campaigns' own words are public, never names."""
     for i in range(1, len(words)):
         prev = norm(words[i - 1].text)
         if prev not in _KIN and prev not in _TITLES and prev not in _PLACE_PREP:
             continue
-        key = bare_word(words[i].text).lower()
+        key = re.sub(r"['’]s$", "", bare_word(words[i].text).lower())  # "my son kofi's bike"
         if len(key) > 4 and key.endswith("ed") and not _rare_in_lowercase(key[:-2]):
             continue  # "mum ticked the box": a verb
         if key == "st" and i + 1 < len(words) and _ordinary_or_rare(words[i + 1].text):
             flags[i] = flags[i + 1] = True
         elif _ordinary_or_rare(key):
             flags[i] = True
+    lower = [bare_word(w.text).lower() for w in words]
+    for i, key in enumerate(lower):
+        if flags[i] or key in _KIN or key in _TITLES or key in public_terms or _inflected(key):
+            continue
+        if _ordinary_or_rare(key) and _with_a_person(lower, i):
+            flags[i] = True
+
+
+def _inflected(key: str) -> bool:
+    """Whether a lower-case word reads as a verb, not a name: "cheering" (few names end in
+    -ing), "ticked" (a common word and -ed)."""
+    if key.endswith("ing"):
+        return True
+    return len(key) > 4 and key.endswith("ed") and not _rare_in_lowercase(key[:-2])
+
+
+def _with_a_person(w: list[str], i: int) -> bool:
+    """Whether word i of the lower-case words `w` stands where only a person does: "me and
+    tomasz", "tomasz and i", "tomasz said", "told tomasz" (without a determiner before it,
+    which a common noun would have: "the receptionist said"). Being the subject of any verb is
+    not enough: "chemo was brutal", "netflix kept me going"."""
+    prev = w[i - 1] if i > 0 else ""
+    nxt = w[i + 1 : i + 3]
+    if prev in _DETERMINERS or _contraction(w[i]):
+        return False
+    return (
+        (i > 1 and w[i - 2 : i] == ["me", "and"])
+        or nxt in (["and", "i"], ["and", "me"])
+        or (bool(nxt) and nxt[0] in _PERSON_AFTER)
+        or prev in _PERSON_OBJECT_OF
+    )
+
+
+def _contraction(key: str) -> bool:
+    """Whether a lower-case word is a contraction written without its apostrophe ("shes",
+    "havent", "theyve"), not a name."""
+    for ending in ("nt", "ve", "re", "ll", "s", "d", "m"):
+        stem = key[: -len(ending)]
+        if key.endswith(ending) and (stem in STOP_WORDS or stem + "n" in STOP_WORDS):
+            return True
+    return False
 
 
 def _ordinary_or_rare(token: str) -> bool:
@@ -332,8 +417,9 @@ def _ordinary_or_rare(token: str) -> bool:
     )
 
 
-def _entity(text: str, words: list[TextWord], i: int, j: int) -> Entity:
-    """The entity spoken as words i..j, its kind judged by the word before it."""
+def _entity(text: str, words: list[TextWord], lower: list[str], i: int, j: int) -> Entity:
+    """The entity spoken as words i..j, its kind judged by the word before it (`lower`: the
+    words in lower case, without punctuation)."""
     first, last = words[i], words[j]
     span_start = first.char_start + (len(first.text) - len(first.text.lstrip("\"'(")))
     span_end = last.char_end
@@ -342,10 +428,14 @@ def _entity(text: str, words: list[TextWord], i: int, j: int) -> Entity:
     if text[span_start:span_end].endswith(("'s", "’s")):  # "Rosa's laugh": the name is Rosa
         span_end -= 2
     prev = norm(words[i - 1].text) if i > 0 else ""
+    if prev in _PARTICLES and i > 1:
+        prev = norm(words[i - 2].text) if norm(words[i - 2].text) in _TITLES else prev
     if prev in _KIN or prev in _TITLES:
         kind = "person"
     elif prev in _PLACE_PREP:
         kind = "place"
+    elif first.text.strip("\"'(")[:1].islower() and _with_a_person(lower, i):
+        kind = "person"  # a transcript without capitals: "me and tomasz", "tomasz said"
     else:
         kind = "name"
     return Entity(
@@ -523,7 +613,11 @@ def _kind(group: list[tuple[Entity, str]], text: str, start: int, end: int) -> s
     if "place" in cued and (not model or model[0] == "place" or (is_city(name) and not owner)):
         return "place"
     kind = (model or cued or ["name"])[0]
-    if kind == "place" and not _a_known_place(name) and _acts_as_a_person(text, start, end):
+    if (
+        kind in ("place", "name")
+        and not _a_known_place(name)
+        and _acts_as_a_person(text, start, end)
+    ):
         return "person"
     return kind
 
@@ -534,12 +628,15 @@ def _a_known_place(name: str) -> bool:
 
 def _acts_as_a_person(text: str, start: int, end: int) -> bool:
     """Whether the word after the name (in its sentence) is one only a person does, or the
-    word before it one only done to a person."""
-    before = re.findall(r"[\w'’]+|[.!?]", text[max(0, start - 40) : start])
-    after = re.findall(r"[\w'’]+|[.!?]", text[end : end + 40])
+    word before it one only done to a person, or it goes with the narrator ("me and Radek",
+    "Radek and I")."""
+    before = [w.lower() for w in re.findall(r"[\w'’]+|[.!?]", text[max(0, start - 40) : start])]
+    after = [w.lower() for w in re.findall(r"[\w'’]+|[.!?]", text[end : end + 40])]
     return bool(
-        (before and before[-1].lower() in _PERSON_OBJECT_OF)
-        or (after and after[0].lower() in _PERSON_AFTER)
+        (before and before[-1] in _PERSON_OBJECT_OF)
+        or (after and after[0] in _PERSON_AFTER)
+        or before[-2:] == ["me", "and"]
+        or after[:2] in (["and", "i"], ["and", "me"])
     )
 
 
