@@ -1,14 +1,15 @@
-"""Choose the cost of a guessed sentence end for summaries and quotes, on the calibration half.
+"""Choose the cost of a guessed sentence end for summaries and quotes, on the calibration halves.
 
     .venv/bin/python scripts/calibrate_excerpt_costs.py [--json]
 
 In an unpunctuated transcript without pauses, sentence ends are guessed by the boundary model,
 and each guessed end carries its chance of being right. A summary sentence or quote pays
 `cost x (1 - chance)` per end (`narratives.stages.analyse.excerpts`). This script chooses the
-two costs on `outside3_calibrate` (stories the boundary model never trained on; never an
-example) as unpunctuated transcripts: for each, the value in its grid with the highest share
-of excerpts that are whole written sentences; ties to the smaller value. The rule was written
-down before any figure. Each story is analysed once and the choice is replayed per value.
+two costs on the corpus's calibration halves (`outside3_calibrate`, `outside4_calibrate`:
+stories the boundary model never trained on; never examples) as unpunctuated transcripts:
+for each, the value in its grid with the highest share of excerpts that are whole written
+sentences; ties to the smaller value. The rule was written down before any figure. Each story
+is analysed once and the choice is replayed per value.
 """
 
 from __future__ import annotations

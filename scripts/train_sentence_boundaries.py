@@ -1,4 +1,4 @@
-"""Train the sentence-boundary model for unpunctuated speech (stages/analyse/boundaries.py).
+"""Train the sentence-boundary model for unpunctuated speech (engines/sentence_starts.py).
 
     .venv/bin/python scripts/train_sentence_boundaries.py [--check] [--json]
 
@@ -6,10 +6,22 @@ Training text: the spoken-style stories in tests/data/sentences/ (written for th
 topic) and the punctuated stories of the corpus's tuning halves. Never a held-out story: the
 script refuses if one is among its inputs. Each story is stripped of punctuation and capitals as
 a recogniser without punctuation would give it; its own punctuation (split by pysbd) says where
-sentences start. The regularisation, the length prior's weight and the cut bias are chosen by
-5-fold cross-validation over stories (the share of pieces whose both ends are right, among
-settings whose pieces average at most 1.75 times the written sentences' length), then the
-model is fitted on everything and written to narratives/defaults/sentences/boundaries.json.
+sentences start.
+
+The model is all-MiniLM-L6-v2 with a LoRA adapter on every linear layer (rank 16, by peft) and
+a one-number head on each word's first token, trained for a fixed number of passes. It replaced
+a logistic regression over words, part-of-speech tags and parse arcs. Tried on the calibration
+halves (gap average precision / pieces with both ends right): the regression 0.59 / 0.49; a
+linear head on MiniLM as it is 0.44; the top two layers trained 0.51; all layers trained 0.70 /
+0.61 (21 MB to ship); LoRA rank 8 0.66 / 0.55; rank 16, learning rate 1e-3, five passes 0.72 /
+0.63, chosen by its average precision as fixed beforehand (1.4 MB).
+
+The cut settings (the length prior's weight and the cut bias) are chosen on the corpus's
+calibration halves, stories no model trained on: the share of pieces whose both ends are right,
+among settings whose pieces average at most 1.75 times the written sentences' length; ties to
+fewer cuts. The adapter goes to narratives/defaults/sentences/adapter/, the settings and the
+adapter files' SHA-256 to narratives/defaults/sentences/boundaries.json. Training takes about
+six minutes on one CPU thread.
 
 `--check` only verifies that the shipped model was trained on the training text as it is now
 (exit 1 if not).
@@ -21,6 +33,7 @@ import argparse
 import hashlib
 import json
 import math
+import random
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,25 +41,41 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from narratives.engines.nlp import get_pipeline  # noqa: E402
+from narratives.core.files import file_sha256  # noqa: E402
+from narratives.engines.sentence_starts import (  # noqa: E402
+    ADAPTER_DIR,
+    ADAPTER_FILES,
+    BASE_MODEL,
+    WINDOW_TOKENS,
+    word_windows,
+)
 from narratives.stages.analyse.boundaries import (  # noqa: E402
     BOUNDARY_MODEL,
     BoundaryModel,
-    gap_features,
     normalise_words,
 )
-from tests.corpus import HELD_OUT, has_reference, sentence_bounds, split, tuning_stories  # noqa: E402
+from tests.corpus import (  # noqa: E402
+    CALIBRATION,
+    HELD_OUT,
+    has_reference,
+    sentence_bounds,
+    split,
+    tuning_stories,
+)
 
 TEXTS = REPO / "tests" / "data" / "sentences"
-#: Weights smaller than this are left out of the shipped file (half its size, same cuts).
-MIN_WEIGHT = 0.02
 MAX_WORDS = 35
 MIN_WORDS = 3
-GRID_C = (0.1, 0.3, 1.0)
 GRID_PRIOR = (0.0, 0.5, 1.0)
-GRID_BIAS = (-1.0, 0.0, 1.0, 2.0)
+GRID_BIAS = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
 #: Pieces may average at most this many times the written sentences' length.
 MEAN_WORDS_OVER_TRUE = 1.75
+#: Training settings, fixed before any figure.
+RANK = 16
+LEARNING_RATE = 1e-3
+EPOCHS = 5
+BATCH = 16
+SEED = 31
 
 
 def training_texts(corpus: bool = True) -> list[tuple[str, str]]:
@@ -110,107 +139,182 @@ def whole_pieces(model: BoundaryModel, log_odds: list[float], labels: list[int])
     return sum(a in truth and b in truth for a, b in pairs), len(pairs)
 
 
-def fit(features, labels, c):
-    from sklearn.feature_extraction import DictVectorizer
-    from sklearn.linear_model import LogisticRegression
+def windows(tokenizer, words: list[str], labels: list[int]) -> list[tuple[list[int], list[int]]]:
+    """(token ids with [CLS] and [SEP], label per token) of each window of a story: the label
+    sits on the first token of each word after the first (1: a sentence starts before it), -1
+    elsewhere."""
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    ids, owner = enc["input_ids"], enc.word_ids()
+    y, seen = [-1] * len(ids), set()
+    for t, w in enumerate(owner):
+        if w not in seen:
+            seen.add(w)
+            if w >= 1:
+                y[t] = labels[w - 1]
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return [
+        ([cls_id, *ids[s : s + WINDOW_TOKENS], sep_id], [-1, *y[s : s + WINDOW_TOKENS], -1])
+        for s in word_windows(len(ids))
+    ]
 
-    vec = DictVectorizer()
-    x = vec.fit_transform([f for fs in features for f in fs])
-    y = [v for ls in labels for v in ls]
-    clf = LogisticRegression(C=c, max_iter=5000).fit(x, y)
-    weights = {
-        name: round(float(w), 4)
-        for name, w in zip(vec.get_feature_names_out(), clf.coef_[0], strict=True)
-        if abs(w) >= MIN_WEIGHT
-    }
-    return weights, round(float(clf.intercept_[0]), 5)
 
+def train(stories: list[tuple[list[str], list[int]]]):
+    """The base model with a LoRA adapter, and the head, trained on `stories`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
 
-def model_of(weights, intercept, prior, prior_weight, bias, trained_on) -> BoundaryModel:
-    return BoundaryModel(
-        weights, intercept, prior, prior_weight, bias, MIN_WORDS, MAX_WORDS, trained_on
+    from narratives.engines.embeddings import resolve_embedding_model
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    rng = random.Random(SEED)
+    base = resolve_embedding_model(BASE_MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(base.location, local_files_only=True)
+    model = AutoModel.from_pretrained(base.location, local_files_only=True)
+    config = LoraConfig(
+        r=RANK,
+        lora_alpha=2 * RANK,
+        lora_dropout=0.05,
+        target_modules=["query", "key", "value", "dense"],
     )
+    model = get_peft_model(model, config)
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    optimiser = torch.optim.AdamW(params, lr=LEARNING_RATE)
+    loss_of = torch.nn.BCEWithLogitsLoss()
+    data = [w for words, labels in stories for w in windows(tokenizer, words, labels)]
+    model.train()
+    for epoch in range(EPOCHS):
+        rng.shuffle(data)
+        total = 0.0
+        for b in range(0, len(data), BATCH):
+            batch = data[b : b + BATCH]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            y = torch.full((len(batch), width), -1.0)
+            for r, (i, lab) in enumerate(batch):
+                ids[r, : len(i)] = torch.tensor(i)
+                mask[r, : len(i)] = 1
+                y[r, : len(lab)] = torch.tensor(lab, dtype=torch.float32)
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            logits = head(hidden).squeeze(-1)
+            keep = y >= 0
+            loss = loss_of(logits[keep], y[keep])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach())
+        print(f"pass {epoch + 1}/{EPOCHS}: loss {total / math.ceil(len(data) / BATCH):.4f}")
+    model.eval()
+    head.eval()
+    return model, head
+
+
+def save(model, head, folder: Path) -> dict[str, str]:
+    """Write the adapter and the head to `folder`; their SHA-256 by file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    (folder / "README.md").unlink(missing_ok=True)  # peft's blank model card
+    # peft records where the base weights were read from: a path on this machine.
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = f"sentence-transformers/{BASE_MODEL}"
+    config_path.write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    head_data = {
+        "weight": [round(float(v), 6) for v in head.weight.detach()[0]],
+        "bias": round(float(head.bias.detach()[0]), 6),
+    }
+    (folder / "head.json").write_text(json.dumps(head_data) + "\n", encoding="utf-8")
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in ADAPTER_FILES)
+    if extra:
+        raise SystemExit(f"unexpected files in {folder}: {extra}")
+    return {name: file_sha256(folder / name) for name in ADAPTER_FILES}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check the shipped model")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--without-corpus",
-        metavar="PATH",
-        type=Path,
-        help="train on tests/data/sentences/ only and write the model to PATH (to measure "
-        "settings on the corpus's tuning halves with a model that has not seen them)",
-    )
     args = parser.parse_args()
-    texts = training_texts(corpus=args.without_corpus is None)
-    target = args.without_corpus or BOUNDARY_MODEL
+    texts = training_texts()
     digest = fingerprint(texts)
     if args.check:
         shipped = json.loads(BOUNDARY_MODEL.read_text(encoding="utf-8"))["trained_on"]
         ok = shipped.get("sha256") == digest
         print("up to date" if ok else "the training text changed: run this script again")
         return 0 if ok else 1
-    nlp = get_pipeline()
     stories = [r for r in (labelled(t) for _, t in texts) if r]
-    features = [gap_features(words, nlp(" ".join(words))) for words, _ in stories]
     labels = [ls for _, ls in stories]
-    folds = [list(range(k, len(stories), 5)) for k in range(5)]
-    scores: dict[tuple, list[int]] = {}
-    for fold in folds:
-        test = set(fold)
-        train = [i for i in range(len(stories)) if i not in test]
-        prior = length_prior([labels[i] for i in train])
-        for c in GRID_C:
-            weights, intercept = fit([features[i] for i in train], [labels[i] for i in train], c)
-            for pw in GRID_PRIOR:
-                for bias in GRID_BIAS:
-                    m = model_of(weights, intercept, prior, pw, bias, {})
-                    got = scores.setdefault((c, pw, bias), [0, 0, 0])
-                    for i in fold:
-                        ok, n = whole_pieces(m, m.log_odds(features[i]), labels[i])
-                        got[0] += ok
-                        got[1] += n
-                        got[2] += len(labels[i]) + 1
+    model, head = train(stories)
+    files = save(model, head, ADAPTER_DIR)
+    prior = length_prior(labels)
+    # The cut settings, on the calibration halves (never trained on).
+    calibration = [
+        r
+        for r in (labelled(s.text) for half in CALIBRATION for s in split(half) if has_reference(s))
+        if r
+    ]
+    probe = BoundaryModel(files, prior, 0.0, 0.0, MIN_WORDS, MAX_WORDS, {})
+    scored = [(probe.log_odds(words), ls) for words, ls in calibration]
+    true_mean = sum(len(ls) + 1 for _, ls in calibration) / (
+        sum(sum(ls) for _, ls in calibration) + len(calibration)
+    )
+    grid: dict[tuple[float, float], tuple[int, int, int]] = {}
+    for pw in GRID_PRIOR:
+        for bias in GRID_BIAS:
+            m = BoundaryModel(files, prior, pw, bias, MIN_WORDS, MAX_WORDS, {})
+            ok = n = words = 0
+            for log_odds, ls in scored:
+                a, b = whole_pieces(m, log_odds, ls)
+                ok, n, words = ok + a, n + b, words + len(ls) + 1
+            grid[(pw, bias)] = (ok, n, words)
     # Fewer cuts make more whole pieces but long ones: a quote must fit in 200 characters.
-    true_mean = sum(len(ls) + 1 for ls in labels) / (sum(sum(ls) for ls in labels) + len(labels))
-    allowed = {k: v for k, v in scores.items() if v[2] / v[1] <= MEAN_WORDS_OVER_TRUE * true_mean}
-    (c, pw, bias), (ok, n, _) = max(allowed.items(), key=lambda kv: kv[1][0] / kv[1][1])
-    weights, intercept = fit(features, labels, c)
-    import sklearn
+    allowed = {k: v for k, v in grid.items() if v[2] / v[1] <= MEAN_WORDS_OVER_TRUE * true_mean}
+    (pw, bias), (ok, n, _) = max(allowed.items(), key=lambda kv: (kv[1][0] / kv[1][1], -kv[0][1]))
+    import peft
+    import torch
+    import transformers
 
     report = {
         "stories": len(stories),
         "gaps": sum(len(ls) for ls in labels),
         "sentence_starts": sum(sum(ls) for ls in labels),
         "sha256": digest,
-        "scikit_learn": sklearn.__version__,
-        "C": c,
+        "base_model": BASE_MODEL,
+        "lora_rank": RANK,
+        "learning_rate": LEARNING_RATE,
+        "passes": EPOCHS,
+        "seed": SEED,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
+        "calibration_stories": len(calibration),
         "written_mean_words": round(true_mean, 1),
-        "cross_validated_whole_pieces": round(ok / n, 3),
-        "cross_validated_grid": {
-            f"C={k[0]} prior={k[1]} bias={k[2]}": {
+        "calibration_whole_pieces": round(ok / n, 3),
+        "calibration_grid": {
+            f"prior={k[0]} bias={k[1]}": {
                 "whole": round(v[0] / v[1], 3),
                 "mean_words": round(v[2] / v[1], 1),
             }
-            for k, v in scores.items()
+            for k, v in grid.items()
         },
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(
+    BOUNDARY_MODEL.write_text(
         json.dumps(
             {
-                "intercept": intercept,
-                "length_prior": [round(v, 4) for v in length_prior(labels)],
+                "adapter_files": files,
+                "length_prior": [round(v, 4) for v in prior],
                 "prior_weight": pw,
                 "cut_bias": bias,
                 "min_words": MIN_WORDS,
                 "max_words": MAX_WORDS,
                 "trained_on": report,
-                "weights": dict(sorted(weights.items())),
             },
-            indent=0,
+            indent=1,
         )
         + "\n",
         encoding="utf-8",
@@ -220,9 +324,9 @@ def main() -> int:
     else:
         print(
             f"{report['stories']} stories, {report['sentence_starts']} sentence starts in "
-            f"{report['gaps']} gaps; chosen C={c}, prior weight {pw}, cut bias {bias}: "
-            f"{report['cross_validated_whole_pieces']:.3f} of pieces whole (5-fold)\n"
-            f"wrote {target} ({len(weights)} weights)"
+            f"{report['gaps']} gaps; chosen prior weight {pw}, cut bias {bias}: "
+            f"{report['calibration_whole_pieces']:.3f} of pieces whole on "
+            f"{len(calibration)} calibration stories\nwrote {ADAPTER_DIR} and {BOUNDARY_MODEL}"
         )
     return 0
 

@@ -118,7 +118,9 @@ def test_the_wheel_holds_the_shipped_files(installed, tmp_path):
         "narratives.toml", "campaigns/emotional-equity.toml", "campaigns/neural-mandate.toml",
         "campaigns/examples.jsonl", "templates/posts/bluesky.j2", "templates/posts/rss.j2",
         "templates/video/vertical.toml", "templates/video/square.toml",
-        "media/brand/emotional-equity-logo.png",
+        "media/brand/emotional-equity-logo.png", "sentences/boundaries.json",
+        "sentences/adapter/adapter_model.safetensors", "sentences/adapter/head.json",
+        "sentences/adapter/adapter_config.json",
     ]:  # fmt: skip
         assert (defaults / name).is_file(), name
     for name in ["draft.html", "queue.html", "login.html", "static/review.css"]:
@@ -126,6 +128,21 @@ def test_the_wheel_holds_the_shipped_files(installed, tmp_path):
     migrations = package.parent / "store" / "migrations"
     assert len(list((migrations / "versions").glob("0*.py"))) >= 9
     assert (migrations / "script.py.mako").is_file()
+
+
+def test_the_sentence_boundary_adapter_loads_from_the_wheel(installed, tmp_path):
+    """The adapter is read from the installed package (its SHA-256 checked) and peft, a core
+    dependency, merges it: an unpunctuated run is scored gap by gap."""
+    out = _sh(
+        installed / "python", "-c",
+        "import narratives.stages.analyse.boundaries as b, narratives.engines.sentence_starts as s;"
+        "m = b.load_boundary_model(); print(s.ADAPTER_DIR);"
+        "print(len(m.log_odds('we got home late and then the power went out again'.split())))",
+        cwd=tmp_path, env=_env(tmp_path),
+    )  # fmt: skip
+    folder, gaps = out.split()[-2:]
+    assert str(REPO) not in folder and "site-packages" in folder
+    assert gaps == "10"
 
 
 def test_init_and_process_from_the_wheel(installed, tmp_path):

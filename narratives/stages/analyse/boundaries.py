@@ -1,14 +1,15 @@
 """Where sentences end in speech written down without punctuation: a learnt model.
 
 Without punctuation, "...and we drove home | then the cat..." and "...told me | the cat..."
-look alike to rules. A logistic regression over the words and part-of-speech tags around each
-gap between two words, and the parse arcs that cross it, gives the chance that a sentence
-starts there. It was trained on punctuated spoken-style stories stripped of punctuation and
-capitals (`scripts/train_sentence_boundaries.py`: its training text and the corpus's tuning
-halves, never a held-out story). Cuts are then chosen together, not one by one: the most
-likely cuts under a prior on sentence length, so one run-on is not cut into scraps.
+look alike to rules. MiniLM with a small trained adapter (`narratives.engines.sentence_starts`)
+reads the words around each gap in context and gives the chance that a sentence starts there.
+It was trained on punctuated spoken-style stories stripped of punctuation and capitals
+(`scripts/train_sentence_boundaries.py`: its training text and the corpus's tuning halves,
+never a held-out story). Cuts are then chosen together, not one by one: the most likely cuts
+under a prior on sentence length, so one run-on is not cut into scraps.
 
-The weights are a small JSON file shipped with the package; this module needs no scikit-learn.
+`defaults/sentences/boundaries.json` holds the cut settings and the adapter files' SHA-256;
+the adapter is in `defaults/sentences/adapter/`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pathlib import Path
 __all__ = [
     "BOUNDARY_MODEL",
     "BoundaryModel",
-    "gap_features",
     "load_boundary_model",
     "normalise_words",
 ]
@@ -37,63 +37,12 @@ def normalise_words(text: str) -> list[str]:
     return [re.sub(r"[^\w'’-]", "", w).lower().strip("-") for w in text.split()]
 
 
-def gap_features(words: list[str], doc) -> list[dict[str, float]]:
-    """Features of each gap between two words: entry k-1 describes the gap before words[k].
-
-    `doc` is spaCy's parse of `" ".join(words)` (words as `normalise_words` gives them)."""
-    n = len(words)
-    starts, pos = [], 0
-    for w in words:
-        starts.append(pos)
-        pos += len(w) + 1
-    at = {t.idx: t for t in doc}
-    toks = [at.get(s) for s in starts]
-    heads = [(t.i, t.head.i) for t in doc]
-
-    def word(j: int) -> str:
-        return words[j] if 0 <= j < n else ("<s>" if j < 0 else "</s>")
-
-    def tag(j: int) -> str:
-        t = toks[j] if 0 <= j < n else None
-        return t.tag_ if t is not None else ("BOS" if j < 0 else "EOS")
-
-    out: list[dict[str, float]] = []
-    for i in range(1, n):
-        f = {
-            "w0=" + word(i): 1.0,
-            "w-1=" + word(i - 1): 1.0,
-            "w+1=" + word(i + 1): 1.0,
-            "w-2=" + word(i - 2): 1.0,
-            "p0=" + tag(i): 1.0,
-            "p-1=" + tag(i - 1): 1.0,
-            "p+1=" + tag(i + 1): 1.0,
-            "p-2=" + tag(i - 2): 1.0,
-            "p-1p0=" + tag(i - 1) + "|" + tag(i): 1.0,
-            "p0p+1=" + tag(i) + "|" + tag(i + 1): 1.0,
-            "w-1p0=" + word(i - 1) + "|" + tag(i): 1.0,
-            "p-1w0=" + tag(i - 1) + "|" + word(i): 1.0,
-        }
-        t, p = toks[i], toks[i - 1]
-        if t is not None:
-            f["d0=" + t.dep_] = 1.0
-            f["spacy_start"] = float(bool(t.is_sent_start))
-            f["head_left"] = float(t.head.i < t.i)
-        if p is not None:
-            f["d-1=" + p.dep_] = 1.0
-            if t is not None:
-                # Parse arcs joining a word left of the gap to one right of it.
-                cross = sum(1 for a, b in heads if min(a, b) <= p.i < max(a, b))
-                f[f"cross={min(cross, 4)}"] = 1.0
-        out.append(f)
-    return out
-
-
 @dataclass(frozen=True)
 class BoundaryModel:
-    """The learnt weights and the settings cuts are chosen with."""
+    """The settings cuts are chosen with, and the adapter that scores the gaps."""
 
-    weights: dict[str, float]
-    intercept: float
+    #: SHA-256 of each file in the adapter folder, as training wrote them.
+    adapter_files: dict[str, str]
     #: log P(a sentence has n words), n = 1..len; longer ones take the last value.
     length_prior: list[float]
     #: How much the length prior counts against the per-gap evidence.
@@ -104,10 +53,12 @@ class BoundaryModel:
     max_words: int
     trained_on: dict
 
-    def log_odds(self, features: list[dict[str, float]]) -> list[float]:
-        """Per gap, the log-odds that a sentence starts there."""
-        w = self.weights
-        return [self.intercept + sum(w.get(k, 0.0) * v for k, v in f.items()) for f in features]
+    def log_odds(self, words: list[str]) -> list[float]:
+        """Per gap before words[k] (k >= 1), the log-odds that a sentence starts there;
+        `words` as `normalise_words` gives them, none empty."""
+        from narratives.engines.sentence_starts import get_sentence_start_model
+
+        return get_sentence_start_model(self.adapter_files).log_odds(words)
 
     def _prior(self, n: int) -> float:
         return self.length_prior[min(n, len(self.length_prior)) - 1]
@@ -149,8 +100,7 @@ def load_boundary_model(path: Path = BOUNDARY_MODEL) -> BoundaryModel:
         if path not in _LOADED:
             d = json.loads(path.read_text(encoding="utf-8"))
             _LOADED[path] = BoundaryModel(
-                weights=d["weights"],
-                intercept=d["intercept"],
+                adapter_files=d["adapter_files"],
                 length_prior=d["length_prior"],
                 prior_weight=d["prior_weight"],
                 cut_bias=d["cut_bias"],

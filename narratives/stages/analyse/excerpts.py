@@ -28,9 +28,9 @@ __all__ = [
 
 QUOTE_MAX_CHARS = 200
 #: Cost of a sentence end that is a guess, times the chance that it is wrong (summary, quote):
-#: chosen on the corpus's calibration half (`scripts/calibrate_excerpt_costs.py`).
-GUESSED_END_COST = 0.6
-QUOTE_GUESSED_END_COST = 4.0
+#: chosen on the corpus's calibration halves (`scripts/calibrate_excerpt_costs.py`).
+GUESSED_END_COST = 1.0
+QUOTE_GUESSED_END_COST = 8.0
 #: A quote is cut (with "…") only when no sentence of the story is shorter than this.
 QUOTE_HARD_MAX_CHARS = 300
 

@@ -4,9 +4,9 @@ Summaries, quotes and titles quote the narrator, so they must start and end wher
 does. Punctuated text is split by pysbd. A run of more words than a sentence plausibly holds
 (an unpunctuated transcript) is cut where the evidence for a sentence boundary is strongest:
 a pause in the speech, the end of a Whisper segment, and a model learnt from spoken stories
-(`narratives.stages.analyse.boundaries`) that reads the words, part-of-speech tags and parse
-around each gap. Cuts found without a pause are a guess, and each end carries its chance of
-being right, so that quotes and summaries can prefer sentences whose ends are likely.
+(`narratives.stages.analyse.boundaries`) that reads the words around each gap in context.
+Cuts found without a pause are a guess, and each end carries its chance of being right, so
+that quotes and summaries can prefer sentences whose ends are likely.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from narratives.engines.nlp import get_pipeline
 from narratives.stages.analyse.boundaries import (
-    gap_features,
     load_boundary_model,
     normalise_words,
     sigmoid,
@@ -113,7 +111,7 @@ def _cut_long(
     kept = [k for k, w in enumerate(normal) if w] or [0]
     evidence, sure = _gap_evidence(text, [tokens[k] for k in kept], words, segment_ends)
     model = load_boundary_model()
-    log_odds = model.log_odds(gap_features([normal[k] for k in kept], _parse(normal, kept)))
+    log_odds = model.log_odds([normal[k] for k in kept])
     log_odds = [x + e for x, e in zip(log_odds, evidence, strict=True)]
     pieces, a = [], 0
     for c in [*model.choose_cuts(log_odds), len(kept)]:
@@ -125,10 +123,6 @@ def _cut_long(
         pieces.append((tokens[kept[a]][0] if a else tokens[0][0], tokens[last][1], chance))
         a = c
     return pieces
-
-
-def _parse(normal: list[str], kept: list[int]):
-    return get_pipeline()(" ".join(normal[k] for k in kept))
 
 
 def _gap_evidence(
