@@ -111,8 +111,9 @@ OUTSIDE_HALVES = ("outside_tune", "outside_heldout")
 #: either); and "outside3_heldout".
 OUTSIDE3_HALVES = ("outside3_calibrate", "outside3_heldout")
 #: A fourth batch (parts o, p, q: three more writers, same brief and mix), written after the
-#: word models were chosen, is split into "outside4_calibrate", kept for a later calibration
-#: (neither an example nor a figure yet), and "outside4_heldout", measured by bench/tagging.py.
+#: word models were chosen, is split into "outside4_calibrate", which joined
+#: "outside3_calibrate" in choosing the same settings (never an example), and
+#: "outside4_heldout", measured by bench/tagging.py.
 OUTSIDE4_HALVES = ("outside4_calibrate", "outside4_heldout")
 
 
@@ -148,9 +149,10 @@ HELD_OUT = (
 #: Held-out halves measured by bench/tagging.py only (the suite's time): no test analyses them.
 BENCH_ONLY = ("outside4_heldout",)
 #: Halves kept for a later calibration: never examples, no figure reported from them yet.
-RESERVED = ("outside4_calibrate",)
-#: Stories that choose each campaign's tag threshold and nothing else (never examples).
-CALIBRATION = ("outside3_calibrate",)
+RESERVED: tuple[str, ...] = ()
+#: Stories that choose each campaign's tag threshold, the note threshold and the excerpt costs,
+#: and nothing else (never examples, never seen by the sentence-boundary model).
+CALIBRATION = ("outside3_calibrate", "outside4_calibrate")
 #: The held-out halves of the stories written outside the team that the tests hold (batches
 #: 1-3; batch 4 is in BENCH_ONLY).
 OUTSIDE_HELD_OUT = ("outside_heldout", "outside2_heldout", "outside3_heldout")

@@ -129,20 +129,19 @@ def held_out_outside(campaigns, shipped_examples, tmp_path_factory):
 
 
 #: Bounds a little below what bench/tagging.py measured on each held-out set, with the tag
-#: neighbours, the word models and the calibrated thresholds (0.55 and 0.5): recall and
-#: specificity per campaign, top tag, the other campaign's stories kept out, content notes
-#: (recall, precision; with the wider cues, the place rules and the calibrated note threshold
-#: 0.65). Measured (stories):
-#: outside1 (84): 0.84 / 0.96, 0.96 / 1.00, 0.95, 1.00 / 1.00, notes 0.73 / 0.74;
-#: outside2 (81): 0.82 / 1.00, 0.92 / 1.00, 0.88, 1.00 / 1.00, notes 0.83 / 0.83;
-#: ours (92): 0.78 / 1.00, 0.90 / 0.96, 0.86, 0.84 / 0.97, notes 0.82 / 0.75;
-#: outside3 (82, written after the method and the calibration rule were fixed): 0.89 / 0.95,
-#: 0.93 / 1.00, 0.92, 0.95 / 0.97, notes 0.76 / 0.83.
+#: neighbours, the word models and the thresholds calibrated on both calibration halves (0.35
+#: and 0.4): recall and specificity per campaign, top tag, the other campaign's stories kept
+#: out, content notes (recall, precision; note threshold 0.6, the name and place rules of stop
+#: 31). Measured (stories):
+#: outside1 (84): 0.97 / 0.88, 0.96 / 0.96, 0.95, 0.82 / 0.97, notes 0.84 / 0.75;
+#: outside2 (81): 0.95 / 0.90, 0.96 / 0.90, 0.90, 0.90 / 0.94, notes 0.87 / 0.85;
+#: ours (92): 0.97 / 0.89, 0.97 / 0.93, 0.86, 0.68 / 0.92, notes 0.83 / 0.71;
+#: outside3 (82): 1.00 / 0.82, 0.93 / 1.00, 0.93, 0.82 / 0.97, notes 0.82 / 0.80.
 HELD_OUT_BOUNDS = {
-    "outside_heldout": (0.79, 0.91, 0.91, 0.95, 0.90, 0.90, 0.95, 0.68, 0.69),
-    "outside2_heldout": (0.77, 0.95, 0.87, 0.95, 0.83, 0.95, 0.95, 0.78, 0.78),
-    "heldout": (0.73, 0.95, 0.85, 0.91, 0.81, 0.79, 0.92, 0.77, 0.70),
-    "outside3_heldout": (0.84, 0.90, 0.88, 0.95, 0.87, 0.90, 0.92, 0.71, 0.78),
+    "outside_heldout": (0.92, 0.83, 0.91, 0.91, 0.91, 0.77, 0.92, 0.79, 0.70),
+    "outside2_heldout": (0.90, 0.85, 0.91, 0.85, 0.86, 0.85, 0.89, 0.82, 0.80),
+    "heldout": (0.92, 0.84, 0.92, 0.88, 0.82, 0.63, 0.87, 0.78, 0.66),
+    "outside3_heldout": (0.95, 0.77, 0.88, 0.95, 0.89, 0.77, 0.92, 0.77, 0.75),
 }
 _FIGURES = (
     "emotional-equity.recall",
@@ -181,9 +180,9 @@ def test_the_calibration_rule_takes_the_best_smaller_figure_and_the_higher_tie()
 
 def test_shipped_tag_thresholds_are_the_calibrated_ones(campaigns):
     """Each campaign's threshold is what scripts/calibrate_tag_thresholds.py picked on the
-    calibration half, with the examples as shipped: changing either without calibrating again
-    (`--write`) fails here. Measured at the picks: emotional-equity (0.55) 0.92 / 0.96,
-    neural-mandate (0.5) 0.96 / 1.00."""
+    calibration halves, with the examples as shipped: changing either without calibrating again
+    (`--write`) fails here. Measured at the picks (171 stories): emotional-equity (0.35) 0.96 /
+    0.92, neural-mandate (0.4) 0.92 / 0.94."""
     recorded = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))
     assert recorded["examples_sha256"] == examples_digest(
         DEFAULTS_ROOT / "campaigns" / EXAMPLES_FILE
@@ -194,7 +193,7 @@ def test_shipped_tag_thresholds_are_the_calibrated_ones(campaigns):
         assert c.tag_threshold == r["pick"], (c.slug, r["pick"])
         row = next(row for row in r["table"] if row["threshold"] == r["pick"])
         assert min(row["recall"], row["specificity"]) >= 0.88, (c.slug, row)
-    # The learnt content notes' threshold likewise (measured at 0.65: 0.78 / 0.79).
+    # The learnt content notes' threshold likewise (measured at 0.6: 0.80 / 0.83).
     notes = recorded["notes"]
     assert AnalyseSettings().learnt_note_threshold == notes["pick"], notes["pick"]
     row = next(row for row in notes["table"] if row["threshold"] == notes["pick"])
@@ -233,8 +232,10 @@ def test_content_notes_hold_on_the_held_out_half(held_out):
     f = routing_figures(held_out)
     assert f["notes.recall"] >= NOTES_RECALL
     assert f["notes.precision"] >= NOTES_PRECISION
-    assert f["notes.grief.recall"] >= 0.66  # measured 0.71 (0.75 at the note threshold 0.6)
-    assert f["notes.named-people.precision"] >= 0.69  # measured 0.74
+    assert f["notes.grief.recall"] >= 0.70  # measured 0.75
+    # Measured 0.62: 0.74 before the lower-case and kin-word name rules, which raised
+    # named-people recall on the outside batches from 0.69-0.75 to 0.78-0.90.
+    assert f["notes.named-people.precision"] >= 0.57
 
 
 @pytest.mark.slow
@@ -282,7 +283,7 @@ def held_out_excerpts(campaigns, shipped_examples, held_out, held_out_outside, t
                 if text == s.text:
                     a = done[s.id]
                 elif half == "outside3_heldout":
-                    # Measured by bench/tagging.py (unpunctuated 0.73 / 0.73), not analysed
+                    # Measured by bench/tagging.py (unpunctuated 0.86 / 0.89), not analysed
                     # again here, to keep the suite's time.
                     continue
                 else:
@@ -317,12 +318,13 @@ def test_summaries_and_quotes_are_whole_sentences(held_out_excerpts):
     assert n > 100 and written >= 0.97
     flat, n = _whole(held_out_excerpts, "unpunctuated")
     assert n > 100 and flat >= UNPUNCTUATED_WHOLE
-    # Stories written outside the team: measured 1.00 written; unpunctuated 0.65 (summaries
-    # and quotes; 0.37 and 0.32 with the clause rules before the learnt boundary model).
+    # Stories written outside the team (batches 1 and 2): measured 1.00 written; unpunctuated
+    # summaries 0.76 and 0.79, quotes 0.87 and 0.82 (0.66-0.75 with the logistic-regression
+    # boundary model; 0.37 and 0.32 with the clause rules before it).
     written, n = _whole(held_out_excerpts, "written", outside=True)
     assert n > 100 and written >= 0.97
     flat, n = _whole(held_out_excerpts, "unpunctuated", outside=True)
-    assert n > 100 and flat >= 0.58
+    assert n > 100 and flat >= 0.72
     # Where a cut is a guess, the excerpt says so (the review page asks an editor to check
     # it): every unpunctuated excerpt that is not whole is marked.
     unmarked, marked = [], 0
@@ -604,9 +606,11 @@ def test_a_damaged_spacy_model_is_refused(tmp_path, monkeypatch):
 
 
 # Measured on the held-out half by bench/tagging.py; the bounds sit a little below.
-NOTES_RECALL = 0.75  # measured 0.80 (0.80 before the wider cues and place rules)
-NOTES_PRECISION = 0.72  # measured 0.77 (0.72 before)
-UNPUNCTUATED_WHOLE = 0.62  # measured 0.68 (0.46 and 0.56 with the clause rules before)
+NOTES_RECALL = 0.78  # measured 0.83 (0.80 before the wider cues and place rules)
+NOTES_PRECISION = 0.66  # measured 0.71 (0.75 before the name rules of stop 31)
+#: Summaries 0.77, quotes 0.86 (0.67 and 0.75 with the logistic-regression boundary model,
+#: 0.46 and 0.56 with the clause rules before it).
+UNPUNCTUATED_WHOLE = 0.72
 
 
 @pytest.mark.slow

@@ -329,7 +329,7 @@ class Campaign(_Model):
     #: narratives.stages.analyse.tagging); a story
     #: none of whose tags applies fits the campaign only if someone assigns it. The shipped
     #: campaigns write theirs, calibrated on stories that trained nothing
-    #: (scripts/calibrate_tag_thresholds.py: 0.55 and 0.5); a campaign that writes none starts
+    #: (scripts/calibrate_tag_thresholds.py: 0.35 for both); a campaign that writes none starts
     #: where a probability says "as likely as not".
     tag_threshold: float = Field(0.5, ge=0, le=1)
     #: For tags with too few example stories to learn from: the description similarity that
