@@ -23,8 +23,9 @@ fewer cuts. The adapter goes to narratives/defaults/sentences/adapter/, the sett
 adapter files' SHA-256 to narratives/defaults/sentences/boundaries.json. Training takes about
 six minutes on one CPU thread.
 
-`--check` only verifies that the shipped model was trained on the training text as it is now
-(exit 1 if not).
+`--check` only verifies that the shipped model was trained on the training text and chose its
+settings on the calibration stories as they are now, and that the adapter files are the ones
+trained (exit 1 if not).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -47,6 +49,7 @@ from narratives.engines.sentence_starts import (  # noqa: E402
     ADAPTER_FILES,
     BASE_MODEL,
     WINDOW_TOKENS,
+    get_sentence_start_model,
     word_windows,
 )
 from narratives.stages.analyse.boundaries import (  # noqa: E402
@@ -99,6 +102,11 @@ def training_texts(corpus: bool = True) -> list[tuple[str, str]]:
     return out
 
 
+def calibration_texts() -> list[tuple[str, str]]:
+    """(id, punctuated text) of the calibration halves' stories that choose the cut settings."""
+    return [(s.id, s.text) for half in CALIBRATION for s in split(half) if has_reference(s)]
+
+
 def fingerprint(texts: list[tuple[str, str]]) -> str:
     h = hashlib.sha256()
     for i, t in texts:
@@ -143,7 +151,7 @@ def windows(tokenizer, words: list[str], labels: list[int]) -> list[tuple[list[i
     """(token ids with [CLS] and [SEP], label per token) of each window of a story: the label
     sits on the first token of each word after the first (1: a sentence starts before it), -1
     elsewhere."""
-    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
     ids, owner = enc["input_ids"], enc.word_ids()
     y, seen = [-1] * len(ids), set()
     for t, w in enumerate(owner):
@@ -240,24 +248,33 @@ def main() -> int:
     args = parser.parse_args()
     texts = training_texts()
     digest = fingerprint(texts)
+    calibration_digest = fingerprint(calibration_texts())
     if args.check:
-        shipped = json.loads(BOUNDARY_MODEL.read_text(encoding="utf-8"))["trained_on"]
-        ok = shipped.get("sha256") == digest
-        print("up to date" if ok else "the training text changed: run this script again")
-        return 0 if ok else 1
+        shipped = json.loads(BOUNDARY_MODEL.read_text(encoding="utf-8"))
+        problems = []
+        if shipped["trained_on"].get("sha256") != digest:
+            problems.append("the training text changed")
+        if shipped["trained_on"].get("calibration_sha256") != calibration_digest:
+            problems.append("the calibration stories changed")
+        for name in ADAPTER_FILES:
+            path = ADAPTER_DIR / name
+            if not path.is_file() or file_sha256(path) != shipped["adapter_files"].get(name):
+                problems.append(f"{name} is not the one trained")
+        print("; ".join(problems) + ": run this script again" if problems else "up to date")
+        return 1 if problems else 0
     stories = [r for r in (labelled(t) for _, t in texts) if r]
     labels = [ls for _, ls in stories]
     model, head = train(stories)
-    files = save(model, head, ADAPTER_DIR)
+    # Written beside the shipped adapter first, moved into place with boundaries.json at the
+    # end: an interrupted run leaves the shipped pair as it was.
+    fresh = ADAPTER_DIR.with_name(ADAPTER_DIR.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    files = save(model, head, fresh)
     prior = length_prior(labels)
     # The cut settings, on the calibration halves (never trained on).
-    calibration = [
-        r
-        for r in (labelled(s.text) for half in CALIBRATION for s in split(half) if has_reference(s))
-        if r
-    ]
-    probe = BoundaryModel(files, prior, 0.0, 0.0, MIN_WORDS, MAX_WORDS, {})
-    scored = [(probe.log_odds(words), ls) for words, ls in calibration]
+    calibration = [r for r in (labelled(t) for _, t in calibration_texts()) if r]
+    scorer = get_sentence_start_model(files, fresh)
+    scored = [(scorer.log_odds(words), ls) for words, ls in calibration]
     true_mean = sum(len(ls) + 1 for _, ls in calibration) / (
         sum(sum(ls) for _, ls in calibration) + len(calibration)
     )
@@ -282,6 +299,7 @@ def main() -> int:
         "gaps": sum(len(ls) for ls in labels),
         "sentence_starts": sum(sum(ls) for ls in labels),
         "sha256": digest,
+        "calibration_sha256": calibration_digest,
         "base_model": BASE_MODEL,
         "lora_rank": RANK,
         "learning_rate": LEARNING_RATE,
@@ -303,6 +321,8 @@ def main() -> int:
             for k, v in grid.items()
         },
     }
+    shutil.rmtree(ADAPTER_DIR, ignore_errors=True)
+    fresh.rename(ADAPTER_DIR)
     BOUNDARY_MODEL.write_text(
         json.dumps(
             {

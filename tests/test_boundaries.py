@@ -105,6 +105,9 @@ def test_the_shipped_model_was_trained_on_the_training_text_as_it_is():
     texts = script.training_texts()
     shipped = json.loads(BOUNDARY_MODEL.read_text(encoding="utf-8"))
     assert shipped["trained_on"]["sha256"] == script.fingerprint(texts)
+    # ...and its cut settings were chosen on the calibration stories as they are.
+    calibration = script.calibration_texts()
+    assert shipped["trained_on"]["calibration_sha256"] == script.fingerprint(calibration)
     assert shipped["trained_on"]["stories"] >= 450
     held = {s.id for half in HELD_OUT for s in split(half)}
     assert not held & {i for i, _ in texts}
@@ -158,6 +161,9 @@ def test_a_damaged_adapter_is_refused_by_name(tmp_path):
     (copy / "head.json").unlink()
     with pytest.raises(ModelNotAvailable, match="head.json"):
         get_sentence_start_model(files, copy)
+    shutil.copy(ADAPTER_DIR / "head.json", copy)
+    with pytest.raises(ModelNotAvailable, match="no SHA-256 is recorded for head.json"):
+        get_sentence_start_model({**files, "head.json": None}, copy)
 
 
 @pytest.mark.slow

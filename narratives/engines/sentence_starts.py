@@ -15,6 +15,7 @@ when a better-placed window exists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import warnings
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from narratives.core.errors import ModelNotAvailable
-from narratives.core.files import file_sha256
 from narratives.engines.embeddings import resolve_embedding_model
 
 __all__ = [
@@ -72,7 +72,11 @@ class SentenceStartModel:
 
         if len(words) < 2:
             return []
-        enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+        # Whole texts on purpose (read in windows below): verbose=False stops the tokenizer
+        # warning that they are longer than the model takes.
+        enc = self.tokenizer(
+            words, is_split_into_words=True, add_special_tokens=False, verbose=False
+        )
         ids, owner = enc["input_ids"], enc.word_ids()
         best: dict[int, tuple[int, float]] = {}  # token -> (distance from window edge, logit)
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
@@ -119,11 +123,19 @@ def _load(folder: Path, files: dict[str, str]) -> SentenceStartModel:
                 f"the sentence-boundary adapter is incomplete: no {path}",
                 hint="reinstall narratives, or train it: scripts/train_sentence_boundaries.py",
             )
-        digest = file_sha256(path)
-        if digest != files.get(name):
+        # Hashed afresh each load (under 3 MB): a digest cache keyed on size and mtime would
+        # pass a file altered in place with its mtime put back.
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = files.get(name)
+        if expected is None:
+            raise ModelNotAvailable(
+                f"no SHA-256 is recorded for {path.name} (boundaries.json predates the adapter)",
+                hint="reinstall narratives, or train it: scripts/train_sentence_boundaries.py",
+            )
+        if digest != expected:
             raise ModelNotAvailable(
                 f"{path}: SHA-256 {digest[:16]}... is not the trained adapter's "
-                f"{str(files.get(name))[:16]}... (damaged or altered)",
+                f"{expected[:16]}... (damaged or altered)",
                 hint="reinstall narratives, or train it: scripts/train_sentence_boundaries.py",
             )
     import torch
