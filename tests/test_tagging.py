@@ -83,6 +83,7 @@ def test_corpus_is_large_varied_and_split_once():
         ("ijk", "outside2_tune", "outside2_heldout"),
         ("lmn", "outside3_calibrate", "outside3_heldout"),
         ("opq", "outside4_calibrate", "outside4_heldout"),
+        ("rst", "outside5_calibrate", "outside5_heldout"),
     ):
         batch = {s.id for s in stories if s.id[0] in writers}
         assert batch == set(halves[first]) | set(halves[second])
