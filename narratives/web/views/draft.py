@@ -293,16 +293,21 @@ def _tag_rows(
 
 
 def _tag_threshold(draft: Draft, campaign: Campaign | None, analysis: Analysis | None) -> str:
-    """The score a tag must reach, as the analysis scored the campaign's tags."""
+    """The score a tag must reach, as the analysis scored the campaign's tags: the threshold
+    the analysis used (the tag rows show its decisions), not the campaign's current one, which
+    may have changed since."""
     if campaign is None:
         return ""
     fit = analysis.fit(draft.campaign) if analysis else None
     learnt, described = campaign.tag_threshold, campaign.description_threshold
+    used = fit.threshold if fit is not None and fit.threshold > 0 else None
     if fit is not None and fit.method == "description":
+        described = used if used is not None else described
         return f"{described:.2f} (scored by the tags’ descriptions: too few example stories)"
     if fit is not None and fit.method == "mixed":
+        described = used if used is not None else described
         return f"{learnt:.2f}, or {described:.2f} for tags scored by their descriptions"
-    return f"{learnt:.2f}"
+    return f"{used if used is not None else learnt:.2f}"
 
 
 def _guessed(analysis: Analysis | None) -> list[str]:
